@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Two makefiles in one.  Included by Kbuild (as mm/gmem/Makefile), it builds
+# gmem; run by a person in the repository, it offers the developer targets.
+
+ifneq ($(KERNELRELEASE),)
+
+# The core-MM hook is built in; the subsystem and drivers are modules.
+obj-y			+= gmem_hook.o
+obj-$(CONFIG_GMEM)	+= gmem.o
+gmem-y			:= gmem_core.o gmem_glue.o
+obj-$(CONFIG_GMEM_NPU)	+= gmem_npu.o
+
+else
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help setup run check bench vm kernel clean
+
+help:
+	@echo "make run     set up, build and boot; load gmem and the NPU, run a sample"
+	@echo "make check   set up, build the debug kernel and run every test"
+	@echo "make vm      boot a VM and run CMD='...' with FILES='...' copied in"
+	@echo "make setup   install what is missing (apt-get, cargo install)"
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@bash scripts/run.sh
+
+check: setup
+	@bash scripts/check.sh
+
+vm: setup
+	@bash scripts/vm-cmd.sh
+
+clean:
+	rm -rf "$${GMEM_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/gmem}"
+
+endif

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A thin debugfs wrapper: a directory removed on drop, holding read-only
+//! files whose text a Rust function writes (through `seq_file`).
+//!
+//! Failures to create debugfs entries are ignored, as debugfs asks of its
+//! users: statistics are not worth failing a module load for.
+
+use kernel::ffi::{c_int, c_void};
+use core::fmt;
+use core::ptr;
+use kernel::bindings;
+use kernel::prelude::*;
+
+/// Writes to a `seq_file` being shown.
+pub(crate) struct SeqWriter(*mut bindings::seq_file);
+
+impl fmt::Write for SeqWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // SAFETY: `self.0` is the `seq_file` of the running show callback.
+        // On overflow seq_file retries the whole show with a larger buffer.
+        unsafe { bindings::seq_write(self.0, s.as_ptr().cast(), s.len()) };
+        Ok(())
+    }
+}
+
+/// What a file shows.
+pub(crate) type ShowFn = fn(&mut SeqWriter) -> fmt::Result;
+
+/// A debugfs directory, removed with its files on drop.
+///
+/// # Invariants
+///
+/// `dentry` is what `debugfs_create_dir()` returned (possibly an error
+/// pointer, which debugfs accepts everywhere).
+pub(crate) struct Dir {
+    dentry: *mut bindings::dentry,
+}
+
+// SAFETY: A dentry pointer may be used and removed from any thread.
+unsafe impl Send for Dir {}
+// SAFETY: `Dir` has no interior mutability.
+unsafe impl Sync for Dir {}
+
+impl Dir {
+    pub(crate) fn new(name: &CStr) -> Self {
+        // SAFETY: `name` is NUL-terminated; a null parent is the root.
+        let dentry = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), ptr::null_mut()) };
+        Self { dentry }
+    }
+
+    /// Adds a read-only file whose contents `show` writes on each read.
+    pub(crate) fn show_file(&self, name: &CStr, show: ShowFn) {
+        // SAFETY: `name` is NUL-terminated, the parent is ours (or an error
+        // pointer debugfs ignores), and `SHOW_FOPS` is static.  The data
+        // pointer is a function pointer, valid as long as the module.
+        unsafe {
+            bindings::debugfs_create_file(
+                name.as_char_ptr(),
+                0o444,
+                self.dentry,
+                show as *mut c_void,
+                &SHOW_FOPS.0,
+            )
+        };
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: Per the invariant; after this no file callback is running
+        // or can start (debugfs waits for active users).
+        unsafe { bindings::debugfs_remove(self.dentry) };
+    }
+}
+
+unsafe extern "C" fn show_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: VFS passes a valid inode and file; debugfs stored our data
+    // pointer in `i_private`.
+    unsafe { bindings::single_open(file, Some(show_seq), (*inode).i_private) }
+}
+
+unsafe extern "C" fn show_seq(m: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
+    // SAFETY: `single_open()` stored the `ShowFn` given to `show_file` in
+    // `private`; function and data pointers have the same size here.
+    let show: ShowFn = unsafe { core::mem::transmute::<*mut c_void, ShowFn>((*m).private) };
+    match show(&mut SeqWriter(m)) {
+        Ok(()) => 0,
+        Err(_) => EINVAL.to_errno(),
+    }
+}
+
+#[repr(transparent)]
+struct Fops(bindings::file_operations);
+
+// SAFETY: The table is never written; it holds function pointers and a
+// null owner.
+unsafe impl Sync for Fops {}
+
+static SHOW_FOPS: Fops = Fops(bindings::file_operations {
+    open: Some(show_open),
+    read: Some(bindings::seq_read),
+    llseek: Some(bindings::seq_lseek),
+    release: Some(bindings::single_release),
+    // SAFETY: All-zero is "not implemented" for every other member.
+    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+});

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make check: the test kernel (KASAN, lockdep, DEBUG_VM...), every selftest
+# in the VM, a result line per test and the totals as the last line.
+# GMEM_TESTS="mmap_test module_test" limits the run to those programs.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+bash "$GMEM_ROOT/scripts/kernel.sh" test
+bash "$GMEM_ROOT/scripts/userspace.sh" test
+
+job=$(mktemp)
+{ printf 'export GMEM_TESTS="%s"\n' "${GMEM_TESTS:-}"; cat "$GMEM_ROOT/scripts/guest/check-job.sh"; } >"$job"
+set +e
+bash "$GMEM_ROOT/scripts/vm.sh" test "$job"
+vm_status=$?
+set -e
+rm -f "$job"
+
+stage "results"
+tr -d '\r' <"$GMEM_CACHE/vm-test.log" | awk -v vm_status="$vm_status" '
+	/^GMEM-SETUP-FAILED/ { print "FAIL setup: " $0; failed++ }
+	/^GMEM-TEST-BEGIN / { prog = $2; fails_here = 0; next }
+	/^GMEM-TEST-END / {
+		rc = $3; sub("rc=", "", rc)
+		if (rc != 0 && fails_here == 0) {
+			print "FAIL " prog ": exited with status " rc " before reporting a failure"
+			failed++
+		}
+		prog = ""; next
+	}
+	prog != "" && /^ok [0-9]+ .*# SKIP/ { sub(/^ok [0-9]+ /, ""); print "SKIP " prog ": " $0; skipped++; next }
+	prog != "" && /^ok [0-9]+ / { sub(/^ok [0-9]+ /, ""); print "PASS " prog ": " $0; passed++; next }
+	prog != "" && /^not ok [0-9]+ / { sub(/^not ok [0-9]+ /, ""); print "FAIL " prog ": " $0; failed++; fails_here++; next }
+	/^GMEM-REF-BEGIN / { ref = $2; next }
+	/^GMEM-REF-END / { print "reference (not counted): " ref " " reftotals; ref = ""; next }
+	ref != "" && /^# Totals:/ { reftotals = $0 }
+	END {
+		if (vm_status == 125) { print "FAIL kernel: splat in dmesg or VM died (see above)"; failed++ }
+		else if (vm_status != 0) { print "FAIL vm: exit status " vm_status; failed++ }
+		printf "%d passed, %d failed, %d skipped\n", passed, failed, skipped
+		exit failed > 0
+	}'

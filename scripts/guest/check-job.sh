@@ -1,0 +1,30 @@
+# Runs in the test VM (busybox sh): every gmem selftest, then the upstream
+# hmm-tests as a reference.  Markers let the host count the results.
+export GMEM_MODDIR=/lib/modules/gmem
+if ! insmod $GMEM_MODDIR/gmem.ko || ! insmod $GMEM_MODDIR/gmem_npu.ko; then
+	echo "GMEM-SETUP-FAILED loading gmem.ko and gmem_npu.ko"
+	exit 1
+fi
+for t in /opt/gmem/selftests/*; do
+	name=${t##*/}
+	[ -n "${GMEM_TESTS:-}" ] && ! echo " $GMEM_TESTS " | grep -q " $name " && continue
+	echo "GMEM-TEST-BEGIN $name"
+	$t
+	echo "GMEM-TEST-END $name rc=$?"
+done
+# Everything a test created must be gone: both modules unload cleanly.
+echo "GMEM-TEST-BEGIN final_unload"
+ok=1
+rmmod gmem_npu || ok=0
+for i in 1 2 3 4 5 6 7 8 9 10; do rmmod gmem 2>/dev/null && break; sleep 0.2; done
+[ -d /sys/module/gmem ] && ok=0
+[ $ok = 1 ] && echo "ok 1 final_unload" || echo "not ok 1 final_unload"
+echo "GMEM-TEST-END final_unload rc=0"
+if [ -z "${GMEM_TESTS:-}" ]; then
+	insmod $GMEM_MODDIR/test_hmm.ko
+	echo "GMEM-REF-BEGIN hmm-tests"
+	/opt/gmem/ref/hmm-tests
+	echo "GMEM-REF-END hmm-tests rc=$?"
+	rmmod test_hmm
+fi
+exit 0

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Usage: scripts/userspace.sh run|test
+#
+# Builds what runs in the guest against the FLAVOR kernel's uapi headers
+# into $GMEM_CACHE/guest-<flavor>/: the gmem selftests (through the
+# kernel's selftests build), the upstream hmm-tests as a reference, the
+# samples and the tools.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+flavor=${1:?usage: userspace.sh run|test}
+out=$(kbuild_dir "$flavor")
+guest=$GMEM_CACHE/guest-$flavor
+hdrs="-isystem $out/usr/include"
+rm -rf "$guest"
+mkdir -p "$guest"/{selftests,ref,samples}
+
+stage "building selftests (make -C tools/testing/selftests TARGETS=gmem)"
+make -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=gmem O="$out" >/dev/null
+find "$out/kselftest/gmem" -maxdepth 1 -type f -perm -u+x -exec cp {} "$guest/selftests/" \;
+
+stage "building the reference hmm-tests"
+sel=$GMEM_TREE/tools/testing/selftests
+gcc -O2 -pthread -I "$GMEM_TREE" $hdrs -o "$guest/ref/hmm-tests" "$sel/mm/hmm-tests.c"
+
+stage "building samples"
+for c in "$GMEM_ROOT"/samples/*.c; do
+	[ -e "$c" ] || continue
+	gcc -O2 -Wall -Werror -pthread $hdrs -I "$GMEM_ROOT/samples" \
+		-o "$guest/samples/$(basename "$c" .c)" "$c"
+done

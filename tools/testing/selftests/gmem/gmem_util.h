@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Helpers shared by the gmem selftests. */
+#ifndef GMEM_UTIL_H
+#define GMEM_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/gmem.h>
+
+#define GMEM_DEBUGFS "/sys/kernel/debug/gmem"
+#define MiB (1UL << 20)
+
+#define PEER_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_PEER_SHARED)
+
+static inline void *peer_mmap(size_t len)
+{
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, PEER_FLAGS, -1, 0);
+}
+
+/* Value of counter @name in debugfs gmem/stats, or -1 if unreadable. */
+static inline long gmem_stat(const char *name)
+{
+	char key[64];
+	long val, found = -1;
+	FILE *f = fopen(GMEM_DEBUGFS "/stats", "r");
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", key, &val) == 2) {
+		if (!strcmp(key, name)) {
+			found = val;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Waits up to @ms for counter @name to equal @want; returns the last value. */
+static inline long gmem_stat_wait(const char *name, long want, int ms)
+{
+	long v = gmem_stat(name);
+
+	for (; v != want && ms > 0; ms -= 10) {
+		usleep(10000);
+		v = gmem_stat(name);
+	}
+	return v;
+}
+
+/*
+ * The VmFlags line of the VMA containing @addr in /proc/self/smaps, copied
+ * to @buf; returns false if there is no such VMA.
+ */
+static inline bool vma_flags(void *addr, char *buf, size_t size)
+{
+	unsigned long a = (unsigned long)addr, start, end;
+	char line[512];
+	bool in = false, found = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = a >= start && a < end;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(buf, size, "%s", line + 8);
+			found = true;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Does the VmFlags line @flags carry the two-letter mnemonic @mn? */
+static inline bool has_vmflag(const char *flags, const char *mn)
+{
+	char pat[8];
+
+	snprintf(pat, sizeof(pat), " %s", mn);
+	for (const char *p = flags; (p = strstr(p, pat)); p++)
+		if (p[3] == ' ' || p[3] == '\n' || p[3] == '\0')
+			return true;
+	return false;
+}
+
+static inline const char *gmem_moddir(void)
+{
+	const char *d = getenv("GMEM_MODDIR");
+
+	return d ? d : "/lib/modules/gmem";
+}
+
+static inline bool module_loaded(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/module/%s", name);
+	return access(path, F_OK) == 0;
+}
+
+/* Loads @name.ko from gmem_moddir(); 0 or -errno. */
+static inline int load_module(const char *name)
+{
+	char path[256];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/%s.ko", gmem_moddir(), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = syscall(SYS_finit_module, fd, "", 0);
+	ret = ret ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+/* Unloads @name without waiting; 0 or -errno (EAGAIN/EWOULDBLOCK if in use). */
+static inline int unload_module(const char *name)
+{
+	return syscall(SYS_delete_module, name, O_NONBLOCK) ? -errno : 0;
+}
+
+/* Unloads @name, retrying while it is busy for up to @ms. */
+static inline int unload_module_wait(const char *name, int ms)
+{
+	int ret;
+
+	while ((ret = unload_module(name)) == -EAGAIN && ms > 0) {
+		usleep(10000);
+		ms -= 10;
+	}
+	return ret;
+}
+
+#endif /* GMEM_UTIL_H */

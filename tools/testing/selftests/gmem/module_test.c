@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Loading and unloading gmem.ko and gmem_npu.ko, and what pins them.
+ *
+ * Run as root with both modules loaded; every test leaves them loaded.
+ * Module files come from $GMEM_MODDIR (default /lib/modules/gmem).
+ */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "../kselftest_harness.h"
+#include "gmem_util.h"
+
+static void reload_all(struct __test_metadata *_metadata)
+{
+	if (!module_loaded("gmem"))
+		ASSERT_EQ(load_module("gmem"), 0);
+	if (!module_loaded("gmem_npu"))
+		ASSERT_EQ(load_module("gmem_npu"), 0);
+}
+
+static bool file_has_line(const char *path, const char *needle)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+FIXTURE(mods) {};
+
+FIXTURE_SETUP(mods)
+{
+	if (getuid())
+		SKIP(return, "needs root");
+	reload_all(_metadata);
+}
+
+FIXTURE_TEARDOWN(mods)
+{
+	reload_all(_metadata);
+}
+
+TEST_F(mods, npu_registers_a_device)
+{
+	ASSERT_EQ(gmem_stat("devices"), 1);
+	ASSERT_TRUE(file_has_line(GMEM_DEBUGFS "/devices", "npu0"));
+}
+
+TEST_F(mods, unload_in_reverse_order)
+{
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	ASSERT_EQ(gmem_stat("devices"), 0);
+	ASSERT_EQ(unload_module_wait("gmem", 2000), 0);
+	ASSERT_FALSE(module_loaded("gmem"));
+	ASSERT_NE(access(GMEM_DEBUGFS, F_OK), 0);
+	ASSERT_EQ(load_module("gmem"), 0);
+	ASSERT_EQ(gmem_stat("devices"), 0);
+	ASSERT_EQ(load_module("gmem_npu"), 0);
+	ASSERT_EQ(gmem_stat("devices"), 1);
+}
+
+TEST_F(mods, gmem_refused_while_device_exists)
+{
+	int ret = unload_module("gmem");
+
+	ASSERT_TRUE(ret == -EAGAIN || ret == -EWOULDBLOCK) TH_LOG("ret %d", ret);
+	ASSERT_TRUE(module_loaded("gmem"));
+	ASSERT_EQ(gmem_stat("devices"), 1);
+}
+
+TEST_F(mods, gmem_refused_while_region_exists)
+{
+	int pipefd[2], status;
+	char c;
+	pid_t pid;
+
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	ASSERT_EQ(pipe(pipefd), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		unsigned long *p = peer_mmap(MiB);
+
+		if (p == MAP_FAILED)
+			_exit(1);
+		p[0] = 1;
+		if (write(pipefd[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	ASSERT_EQ(read(pipefd[0], &c, 1), 1);
+	ASSERT_EQ(unload_module("gmem"), -EAGAIN);
+	ASSERT_TRUE(module_loaded("gmem"));
+	kill(pid, SIGKILL);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	/* The address space goes after an SRCU grace period; then gmem may. */
+	ASSERT_EQ(unload_module_wait("gmem", 2000), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+TEST_F(mods, mmap_without_gmem_is_enodev)
+{
+	void *p;
+
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	ASSERT_EQ(unload_module_wait("gmem", 2000), 0);
+	p = peer_mmap(MiB);
+	ASSERT_EQ(p, MAP_FAILED);
+	ASSERT_EQ(errno, ENODEV);
+	ASSERT_EQ(load_module("gmem"), 0);
+	p = peer_mmap(MiB);
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(munmap(p, MiB), 0);
+}
+
+TEST_F(mods, npu_needs_gmem)
+{
+	int ret;
+
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	ASSERT_EQ(unload_module_wait("gmem", 2000), 0);
+	/* Its symbols come from gmem.ko: loading it alone must fail. */
+	ret = load_module("gmem_npu");
+	ASSERT_NE(ret, 0);
+	ASSERT_FALSE(module_loaded("gmem_npu"));
+}
+
+TEST_F(mods, double_load_is_eexist)
+{
+	ASSERT_EQ(load_module("gmem"), -EEXIST);
+	ASSERT_EQ(load_module("gmem_npu"), -EEXIST);
+}
+
+TEST_HARNESS_MAIN
