@@ -15,14 +15,21 @@
 //!   callable, and freed only after both are gone.
 //! - [`GmemDev`]: one per registered device.  Registration takes a reference
 //!   on gmem.ko; unregistration drops it.
-//! - [`GmemAs`]: one per `mm_struct` that has MAP_PEER_SHARED regions.  It is
-//!   the `mmu_notifier` of that mm, found or created with
+//! - [`GmemAs`]: one per `mm_struct` with regions or attached devices.  It
+//!   is the `mmu_notifier` of that mm, found or created with
 //!   `mmu_notifier_get_locked()`, so core MM keeps the mm-to-address-space
-//!   map.  Every region holds one notifier reference; process exit
-//!   (`release`) drops them, and the last `mmu_notifier_put()` frees the
-//!   address space after an SRCU grace period (`free_notifier`).  An address
-//!   space holds a reference on gmem.ko from allocation to free; module exit
-//!   waits for pending frees with `mmu_notifier_synchronize()`.
+//!   map.  It counts its users itself (`refs`: regions, contexts, a queued
+//!   work item) and holds one notifier reference while that count is
+//!   non-zero; the last `put` lets core MM free it after an SRCU grace
+//!   period (`free_notifier`).  Process exit (`release`) removes every
+//!   device mapping; regions go as exit unmaps their VMAs, contexts when
+//!   their drivers detach, in any order.  An address space holds a
+//!   reference on gmem.ko from allocation to free; module exit waits for
+//!   pending frees with `mmu_notifier_synchronize()`.
+//! - [`GmemCtx`]: one per (device, address space), from
+//!   `gmem_ctx_attach()` to `gmem_ctx_detach()`; device unregistration
+//!   tears its driver side down early.
+//! - Regions: see `gmem_vma`.
 //!
 //! gmem.ko therefore cannot be unloaded while any device or any address
 //! space exists; `rmmod` gets `EAGAIN` (refcount non-zero) until then.
@@ -32,16 +39,24 @@
 //! This is the one place where the order is written down; every module
 //! follows it.
 //!
-//! 1. `mmap_lock` of the mm (core MM; held for write by the mmap hook).
+//! 1. `mmap_lock` of the mm (core MM: held for write by the mmap hook, for
+//!    read by the fault path, and by core MM around most invalidations).
 //! 2. `Registry::devices`.
-//! 3. `GmemAs::regions`.
+//! 3. `GmemDev::ctxs`.
+//! 4. `GmemAs::regions`.
+//! 5. `GmemAs::pt`, the page-table lock: taken by every invalidation (mmu
+//!    notifier callbacks, with `try_lock` when they may not sleep) and by
+//!    the fault path to commit device mappings.
 //!
-//! No gmem lock is held while calling into a driver's `gmem_dev_ops`.
+//! A driver's `map` and `invalidate` run under `GmemAs::pt` and must not
+//! call back into gmem; `ctx_create` and `ctx_destroy` run with no gmem
+//! lock held.  Notifiers are never inserted or removed under a gmem lock:
+//! insertion may take `mmap_lock` and removal waits for callbacks.
 
 use kernel::ffi::{c_char, c_int, c_void};
 use core::fmt::Write;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::error::from_result;
 use kernel::prelude::*;
@@ -54,9 +69,11 @@ use kernel::types::Opaque;
 mod gmem_debugfs;
 mod gmem_fault;
 mod gmem_mm;
+mod gmem_sync;
 mod gmem_vma;
 
-use gmem_mm::MmWriteLocked;
+use gmem_mm::{MmRef, MmWriteLocked};
+use gmem_sync::TryMutex;
 use gmem_vma::Regions;
 
 module! {
@@ -73,9 +90,14 @@ module! {
 pub(crate) struct Stats {
     pub(crate) devices: AtomicU64,
     pub(crate) address_spaces: AtomicU64,
+    pub(crate) contexts: AtomicU64,
     pub(crate) regions: AtomicU64,
     pub(crate) peer_shared_mmaps: AtomicU64,
     pub(crate) peer_shared_bytes: AtomicU64,
+    pub(crate) device_faults: AtomicU64,
+    pub(crate) fault_pages: AtomicU64,
+    pub(crate) fault_retries: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
 }
 
 impl Stats {
@@ -83,20 +105,30 @@ impl Stats {
         Self {
             devices: AtomicU64::new(0),
             address_spaces: AtomicU64::new(0),
+            contexts: AtomicU64::new(0),
             regions: AtomicU64::new(0),
             peer_shared_mmaps: AtomicU64::new(0),
             peer_shared_bytes: AtomicU64::new(0),
+            device_faults: AtomicU64::new(0),
+            fault_pages: AtomicU64::new(0),
+            fault_retries: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
         }
     }
 
     /// Lines of `name value`, in a fixed order that tools can rely on.
-    pub(crate) fn show(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+    pub(crate) fn show(&self, w: &mut impl Write) -> core::fmt::Result {
         let rows = [
             ("devices", &self.devices),
             ("address_spaces", &self.address_spaces),
+            ("contexts", &self.contexts),
             ("regions", &self.regions),
             ("peer_shared_mmaps", &self.peer_shared_mmaps),
             ("peer_shared_bytes", &self.peer_shared_bytes),
+            ("device_faults", &self.device_faults),
+            ("fault_pages", &self.fault_pages),
+            ("fault_retries", &self.fault_retries),
+            ("invalidations", &self.invalidations),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -107,32 +139,54 @@ impl Stats {
 
 pub(crate) static STATS: Stats = Stats::new();
 
+/// Removes `target` from `v` (order is not kept).
+fn remove_arc<T>(v: &mut KVec<Arc<T>>, target: &Arc<T>) -> Option<Arc<T>> {
+    let i = v.iter().position(|x| Arc::ptr_eq(x, target))?;
+    let last = v.len() - 1;
+    v.as_mut_slice().swap(i, last);
+    // SAFETY: Element `last` is initialised; shrinking the length by one
+    // hands its ownership to the read.
+    unsafe {
+        let x = core::ptr::read(v.as_ptr().add(last));
+        v.set_len(last);
+        Some(x)
+    }
+}
+
 /// A device registered by a driver.
 ///
 /// # Invariants
 ///
 /// `ops` points to a `gmem_dev_ops` with every operation set, and `ops` and
 /// `drvdata` stay valid until `gmem_dev_unregister()` returns for it.
+#[pin_data]
 pub(crate) struct GmemDev {
-    // The ops are driven by the fault path, which is not written yet.
-    #[allow(dead_code)]
     ops: *const bindings::gmem_dev_ops,
-    #[allow(dead_code)]
     drvdata: *mut c_void,
     name: CString,
     caps: u32,
     id: u32,
+    /// Live contexts of this device; `None` once unregistered.
+    #[pin]
+    ctxs: Mutex<Option<KVec<Arc<GmemCtx>>>>,
 }
 
 // SAFETY: `GmemDev` only stores the driver's pointers; the driver interface
 // requires its ops to be callable from any thread.
 unsafe impl Send for GmemDev {}
-// SAFETY: As above; `GmemDev` has no interior mutability.
+// SAFETY: As above; mutable state is behind the mutex.
 unsafe impl Sync for GmemDev {}
 
 impl GmemDev {
     pub(crate) fn name(&self) -> &CStr {
         &self.name
+    }
+
+    fn ops(&self) -> &bindings::gmem_dev_ops {
+        // SAFETY: Valid while registered (type invariant); users hold an
+        // `Arc` obtained while it was registered, and contexts are torn
+        // down before unregistration returns.
+        unsafe { &*self.ops }
     }
 }
 
@@ -143,6 +197,8 @@ pub(crate) struct Registry {
     #[pin]
     devices: Mutex<RBTree<u32, Arc<GmemDev>>>,
     next_id: AtomicU32,
+    /// Runs the address spaces' deferred region maintenance.
+    wq: gmem_sync::Workqueue,
 }
 
 /// The registry of the loaded module.
@@ -168,20 +224,116 @@ impl Registry {
     }
 }
 
-/// A process's gmem address space: its regions and, later, device contexts.
+/// A device's view of one address space: the driver's context (its page
+/// table) and the policy of what it may reach.
 ///
 /// # Invariants
 ///
-/// `notifier` is registered with core MM for `mm` (set by core MM) from the
-/// return of `alloc_notifier` until `free_notifier`; the object is only
-/// freed by `free_notifier`.
+/// `as_` is valid: the context holds a reference on it until detached.
+/// `drv` is the driver's context from `ctx_create` until `dead` is set
+/// (under the address space's page-table lock) and `ctx_destroy` is called.
+pub(crate) struct GmemCtx {
+    as_: *const GmemAs,
+    dev: Arc<GmemDev>,
+    drv: *mut c_void,
+    system: AtomicBool,
+    dead: AtomicBool,
+}
+
+// SAFETY: The pointers refer to objects shared under their own locks.
+unsafe impl Send for GmemCtx {}
+// SAFETY: As above.
+unsafe impl Sync for GmemCtx {}
+
+impl GmemCtx {
+    pub(crate) fn address_space(&self) -> &GmemAs {
+        // SAFETY: Per the type invariant.
+        unsafe { &*self.as_ }
+    }
+
+    /// True once torn down.  Reliable under the page-table lock.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Whether this context's policy lets the device reach `vma`.
+    pub(crate) fn allows(&self, vma: &gmem_mm::Vma<'_>) -> bool {
+        vma.is_peer_shared() || self.system.load(Ordering::Relaxed)
+    }
+
+    /// Maps host pages into the device.  Called under the page-table lock.
+    pub(crate) fn map(&self, va: usize, pfns: &[usize], prot: u32) -> Result {
+        let map = self.dev.ops().map.ok_or(EINVAL)?;
+        // SAFETY: The context is alive (checked under the page-table lock
+        // by the caller) and the driver's data is valid while registered.
+        let ret = unsafe {
+            map(self.dev.drvdata, self.drv, va as _, pfns.as_ptr().cast(), pfns.len() as _, prot)
+        };
+        kernel::error::to_result(ret)
+    }
+
+    /// Removes device mappings of `[start, end)`.  Under the page-table
+    /// lock, on a live context.
+    fn invalidate(&self, start: usize, end: usize) {
+        if let Some(inv) = self.dev.ops().invalidate {
+            // SAFETY: As in `map`.
+            unsafe { inv(self.dev.drvdata, self.drv, start as _, end as _) };
+        }
+    }
+
+    /// Tears the context down once: no mapping survives and the driver's
+    /// context is destroyed.  Returns false if it already was.
+    fn kill(&self) -> bool {
+        {
+            let mut pt = self.address_space().pt.lock();
+            if self.dead.swap(true, Ordering::Relaxed) {
+                return false;
+            }
+            self.invalidate(0, usize::MAX);
+            let me = pt.iter().find(|c| ptr::eq::<GmemCtx>(&***c, self)).cloned();
+            if let Some(me) = me {
+                remove_arc(&mut pt, &me);
+            }
+        }
+        if let Some(destroy) = self.dev.ops().ctx_destroy {
+            // SAFETY: `drv` came from `ctx_create` and no op runs on it any
+            // more: `dead` is set under the page-table lock.
+            unsafe { destroy(self.dev.drvdata, self.drv) };
+        }
+        true
+    }
+}
+
+/// A process's gmem address space: its regions and device contexts.
+///
+/// # Invariants
+///
+/// `notifier` is registered with core MM for `mm` from the return of
+/// `alloc_notifier` until `free_notifier`; the object is only freed by
+/// `free_notifier`, which runs after the one notifier reference held while
+/// `refs > 0` is put.  Core MM holds `mm_count` on `mm` meanwhile.
 #[pin_data]
 #[repr(C)]
 pub(crate) struct GmemAs {
     notifier: Opaque<bindings::mmu_notifier>,
+    mm: *mut bindings::mm_struct,
+    /// Users: regions, contexts, a queued resync, callers in between.
+    refs: AtomicUsize,
+    /// The mm is exiting (`release` ran).
+    released: AtomicBool,
     #[pin]
-    regions: Mutex<Regions>,
+    pub(crate) regions: Mutex<Regions>,
+    /// The page-table lock: serialises device page-table updates (fault
+    /// commits) with invalidations, and guards the context list.
+    #[pin]
+    pub(crate) pt: TryMutex<KVec<Arc<GmemCtx>>>,
+    work: Opaque<bindings::work_struct>,
 }
+
+// SAFETY: Shared state is atomic or behind the locks above.
+unsafe impl Send for GmemAs {}
+// SAFETY: As above.
+unsafe impl Sync for GmemAs {}
 
 impl GmemAs {
     /// Returns the address space that embeds `mn`.
@@ -195,30 +347,141 @@ impl GmemAs {
         unsafe { &*(mn as *const GmemAs) }
     }
 
-    /// Finds or creates the address space of `mm` and returns it with a new
-    /// notifier reference, which the caller must give back with
-    /// [`gmem_mm::notifier_put`].
-    fn get(mm: &MmWriteLocked<'_>) -> Result<&'static GmemAs> {
-        let mn = gmem_mm::notifier_get_locked(&GMEM_AS_OPS, mm)?;
+    /// Takes a reference for a caller who just got a notifier reference:
+    /// the first user keeps it, later ones give theirs back.
+    fn adopt(mn: *mut bindings::mmu_notifier) -> &'static GmemAs {
         // SAFETY: `GMEM_AS_OPS` allocates every notifier as a `GmemAs`, and
-        // the reference we now own keeps it alive.
-        Ok(unsafe { GmemAs::from_notifier(mn) })
+        // the notifier reference keeps it alive.
+        let as_ = unsafe { GmemAs::from_notifier(mn) };
+        if as_.refs.fetch_add(1, Ordering::AcqRel) != 0 {
+            // SAFETY: We own this notifier reference; the one kept for
+            // `refs > 0` remains.
+            unsafe { gmem_mm::notifier_put(mn) };
+        }
+        as_
+    }
+
+    /// Finds or creates the address space of a write-locked mm and returns
+    /// it with a reference the caller must [`put`](Self::put).
+    fn get_locked(mm: &MmWriteLocked<'_>) -> Result<&'static GmemAs> {
+        Ok(Self::adopt(gmem_mm::notifier_get_locked(&GMEM_AS_OPS, mm)?))
+    }
+
+    /// As [`get_locked`](Self::get_locked), taking `mmap_lock` itself.
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold a users reference on `mm`.
+    unsafe fn get(mm: *mut bindings::mm_struct) -> Result<&'static GmemAs> {
+        // SAFETY: `mm` is live per the contract; the lock is held only
+        // around the lookup.
+        unsafe { bindings::mmap_write_lock(mm) };
+        // SAFETY: Write-locked just above, unlocked just below.
+        let res = Self::get_locked(&unsafe { MmWriteLocked::from_raw(mm) });
+        // SAFETY: Locked above.
+        unsafe { bindings::mmap_write_unlock(mm) };
+        res
+    }
+
+    /// Another reference, for a caller that holds one.
+    pub(crate) fn get_ref(&self) {
+        self.refs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops a reference; the last one lets the address space go.
+    pub(crate) fn put(&self) {
+        if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: The reference kept while `refs > 0`; the object stays
+            // valid until the SRCU-delayed `free_notifier`.
+            unsafe { gmem_mm::notifier_put(self.notifier()) };
+        }
     }
 
     fn notifier(&self) -> *mut bindings::mmu_notifier {
         self.notifier.get()
     }
+
+    pub(crate) fn mm(&self) -> *mut bindings::mm_struct {
+        self.mm
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// Whether any context may use `vma` (keeps regions for it).
+    pub(crate) fn allows(&self, vma: &gmem_mm::Vma<'_>) -> bool {
+        vma.is_peer_shared() || self.pt.lock().iter().any(|c| c.system.load(Ordering::Relaxed))
+    }
+
+    /// Removes every device mapping in `[start, end)` under the page-table
+    /// lock, running `under_lock` first (the notifier sequence update).
+    /// Returns false, doing nothing, if the lock is busy and `blockable` is
+    /// false: the caller (an mmu notifier) must then fail with -EAGAIN.
+    pub(crate) fn invalidate_devices(
+        &self,
+        blockable: bool,
+        start: usize,
+        end: usize,
+        under_lock: impl FnOnce(),
+    ) -> bool {
+        let pt = if blockable {
+            self.pt.lock()
+        } else {
+            match self.pt.try_lock() {
+                Some(pt) => pt,
+                None => return false,
+            }
+        };
+        under_lock();
+        for ctx in pt.iter() {
+            ctx.invalidate(start, end);
+        }
+        STATS.invalidations.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Schedules region maintenance (see `gmem_vma`).
+    pub(crate) fn queue_resync(&self) {
+        self.get_ref();
+        // SAFETY: `work` was initialised in `gmem_as_alloc` and stays valid:
+        // the reference just taken keeps the address space until the work
+        // has run.
+        if !unsafe { registry().wq.queue(self.work.get()) } {
+            self.put();
+        }
+    }
+}
+
+/// The address space's work item: region maintenance.
+unsafe extern "C" fn gmem_as_work(work: *mut bindings::work_struct) {
+    let off = core::mem::offset_of!(GmemAs, work);
+    // SAFETY: `work` is the `work` field of a `GmemAs` kept alive by the
+    // reference `queue_resync` took.
+    let as_ = unsafe { &*(work.cast::<u8>().sub(off).cast::<GmemAs>()) };
+    gmem_vma::resync(as_);
+    // Last use of `as_`: it may be freed after this.
+    as_.put();
 }
 
 /// `mmu_notifier_ops::alloc_notifier`: a new, empty address space.
-unsafe extern "C" fn gmem_as_alloc(_mm: *mut bindings::mm_struct) -> *mut bindings::mmu_notifier {
+unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut bindings::mmu_notifier {
     let init = pin_init!(GmemAs {
         // SAFETY: An all-zero `mmu_notifier` is its unregistered state.
         notifier: Opaque::new(unsafe { core::mem::zeroed() }),
+        mm,
+        refs: AtomicUsize::new(0),
+        released: AtomicBool::new(false),
         regions <- new_mutex!(Regions::new(), "GmemAs::regions"),
+        pt <- TryMutex::new(KVec::new(), c_str!("GmemAs::pt"), kernel::static_lock_class!()),
+        work: Opaque::uninit(),
     });
     match KBox::pin_init(init, GFP_KERNEL) {
         Ok(as_) => {
+            // SAFETY: `work` is pinned in the box and not queued yet.
+            unsafe {
+                gmem_sync::init_work(as_.work.get(), gmem_as_work, c_str!("gmem_as_work"), kernel::static_lock_class!())
+            };
             // Pinned until `gmem_as_free`, which rebuilds the box.
             // SAFETY: The box is never moved out of; it is freed as a box.
             let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(as_) });
@@ -233,10 +496,10 @@ unsafe extern "C" fn gmem_as_alloc(_mm: *mut bindings::mm_struct) -> *mut bindin
 }
 
 /// `mmu_notifier_ops::free_notifier`: called after an SRCU grace period once
-/// the last reference is put.
+/// the last reference is put.  Must not sleep.
 unsafe extern "C" fn gmem_as_free(mn: *mut bindings::mmu_notifier) {
     // SAFETY: `mn` came from `gmem_as_alloc` (the invariant of `GmemAs`) and
-    // core MM no longer uses it.
+    // core MM no longer uses it; no work is queued (it would hold a ref).
     drop(unsafe { KBox::from_raw(mn.cast::<GmemAs>()) });
     STATS.address_spaces.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: Drops the reference taken in `gmem_as_alloc`.  Module exit
@@ -245,17 +508,14 @@ unsafe extern "C" fn gmem_as_free(mn: *mut bindings::mmu_notifier) {
 }
 
 /// `mmu_notifier_ops::release`: the process is exiting (`exit_mmap`).
-/// Its regions go away with it, and with them their notifier references.
+/// Devices lose every mapping now; regions follow as their VMAs are
+/// unmapped, contexts when their drivers detach.
 unsafe extern "C" fn gmem_as_release(mn: *mut bindings::mmu_notifier, _mm: *mut bindings::mm_struct) {
-    // SAFETY: Core MM passes a registered notifier of ours; SRCU keeps it
-    // alive for the duration of the callback even after the last put below.
+    // SAFETY: Core MM passes a registered notifier of ours, alive for the
+    // duration of the callback.
     let as_ = unsafe { GmemAs::from_notifier(mn) };
-    let gone = as_.regions.lock().clear();
-    STATS.regions.fetch_sub(gone as u64, Ordering::Relaxed);
-    for _ in 0..gone {
-        // SAFETY: Each region owned one reference.
-        unsafe { gmem_mm::notifier_put(as_.notifier()) };
-    }
+    as_.released.store(true, Ordering::Release);
+    as_.invalidate_devices(true, 0, usize::MAX, || {});
 }
 
 static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::mmu_notifier_ops {
@@ -266,23 +526,17 @@ static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::m
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
 });
 
-/// The MAP_PEER_SHARED hook: record the new region in the address space.
+/// The MAP_PEER_SHARED hook: cover the new mapping with regions.
 unsafe extern "C" fn gmem_peer_shared_hook(mm: *mut bindings::mm_struct, start: usize, len: usize) -> c_int {
     // SAFETY: `gmem_peer_shared_mapped()` calls us with `mm` locked for
     // write (mmap_assert_write_locked) for the duration of the call.
     let mm = unsafe { MmWriteLocked::from_raw(mm) };
     from_result(|| {
         let end = start.checked_add(len).ok_or(EINVAL)?;
-        let as_ = GmemAs::get(&mm)?;
-        let inserted = as_.regions.lock().insert(start, end);
-        if inserted != Ok(true) {
-            // The region already held a reference, or there is none to keep.
-            // SAFETY: Gives back the reference `GmemAs::get` took.
-            unsafe { gmem_mm::notifier_put(as_.notifier()) };
-        }
-        if inserted? {
-            STATS.regions.fetch_add(1, Ordering::Relaxed);
-        }
+        let as_ = GmemAs::get_locked(&mm)?;
+        let res = gmem_vma::ensure_covered(as_, MmRef::WriteLocked(&mm), start, end);
+        as_.put();
+        res?;
         STATS.peer_shared_mmaps.fetch_add(1, Ordering::Relaxed);
         STATS.peer_shared_bytes.fetch_add(len as u64, Ordering::Relaxed);
         Ok(0)
@@ -322,14 +576,15 @@ pub unsafe extern "C" fn gmem_dev_register(
             return Err(EINVAL);
         }
         let reg = registry();
-        let dev = Arc::new(
-            GmemDev {
+        let dev = Arc::pin_init(
+            pin_init!(GmemDev {
                 ops,
                 drvdata,
                 name: CString::try_from_fmt(fmt!("{}", name))?,
                 caps,
                 id: reg.next_id.fetch_add(1, Ordering::Relaxed),
-            },
+                ctxs <- new_mutex!(Some(KVec::new()), "GmemDev::ctxs"),
+            }),
             GFP_KERNEL,
         )?;
         reg.devices.lock().try_create_and_insert(dev.id, dev.clone(), GFP_KERNEL)?;
@@ -345,7 +600,9 @@ pub unsafe extern "C" fn gmem_dev_register(
     })
 }
 
-/// Unregisters a device; on return gmem makes no more calls into its ops.
+/// Unregisters a device; on return gmem makes no more calls into its ops:
+/// its live contexts are torn down first (their handles stay valid for
+/// `gmem_ctx_detach()`).
 ///
 /// # Safety
 ///
@@ -358,6 +615,10 @@ pub unsafe extern "C" fn gmem_dev_unregister(dev: *mut bindings::gmem_dev) {
         pr_warn!("unregister of an unknown device {}\n", id);
         return;
     };
+    let ctxs = removed.ctxs.lock().take();
+    for ctx in ctxs.into_iter().flatten() {
+        ctx.kill();
+    }
     pr_info!("device {} ({}) unregistered\n", removed.id, removed.name());
     drop(removed);
     STATS.devices.fetch_sub(1, Ordering::Relaxed);
@@ -374,6 +635,142 @@ pub unsafe extern "C" fn gmem_dev_unregister(dev: *mut bindings::gmem_dev) {
 pub unsafe extern "C" fn gmem_dev_id(dev: *const bindings::gmem_dev) -> u32 {
     // SAFETY: A registered device is a live `GmemDev` per the contract.
     unsafe { (*dev.cast::<GmemDev>()).id }
+}
+
+/// Attaches `mm` to `dev`: creates the device's context for it.
+///
+/// # Safety
+///
+/// `dev` must be registered, `mm` must have a users reference held by the
+/// caller (e.g. `current->mm` in `open()`), `ctxp` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_ctx_attach(
+    dev: *mut bindings::gmem_dev,
+    mm: *mut bindings::mm_struct,
+    ctxp: *mut *mut bindings::gmem_ctx,
+) -> c_int {
+    from_result(|| {
+        if dev.is_null() || mm.is_null() || ctxp.is_null() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `dev` is registered, so its id is readable.
+        let id = unsafe { gmem_dev_id(dev) };
+        let dev = registry().devices.lock().get(&id).cloned().ok_or(ENODEV)?;
+        // SAFETY: The caller holds a users reference on `mm`.
+        let as_ = unsafe { GmemAs::get(mm)? };
+        let guard = kernel::types::ScopeGuard::new(|| as_.put());
+        let mut drv = ptr::null_mut();
+        let create = dev.ops().ctx_create.ok_or(EINVAL)?;
+        // SAFETY: The driver's data is valid while registered; `drv` is
+        // writable.
+        kernel::error::to_result(unsafe { create(dev.drvdata, mm, &mut drv) })?;
+        let ctx = Arc::new(
+            GmemCtx {
+                as_,
+                dev: dev.clone(),
+                drv,
+                system: AtomicBool::new(false),
+                dead: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        );
+        let ctx = match ctx {
+            Ok(c) => c,
+            Err(e) => {
+                // SAFETY: Created just above and never published.
+                unsafe { (dev.ops().ctx_destroy.ok_or(EINVAL)?)(dev.drvdata, drv) };
+                return Err(e.into());
+            }
+        };
+        // Once published, `kill` owns the teardown of `drv`.
+        let published = (|| -> Result {
+            as_.pt.lock().push(ctx.clone(), GFP_KERNEL)?;
+            let mut ctxs = dev.ctxs.lock();
+            ctxs.as_mut().ok_or(ENODEV)?.push(ctx.clone(), GFP_KERNEL)?;
+            Ok(())
+        })();
+        if let Err(e) = published {
+            ctx.kill();
+            return Err(e);
+        }
+        guard.dismiss();
+        STATS.contexts.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ctxp` is writable per the contract; the reference is
+        // given back by `gmem_ctx_detach`.
+        unsafe { *ctxp = Arc::into_raw(ctx).cast_mut().cast() };
+        Ok(0)
+    })
+}
+
+/// Detaches a context: no device mapping of it survives, the driver's
+/// context is destroyed (unless unregistration did it already), and the
+/// address space may go.
+///
+/// # Safety
+///
+/// `ctx` must come from `gmem_ctx_attach()` and not be detached yet.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_ctx_detach(ctx: *mut bindings::gmem_ctx) {
+    // SAFETY: Gives back the reference `gmem_ctx_attach` handed out.
+    let ctx = unsafe { Arc::from_raw(ctx.cast_const().cast::<GmemCtx>()) };
+    ctx.kill();
+    if let Some(list) = ctx.dev.ctxs.lock().as_mut() {
+        remove_arc(list, &ctx);
+    }
+    let as_ = ctx.address_space();
+    drop(ctx);
+    STATS.contexts.fetch_sub(1, Ordering::Relaxed);
+    as_.put();
+}
+
+/// The driver's own context (from `ctx_create`) of `ctx`.
+///
+/// # Safety
+///
+/// `ctx` must be attached and its device still registered.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_ctx_drvctx(ctx: *mut bindings::gmem_ctx) -> *mut c_void {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    unsafe { (*ctx.cast::<GmemCtx>()).drv }
+}
+
+/// Sets which memory the context may reach (`GMEM_POLICY_*`).
+///
+/// # Safety
+///
+/// `ctx` must be attached.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_ctx_set_policy(ctx: *mut bindings::gmem_ctx, policy: u32) -> c_int {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    let system = match policy {
+        bindings::GMEM_POLICY_PEER_SHARED => false,
+        bindings::GMEM_POLICY_SYSTEM => true,
+        _ => return EINVAL.to_errno(),
+    };
+    if ctx.system.swap(system, Ordering::Relaxed) && !system {
+        // Narrowed: mappings of memory it may no longer reach must go.
+        ctx.address_space().invalidate_devices(true, 0, usize::MAX, || {});
+    }
+    0
+}
+
+/// Resolves a device fault; see `<linux/gmem.h>` and `gmem_fault`.
+///
+/// # Safety
+///
+/// `ctx` must be attached.  May sleep.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_dev_fault(ctx: *mut bindings::gmem_ctx, addr: usize, flags: u32) -> kernel::ffi::c_long {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    if flags & !bindings::GMEM_FAULT_WRITE != 0 {
+        return EINVAL.to_errno() as _;
+    }
+    match gmem_fault::device_fault(ctx, addr, flags & bindings::GMEM_FAULT_WRITE != 0) {
+        Ok(n) => n as _,
+        Err(e) => e.to_errno() as _,
+    }
 }
 
 /// The `gmem_mm_hooks` handed to core MM.
@@ -404,10 +801,12 @@ impl kernel::Module for GmemModule {
             })),
             GFP_KERNEL,
         )?;
+        let wq = gmem_sync::Workqueue::new(c_str!("gmem"))?;
         let reg = KBox::pin_init(
             pin_init!(Registry {
                 devices <- new_mutex!(RBTree::new(), "Registry::devices"),
                 next_id: AtomicU32::new(0),
+                wq,
             }),
             GFP_KERNEL,
         )?;
@@ -447,7 +846,8 @@ impl Drop for GmemModule {
         unsafe { bindings::gmem_unregister_mm_hooks(self.hooks.0.get()) };
         drop(self.debugfs.take());
         // No address space or device is left (each pinned the module), but
-        // an address space's free may still be running its last lines.
+        // an address space's free or work item may still be running its
+        // last lines.
         gmem_mm::notifier_synchronize();
         REGISTRY.store(ptr::null_mut(), Ordering::Release);
         // SAFETY: Allocated in `init`; nothing can reach it any more.

@@ -13,6 +13,7 @@ use core::marker::PhantomData;
 use core::ptr;
 use kernel::bindings;
 use kernel::error::{from_result, to_result};
+use kernel::init::PinInit;
 use kernel::prelude::*;
 
 /// Device capabilities (`GMEM_DEV_CAP_*`).
@@ -26,16 +27,22 @@ pub(crate) mod caps {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Prot(u32);
 
+impl Prot {
+    pub(crate) fn writable(self) -> bool {
+        self.0 & bindings::GMEM_PROT_WRITE != 0
+    }
+}
+
 /// The device MMU operations gmem drives; see `struct gmem_dev_ops`.
 pub(crate) trait GmemDevOps: Send + Sync + Sized + 'static {
     /// The device's state for one address space (its page table).
     type Context: Send + Sync;
 
     /// Creates the context (page table) for a new address space.
-    fn ctx_create(&self) -> Result<Self::Context>;
+    fn ctx_create(&self) -> impl PinInit<Self::Context, Error>;
 
     /// Tears a context down; gmem calls nothing else on it afterwards.
-    fn ctx_destroy(&self, ctx: Self::Context) {
+    fn ctx_destroy(&self, ctx: Pin<KBox<Self::Context>>) {
         drop(ctx);
     }
 
@@ -99,6 +106,75 @@ impl<T: GmemDevOps> Drop for Registration<T> {
     }
 }
 
+/// A device's attachment to one address space (a gmem context); detached
+/// on drop.
+///
+/// # Invariants
+///
+/// `ctx` is attached to the device of a [`Registration<T>`] that outlives
+/// this object (the driver guarantees it: its files pin its module, whose
+/// exit drops the registration).
+pub(crate) struct Attachment<T: GmemDevOps> {
+    ctx: *mut bindings::gmem_ctx,
+    _ops: PhantomData<T>,
+}
+
+// SAFETY: gmem contexts may be used from any thread.
+unsafe impl<T: GmemDevOps> Send for Attachment<T> {}
+// SAFETY: As above; gmem serialises what needs it.
+unsafe impl<T: GmemDevOps> Sync for Attachment<T> {}
+
+impl<T: GmemDevOps> Attachment<T> {
+    /// Attaches the calling process's address space to `reg`'s device.
+    pub(crate) fn attach_current(reg: &Registration<T>) -> Result<Self> {
+        // SAFETY: `current` is valid; a user task's `mm` is live while it
+        // runs this system call.
+        let mm = unsafe { (*bindings::get_current()).mm };
+        if mm.is_null() {
+            return Err(EINVAL);
+        }
+        let mut ctx = ptr::null_mut();
+        // SAFETY: The device is registered, `mm` has a users reference
+        // (held by the running task) and `ctx` is writable.
+        to_result(unsafe { bindings::gmem_ctx_attach(reg.dev, mm, &mut ctx) })?;
+        Ok(Self { ctx, _ops: PhantomData })
+    }
+
+    /// The driver's context created for this attachment.
+    pub(crate) fn driver_ctx(&self) -> &T::Context {
+        // SAFETY: Attached to a registered device (type invariant), so the
+        // driver context from `ctx_create` is alive.
+        unsafe { &*bindings::gmem_ctx_drvctx(self.ctx).cast::<T::Context>() }
+    }
+
+    /// Reports a device fault; returns the number of pages gmem mapped.
+    pub(crate) fn fault(&self, addr: usize, write: bool) -> Result<usize> {
+        let flags = if write { bindings::GMEM_FAULT_WRITE } else { 0 };
+        // SAFETY: Attached (type invariant).  May sleep, as we may.
+        let ret = unsafe { bindings::gmem_dev_fault(self.ctx, addr as _, flags) };
+        if ret < 0 {
+            Err(Error::from_errno(ret as i32))
+        } else {
+            Ok(ret as usize)
+        }
+    }
+
+    /// Lets the device reach any mapping (`true`) or only MAP_PEER_SHARED
+    /// regions (`false`, the default).
+    pub(crate) fn set_system_allocator(&self, on: bool) -> Result {
+        let policy = if on { bindings::GMEM_POLICY_SYSTEM } else { bindings::GMEM_POLICY_PEER_SHARED };
+        // SAFETY: Attached (type invariant).
+        to_result(unsafe { bindings::gmem_ctx_set_policy(self.ctx, policy) })
+    }
+}
+
+impl<T: GmemDevOps> Drop for Attachment<T> {
+    fn drop(&mut self) {
+        // SAFETY: Attached until now; nothing uses `ctx` afterwards.
+        unsafe { bindings::gmem_ctx_detach(self.ctx) };
+    }
+}
+
 /// Turns the C callbacks into calls of `T`'s methods.
 struct Adapter<T>(PhantomData<T>);
 
@@ -130,9 +206,10 @@ impl<T: GmemDevOps> Adapter<T> {
         from_result(|| {
             // SAFETY: gmem passes the driver data of a registered device.
             let data = unsafe { Self::data(drvdata) };
-            let new = KBox::new(data.ctx_create()?, GFP_KERNEL)?;
-            // SAFETY: `ctx` is writable per the C contract.
-            unsafe { *ctx = KBox::into_raw(new).cast() };
+            let new = KBox::pin_init(data.ctx_create(), GFP_KERNEL)?;
+            // SAFETY: `ctx` is writable per the C contract.  The context
+            // stays pinned: it is only rebuilt as a pinned box.
+            unsafe { *ctx = KBox::into_raw(Pin::into_inner_unchecked(new)).cast() };
             Ok(0)
         })
     }
@@ -140,8 +217,8 @@ impl<T: GmemDevOps> Adapter<T> {
     unsafe extern "C" fn ctx_destroy(drvdata: *mut c_void, ctx: *mut c_void) {
         // SAFETY: gmem passes the driver data of a registered device and a
         // context from `ctx_create`, which it gives up here.
-        let (data, ctx) = unsafe { (Self::data(drvdata), KBox::from_raw(ctx.cast::<T::Context>())) };
-        data.ctx_destroy(KBox::into_inner(ctx));
+        let (data, ctx) = unsafe { (Self::data(drvdata), Pin::new_unchecked(KBox::from_raw(ctx.cast::<T::Context>()))) };
+        data.ctx_destroy(ctx);
     }
 
     unsafe extern "C" fn map(

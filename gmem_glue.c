@@ -10,3 +10,8 @@
 EXPORT_SYMBOL_GPL(gmem_dev_register);
 EXPORT_SYMBOL_GPL(gmem_dev_unregister);
 EXPORT_SYMBOL_GPL(gmem_dev_id);
+EXPORT_SYMBOL_GPL(gmem_ctx_attach);
+EXPORT_SYMBOL_GPL(gmem_ctx_detach);
+EXPORT_SYMBOL_GPL(gmem_ctx_drvctx);
+EXPORT_SYMBOL_GPL(gmem_ctx_set_policy);
+EXPORT_SYMBOL_GPL(gmem_dev_fault);

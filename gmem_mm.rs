@@ -73,3 +73,204 @@ pub(crate) fn notifier_synchronize() {
     // SAFETY: Callable from any sleepable context.
     unsafe { bindings::mmu_notifier_synchronize() }
 }
+
+/// `VM_PEER_SHARED` (include/linux/mm.h of the patched kernel: bit 41);
+/// bindgen does not see through `BIT()`.
+pub(crate) const VM_PEER_SHARED: u64 = 1 << 41;
+
+/// A reference on an mm's users (`mmget_not_zero`): its page tables and
+/// VMAs stay until the reference is dropped.
+///
+/// # Invariants
+///
+/// `mm` is valid and this object owns one `mm_users` reference on it.
+pub(crate) struct MmUser {
+    mm: *mut bindings::mm_struct,
+}
+
+impl MmUser {
+    /// Takes a users reference on `mm` unless the mm is exiting.
+    ///
+    /// # Safety
+    ///
+    /// `mm` must be valid (its `mm_count` held by the caller).
+    pub(crate) unsafe fn get(mm: *mut bindings::mm_struct) -> Option<Self> {
+        // SAFETY: `mm` is valid per the caller.
+        if unsafe { bindings::mmget_not_zero(mm) } {
+            Some(Self { mm })
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
+        self.mm
+    }
+
+    /// Takes `mmap_lock` for read.
+    pub(crate) fn read_lock(&self) -> MmReadGuard<'_> {
+        // SAFETY: `mm` is valid (type invariant).
+        unsafe { bindings::mmap_read_lock(self.mm) };
+        MmReadGuard { mm: self }
+    }
+}
+
+impl Drop for MmUser {
+    fn drop(&mut self) {
+        // SAFETY: Drops the reference this object owns.
+        unsafe { bindings::mmput(self.mm) };
+    }
+}
+
+/// `mmap_lock` held for read; unlocked on drop.
+pub(crate) struct MmReadGuard<'a> {
+    mm: &'a MmUser,
+}
+
+impl MmReadGuard<'_> {
+    /// The VMA containing `addr`, if any.
+    pub(crate) fn vma_at(&self, addr: usize) -> Option<Vma<'_>> {
+        // SAFETY: The mm is valid and read-locked.
+        let vma = unsafe { bindings::find_vma(self.mm.mm, addr as _) };
+        // SAFETY: A non-null result is a VMA of this mm, valid while the
+        // lock is held, which the lifetime ties it to.
+        let vma = unsafe { vma.as_ref() }?;
+        let v = Vma(vma);
+        (v.start() <= addr).then_some(v)
+    }
+
+    /// The first VMA ending above `addr`, if any.
+    pub(crate) fn vma_from(&self, addr: usize) -> Option<Vma<'_>> {
+        // SAFETY: As in `vma_at`.
+        unsafe { bindings::find_vma(self.mm.mm, addr as _).as_ref() }.map(Vma)
+    }
+
+    /// Runs `hmm_range_fault()` on `range`, which must belong to this mm.
+    pub(crate) fn hmm_range_fault(&self, range: &mut bindings::hmm_range) -> Result {
+        // SAFETY: The mm is read-locked as `hmm_range_fault()` requires;
+        // `range` is valid for the call and its pfn array is owned by the
+        // caller.
+        kernel::error::to_result(unsafe { bindings::hmm_range_fault(range) })
+    }
+}
+
+impl Drop for MmReadGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: This guard took the read lock.
+        unsafe { bindings::mmap_read_unlock(self.mm.mm) };
+    }
+}
+
+/// A VMA seen under `mmap_lock`.
+pub(crate) struct Vma<'a>(&'a bindings::vm_area_struct);
+
+impl Vma<'_> {
+    pub(crate) fn start(&self) -> usize {
+        // SAFETY: Reading a plain field of a valid, locked VMA.
+        unsafe { self.0.__bindgen_anon_1.__bindgen_anon_1.vm_start as usize }
+    }
+
+    pub(crate) fn end(&self) -> usize {
+        // SAFETY: As above.
+        unsafe { self.0.__bindgen_anon_1.__bindgen_anon_1.vm_end as usize }
+    }
+
+    pub(crate) fn flags(&self) -> u64 {
+        // SAFETY: As above.
+        unsafe { self.0.__bindgen_anon_2.vm_flags as u64 }
+    }
+
+    pub(crate) fn is_peer_shared(&self) -> bool {
+        self.flags() & VM_PEER_SHARED != 0
+    }
+}
+
+/// A static `mmu_interval_notifier_ops` table.
+#[repr(transparent)]
+pub(crate) struct IntervalOps(bindings::mmu_interval_notifier_ops);
+
+// SAFETY: Only function pointers, never written.
+unsafe impl Sync for IntervalOps {}
+
+impl IntervalOps {
+    pub(crate) const fn new(ops: bindings::mmu_interval_notifier_ops) -> Self {
+        Self(ops)
+    }
+}
+
+/// Where an interval notifier is inserted from: the lock held decides
+/// which core-MM function is legal.
+pub(crate) enum MmRef<'a, 'b> {
+    /// `mmap_lock` held for write (the mmap hook).
+    WriteLocked(&'a MmWriteLocked<'b>),
+    /// A users reference and no `mmap_lock`.
+    User(&'a MmUser),
+}
+
+/// Registers `sub` for `[start, end)` of the mm.
+///
+/// # Safety
+///
+/// `sub` must be zeroed, pinned, and stay valid until
+/// [`interval_remove`] returns for it.
+pub(crate) unsafe fn interval_insert(
+    sub: *mut bindings::mmu_interval_notifier,
+    mm: MmRef<'_, '_>,
+    start: usize,
+    end: usize,
+    ops: &'static IntervalOps,
+) -> Result {
+    let len = (end - start) as _;
+    // SAFETY: The caller vouches for `sub`; the lock state matches the
+    // function called, as the `MmRef` variant says.
+    kernel::error::to_result(unsafe {
+        match mm {
+            MmRef::WriteLocked(m) => {
+                bindings::mmu_interval_notifier_insert_locked(sub, m.as_ptr(), start as _, len, &ops.0)
+            }
+            MmRef::User(m) => bindings::mmu_interval_notifier_insert(sub, m.as_ptr(), start as _, len, &ops.0),
+        }
+    })
+}
+
+/// Unregisters `sub`, waiting for a running invalidation of it to finish.
+///
+/// # Safety
+///
+/// `sub` must be registered; the caller must not hold locks its
+/// invalidation callback takes.
+pub(crate) unsafe fn interval_remove(sub: *mut bindings::mmu_interval_notifier) {
+    // SAFETY: Per the function's contract.
+    unsafe { bindings::mmu_interval_notifier_remove(sub) }
+}
+
+/// Starts a read-side critical section of the HMM retry protocol.
+///
+/// # Safety
+///
+/// `sub` must be registered.
+pub(crate) unsafe fn interval_read_begin(sub: *mut bindings::mmu_interval_notifier) -> usize {
+    // SAFETY: Per the function's contract.
+    unsafe { bindings::mmu_interval_read_begin(sub) as usize }
+}
+
+/// True if an invalidation ran since `seq` was read.  Call under the lock
+/// the invalidation callback takes.
+///
+/// # Safety
+///
+/// `sub` must be registered.
+pub(crate) unsafe fn interval_read_retry(sub: *mut bindings::mmu_interval_notifier, seq: usize) -> bool {
+    // SAFETY: Per the function's contract.
+    unsafe { bindings::mmu_interval_read_retry(sub, seq as _) }
+}
+
+/// Publishes the sequence number of a running invalidation.
+///
+/// # Safety
+///
+/// Only from the invalidate callback of `sub`, under the driver lock.
+pub(crate) unsafe fn interval_set_seq(sub: *mut bindings::mmu_interval_notifier, seq: usize) {
+    // SAFETY: Per the function's contract.
+    unsafe { bindings::mmu_interval_set_seq(sub, seq as _) }
+}

@@ -2,19 +2,59 @@
 
 //! gmem_npu: a simulated NPU, a real driver on gmem's interface.
 //!
-//! The NPU is software, but it is written as a device driver would be: it
-//! registers with gmem.ko through the exported C interface (via the
-//! [`gmem_dev::GmemDevOps`] trait) and gmem drives its MMU through those
-//! operations.  Its MMU, job engine and device memory land with the issues
-//! that need them; for now it registers one device whose MMU refuses every
-//! mapping, which is what the driver boundary needs to be exercised.
+//! The NPU is software, but it is built as a device: it registers with
+//! gmem.ko through the exported C interface (via [`gmem_dev::GmemDevOps`]),
+//! and it reaches memory only through its own MMU, which gmem fills.
+//!
+//! # The device
+//!
+//! - `/dev/gmem_npuN`, `num_devices` of them (module parameter, default 1).
+//!   Opening one attaches the caller's address space (a gmem context).
+//! - Its MMU has a page table of its own format ([`PageTable`]: a directory
+//!   of 2 MiB blocks, each a leaf of 512 [`Pte`]s holding a host pfn and a
+//!   writable bit) and a small direct-mapped TLB per context.  gmem writes
+//!   it through `map` and clears it through `invalidate`, which also
+//!   flushes the TLB.
+//! - Faults are replayable: an access that misses the TLB and the page
+//!   table pauses the job, asks gmem to resolve the fault
+//!   (`gmem_dev_fault`), and replays the access.  A fault gmem cannot
+//!   resolve ends the job with that error and the faulting address, like a
+//!   GPU MMU fault report; the device goes on with the next job.
+//! - A job engine per device (an ordered workqueue) runs the jobs
+//!   submitted by ioctl in order; see `include/uapi/linux/gmem.h`.
+//!
+//! # Locking
+//!
+//! `Mmu` (a spinlock per context) is taken by the engine around each
+//! access to host memory, by `map` and by `invalidate`: an invalidation
+//! therefore waits for an access in flight on the page it removes, which is
+//! what makes the device's view coherent.  gmem serialises `map` and
+//! `invalidate` with its page-table lock.  `NpuFile::state` (a mutex) holds
+//! job bookkeeping; it is never held while touching memory or faulting.
+//!
+//! # Lifetimes
+//!
+//! A file owns its gmem attachment.  Each queued job holds an `Arc` of its
+//! file; closing the file cancels jobs not yet started, waits for the one
+//! running, then detaches.  The module cannot unload while a file is open
+//! (the misc device's fops name this module as owner), so the devices and
+//! their registrations outlive every file.
 
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::bindings;
 use kernel::c_str;
+use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNode};
+use kernel::str::CString;
+use kernel::sync::{new_condvar, new_mutex, new_spinlock, Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
+use kernel::types::Opaque;
+use kernel::uaccess::UserSlice;
 
 mod gmem_dev;
 
-use gmem_dev::{GmemDevOps, Prot, Registration};
+use gmem_dev::{Attachment, GmemDevOps, Prot, Registration};
 
 module! {
     type: NpuModule,
@@ -24,43 +64,1015 @@ module! {
     license: "GPL",
 }
 
-/// One simulated NPU.
-struct Npu;
+/// An errno the `kernel` crate of 6.12 has no constant for.
+fn errno(e: u32) -> Error {
+    Error::from_errno(-(e as i32))
+}
 
-/// The NPU's page table for one address space.
-struct NpuContext;
+// ---------------------------------------------------------------------------
+// Module parameter.  The 6.12 `module!` macro has no parameters, so this is
+// what `module_param(num_devices, uint, 0444)` expands to in C.
 
-impl GmemDevOps for Npu {
-    type Context = NpuContext;
+const MAX_DEVICES: u32 = 8;
 
-    fn ctx_create(&self) -> Result<NpuContext> {
-        Ok(NpuContext)
+/// Written by the module loader before `init` runs, read-only afterwards.
+static mut NUM_DEVICES: c_uint = 1;
+
+#[repr(transparent)]
+struct KernelParam(bindings::kernel_param);
+
+// SAFETY: The loader and sysfs serialise access to parameters; Rust code
+// only reads the value, in `init`.
+unsafe impl Sync for KernelParam {}
+
+extern "C" {
+    static mut __this_module: bindings::module;
+}
+
+#[link_section = "__param"]
+#[used]
+static NUM_DEVICES_PARAM: KernelParam = KernelParam(bindings::kernel_param {
+    name: c"num_devices".as_ptr().cast(),
+    // SAFETY: Only the address of these statics is taken.
+    mod_: unsafe { &raw mut __this_module },
+    // SAFETY: As above.
+    ops: unsafe { &raw const bindings::param_ops_uint },
+    perm: 0o444,
+    level: -1,
+    flags: 0,
+    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
+        // SAFETY: As above.
+        arg: unsafe { &raw mut NUM_DEVICES }.cast(),
+    },
+});
+
+#[link_section = ".modinfo"]
+#[used]
+static NUM_DEVICES_PARMTYPE: [u8; 26] = *b"parmtype=num_devices:uint\0";
+
+#[link_section = ".modinfo"]
+#[used]
+static NUM_DEVICES_PARM: [u8; 48] = *b"parm=num_devices:Number of NPUs (default 1, <=8)\0";
+
+// ---------------------------------------------------------------------------
+// The NPU MMU.
+
+const PAGE_SIZE: usize = bindings::PAGE_SIZE;
+const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+const LEAF_SHIFT: u32 = 21;
+const LEAF_ENTRIES: usize = 1 << (LEAF_SHIFT - PAGE_SHIFT);
+const TLB_ENTRIES: usize = 64;
+
+/// An NPU page-table entry: the host pfn, shifted, and permission bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Pte(u64);
+
+impl Pte {
+    const VALID: u64 = 1 << 0;
+    const WRITE: u64 = 1 << 1;
+    const PFN_SHIFT: u32 = 12;
+    const NONE: Pte = Pte(0);
+
+    fn new(pfn: usize, writable: bool) -> Self {
+        Pte(((pfn as u64) << Self::PFN_SHIFT) | Self::VALID | if writable { Self::WRITE } else { 0 })
     }
 
-    fn map(&self, _ctx: &NpuContext, _va: usize, _pfns: &[usize], _prot: Prot) -> Result {
-        // No page table yet: nothing can be mapped.
-        Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)))
+    fn valid(self) -> bool {
+        self.0 & Self::VALID != 0
     }
 
-    fn invalidate(&self, _ctx: &NpuContext, _start: usize, _end: usize) {
-        // Nothing is ever mapped, so there is nothing to remove.
+    fn writable(self) -> bool {
+        self.0 & Self::WRITE != 0
+    }
+
+    fn pfn(self) -> usize {
+        (self.0 >> Self::PFN_SHIFT) as usize
     }
 }
 
+type Leaf = [Pte; LEAF_ENTRIES];
+
+/// The NPU page table: leaves of 512 PTEs, one per 2 MiB of address space.
+struct PageTable {
+    leaves: RBTree<usize, KBox<Leaf>>,
+}
+
+impl PageTable {
+    fn lookup(&self, va: usize) -> Pte {
+        match self.leaves.get(&(va >> LEAF_SHIFT)) {
+            Some(leaf) => leaf[(va >> PAGE_SHIFT) % LEAF_ENTRIES],
+            None => Pte::NONE,
+        }
+    }
+
+    /// Clears the PTEs of `[start, end)`; frees leaves left empty.
+    fn clear(&mut self, start: usize, end: usize) {
+        if start == 0 && end == usize::MAX {
+            self.leaves = RBTree::new();
+            return;
+        }
+        let mut va = start & !(PAGE_SIZE - 1);
+        while va < end {
+            let key = va >> LEAF_SHIFT;
+            let leaf_end = (key + 1) << LEAF_SHIFT;
+            let stop = end.min(leaf_end);
+            if let Some(leaf) = self.leaves.get_mut(&key) {
+                let mut v = va;
+                while v < stop {
+                    leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::NONE;
+                    v += PAGE_SIZE;
+                }
+                if leaf.iter().all(|p| !p.valid()) {
+                    self.leaves.remove(&key);
+                }
+            }
+            if leaf_end == 0 {
+                break;
+            }
+            va = leaf_end;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TlbEntry {
+    vpn: usize,
+    pte: Pte,
+}
+
+/// One context's MMU state.
+struct Mmu {
+    pt: PageTable,
+    tlb: [TlbEntry; TLB_ENTRIES],
+}
+
+impl Mmu {
+    /// Translates `va` for an access, through the TLB then the page table.
+    /// Returns the pfn, or `None` for a fault.
+    fn translate(&mut self, va: usize, write: bool, stats: &NpuStats) -> Option<usize> {
+        let vpn = va >> PAGE_SHIFT;
+        let slot = &mut self.tlb[vpn % TLB_ENTRIES];
+        let pte = if slot.pte.valid() && slot.vpn == vpn {
+            slot.pte
+        } else {
+            stats.tlb_misses.fetch_add(1, Ordering::Relaxed);
+            let pte = self.pt.lookup(va);
+            if pte.valid() {
+                *slot = TlbEntry { vpn, pte };
+            }
+            pte
+        };
+        (pte.valid() && (!write || pte.writable())).then(|| pte.pfn())
+    }
+
+    fn flush_tlb(&mut self, start: usize, end: usize) {
+        for e in self.tlb.iter_mut() {
+            let va = e.vpn << PAGE_SHIFT;
+            if va >= start && va < end {
+                e.pte = Pte::NONE;
+            }
+        }
+    }
+}
+
+/// The NPU's state for one address space.
+#[pin_data]
+struct NpuContext {
+    #[pin]
+    mmu: SpinLock<Mmu>,
+}
+
+#[derive(Default)]
+struct NpuStats {
+    jobs_done: AtomicU64,
+    faults: AtomicU64,
+    tlb_misses: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+/// The gmem-facing half of one NPU.
+struct NpuMmuOps {
+    stats: Arc<NpuStats>,
+}
+
+impl GmemDevOps for NpuMmuOps {
+    type Context = NpuContext;
+
+    fn ctx_create(&self) -> impl PinInit<NpuContext, Error> {
+        try_pin_init!(NpuContext {
+            mmu <- new_spinlock!(
+                Mmu {
+                    pt: PageTable { leaves: RBTree::new() },
+                    tlb: [TlbEntry { vpn: 0, pte: Pte::NONE }; TLB_ENTRIES],
+                },
+                "NpuContext::mmu"
+            ),
+        }? Error)
+    }
+
+    fn map(&self, ctx: &NpuContext, va: usize, pfns: &[usize], prot: Prot) -> Result {
+        let end = va + pfns.len() * PAGE_SIZE;
+        // Leaves are allocated before taking the spinlock; gmem serialises
+        // `map` calls, so the ones found missing stay missing meanwhile.
+        let mut new_leaves: KVec<RBTreeNode<usize, KBox<Leaf>>> = KVec::new();
+        let mut key = va >> LEAF_SHIFT;
+        while key << LEAF_SHIFT < end {
+            if ctx.mmu.lock().pt.leaves.get(&key).is_none() {
+                let leaf = KBox::new([Pte::NONE; LEAF_ENTRIES], GFP_KERNEL)?;
+                new_leaves.push(RBTreeNode::new(key, leaf, GFP_KERNEL)?, GFP_KERNEL)?;
+            }
+            key += 1;
+        }
+        let mut mmu = ctx.mmu.lock();
+        for node in new_leaves.into_iter() {
+            mmu.pt.leaves.insert(node);
+        }
+        for (i, &pfn) in pfns.iter().enumerate() {
+            let v = va + i * PAGE_SIZE;
+            if let Some(leaf) = mmu.pt.leaves.get_mut(&(v >> LEAF_SHIFT)) {
+                leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::new(pfn, prot.writable());
+            }
+        }
+        // A read-only entry may be cached for a page now writable.
+        mmu.flush_tlb(va, end);
+        Ok(())
+    }
+
+    fn invalidate(&self, ctx: &NpuContext, start: usize, end: usize) {
+        let mut mmu = ctx.mmu.lock();
+        mmu.pt.clear(start, end);
+        mmu.flush_tlb(start, end);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Jobs.
+
+const USER_END: u64 = 1 << 47;
+const MAX_OUTSTANDING: usize = 1024;
+const MAX_ATOMIC_INCS: u64 = 1 << 20;
+
+/// A validated job.
+#[derive(Clone, Copy)]
+struct JobDesc {
+    op: u32,
+    write: bool,
+    dst: usize,
+    src: usize,
+    src2: usize,
+    len: usize,
+    value: u64,
+}
+
+fn check_range(addr: u64, len: u64) -> Result {
+    match addr.checked_add(len) {
+        Some(end) if end <= USER_END => Ok(()),
+        _ => Err(EINVAL),
+    }
+}
+
+impl JobDesc {
+    /// Validates a job from user space; every rule gets EINVAL.
+    fn validate(j: &bindings::gmem_npu_job) -> Result<Self> {
+        if j.flags & !bindings::GMEM_NPU_JOB_WRITE != 0 {
+            return Err(EINVAL);
+        }
+        if j.flags != 0 && j.op != bindings::GMEM_NPU_OP_TOUCH {
+            return Err(EINVAL);
+        }
+        if j.len == 0 || j.len > bindings::GMEM_NPU_JOB_MAX_LEN as u64 {
+            return Err(EINVAL);
+        }
+        let aligned = |a: u64, n: u64| a % n == 0;
+        match j.op {
+            bindings::GMEM_NPU_OP_FILL => {
+                check_range(j.dst, j.len)?;
+                if j.value > 0xff {
+                    return Err(EINVAL);
+                }
+            }
+            bindings::GMEM_NPU_OP_COPY => {
+                check_range(j.dst, j.len)?;
+                check_range(j.src, j.len)?;
+                if j.dst < j.src + j.len && j.src < j.dst + j.len {
+                    return Err(EINVAL);
+                }
+            }
+            bindings::GMEM_NPU_OP_ADD => {
+                for a in [j.dst, j.src, j.src2] {
+                    check_range(a, j.len)?;
+                    if !aligned(a, 4) {
+                        return Err(EINVAL);
+                    }
+                }
+                if !aligned(j.len, 4) {
+                    return Err(EINVAL);
+                }
+            }
+            bindings::GMEM_NPU_OP_REDUCE_SUM => {
+                check_range(j.src, j.len)?;
+                if !aligned(j.src, 4) || !aligned(j.len, 4) {
+                    return Err(EINVAL);
+                }
+            }
+            bindings::GMEM_NPU_OP_ATOMIC_INC => {
+                check_range(j.dst, j.len)?;
+                if !aligned(j.dst, 8) || j.len != 8 || j.value == 0 || j.value > MAX_ATOMIC_INCS {
+                    return Err(EINVAL);
+                }
+            }
+            bindings::GMEM_NPU_OP_TOUCH => check_range(j.dst, j.len)?,
+            _ => return Err(EINVAL),
+        }
+        Ok(JobDesc {
+            op: j.op,
+            write: j.flags & bindings::GMEM_NPU_JOB_WRITE != 0,
+            dst: j.dst as usize,
+            src: j.src as usize,
+            src2: j.src2 as usize,
+            len: j.len as usize,
+            value: j.value,
+        })
+    }
+}
+
+/// What a job reports.
+#[derive(Clone, Copy, Default)]
+struct JobResult {
+    status: i32,
+    fault_addr: u64,
+    result: u64,
+    faults: u64,
+}
+
+/// A device access that could not be resolved.
+struct Fault {
+    err: Error,
+    addr: usize,
+}
+
+/// Runs jobs of one file's context.
+struct JobRunner<'a> {
+    file: &'a NpuFile,
+    faults: u64,
+}
+
+impl JobRunner<'_> {
+    /// Calls `f` with the kernel addresses of the pages holding `vas`
+    /// (each access: address, write), with all of them translated and the
+    /// MMU locked, faulting in what misses first.
+    fn access<const N: usize, R>(
+        &mut self,
+        vas: [(usize, bool); N],
+        f: impl FnOnce([*mut u8; N]) -> R,
+    ) -> core::result::Result<R, Fault> {
+        let ctx = self.file.attachment.driver_ctx();
+        loop {
+            let mut missing = None;
+            {
+                let mut mmu = ctx.mmu.lock();
+                let mut ptrs = [ptr::null_mut::<u8>(); N];
+                for (i, &(va, write)) in vas.iter().enumerate() {
+                    match mmu.translate(va, write, &self.file.npu.stats) {
+                        Some(pfn) => {
+                            // SAFETY: The pfn was mapped by gmem from
+                            // `hmm_range_fault()` and cannot be freed before
+                            // `invalidate` removes it, which needs the MMU
+                            // lock we hold.
+                            let page = unsafe { bindings::page_address(bindings::pfn_to_page(pfn as c_ulong)) };
+                            // SAFETY: In-page offset of a mapped page.
+                            ptrs[i] = unsafe { page.cast::<u8>().add(va % PAGE_SIZE) };
+                        }
+                        None => {
+                            missing = Some((va, write));
+                            break;
+                        }
+                    }
+                }
+                if missing.is_none() {
+                    return Ok(f(ptrs));
+                }
+            }
+            let (va, write) = missing.unwrap_or((0, false));
+            self.faults += 1;
+            self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
+            // Replayable fault: the job waits for gmem, then replays.
+            self.file.attachment.fault(va, write).map_err(|err| Fault { err, addr: va })?;
+        }
+    }
+
+    /// Bytes from `va` to the end of its page.
+    fn in_page(va: usize) -> usize {
+        PAGE_SIZE - va % PAGE_SIZE
+    }
+
+    fn run(&mut self, j: &JobDesc) -> core::result::Result<u64, Fault> {
+        let mut done = 0;
+        let mut acc: u64 = 0;
+        match j.op {
+            bindings::GMEM_NPU_OP_FILL => {
+                while done < j.len {
+                    let d = j.dst + done;
+                    let n = Self::in_page(d).min(j.len - done);
+                    // SAFETY: `n` bytes from the pointer stay in its page.
+                    self.access([(d, true)], |[p]| unsafe { ptr::write_bytes(p, j.value as u8, n) })?;
+                    done += n;
+                }
+            }
+            bindings::GMEM_NPU_OP_COPY => {
+                while done < j.len {
+                    let (d, s) = (j.dst + done, j.src + done);
+                    let n = Self::in_page(d).min(Self::in_page(s)).min(j.len - done);
+                    // SAFETY: Both spans stay in their pages; the ranges do
+                    // not overlap (validated), so neither do the spans.
+                    self.access([(s, false), (d, true)], |[ps, pd]| unsafe {
+                        ptr::copy_nonoverlapping(ps, pd, n)
+                    })?;
+                    done += n;
+                }
+            }
+            bindings::GMEM_NPU_OP_ADD => {
+                while done < j.len {
+                    let (d, a, b) = (j.dst + done, j.src + done, j.src2 + done);
+                    let n = Self::in_page(d).min(Self::in_page(a)).min(Self::in_page(b)).min(j.len - done);
+                    self.access([(a, false), (b, false), (d, true)], |[pa, pb, pd]| {
+                        for i in 0..n / 4 {
+                            // SAFETY: 4-byte aligned elements inside the
+                            // pages (alignment validated).
+                            unsafe {
+                                let x = pa.cast::<u32>().add(i).read();
+                                let y = pb.cast::<u32>().add(i).read();
+                                pd.cast::<u32>().add(i).write(x.wrapping_add(y));
+                            }
+                        }
+                    })?;
+                    done += n;
+                }
+            }
+            bindings::GMEM_NPU_OP_REDUCE_SUM => {
+                while done < j.len {
+                    let s = j.src + done;
+                    let n = Self::in_page(s).min(j.len - done);
+                    acc += self.access([(s, false)], |[p]| {
+                        let mut sum = 0u64;
+                        for i in 0..n / 4 {
+                            // SAFETY: Aligned elements inside the page.
+                            sum += u64::from(unsafe { p.cast::<u32>().add(i).read() });
+                        }
+                        sum
+                    })?;
+                    done += n;
+                }
+            }
+            bindings::GMEM_NPU_OP_ATOMIC_INC => {
+                self.access([(j.dst, true)], |[p]| {
+                    // SAFETY: An 8-byte aligned u64 inside the page; the CPU
+                    // may update it concurrently with atomics too.
+                    let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p.cast::<u64>()) };
+                    for _ in 0..j.value {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                })?;
+            }
+            bindings::GMEM_NPU_OP_TOUCH => {
+                let mut va = j.dst & !(PAGE_SIZE - 1);
+                while va < j.dst + j.len {
+                    let (w, value) = (j.write, j.value);
+                    acc = acc.wrapping_add(self.access([(va, w)], |[p]| {
+                        let p = p.cast::<u64>();
+                        // SAFETY: The first word of a mapped page.
+                        unsafe {
+                            if w {
+                                p.write(value);
+                                0
+                            } else {
+                                p.read()
+                            }
+                        }
+                    })?);
+                    va += PAGE_SIZE;
+                }
+            }
+            _ => {}
+        }
+        Ok(acc)
+    }
+}
+
+/// A queued job: a work item of the device's engine.
+///
+/// # Invariants
+///
+/// `work` is initialised to run [`job_work`] on this object, which owns
+/// itself once queued (it is a leaked box until the work runs).
+#[repr(C)]
+struct Job {
+    work: Opaque<bindings::work_struct>,
+    file: Arc<NpuFile>,
+    seqno: u64,
+    desc: JobDesc,
+}
+
+unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
+    // SAFETY: `work` is the first field of a leaked `KBox<Job>` (type
+    // invariant); we take the box back.
+    let job = unsafe { KBox::from_raw(work.cast::<Job>()) };
+    let file = &job.file;
+    let res = if file.closing.load(Ordering::Acquire) {
+        JobResult { status: errno(bindings::ECANCELED).to_errno(), ..Default::default() }
+    } else {
+        let mut engine = JobRunner { file, faults: 0 };
+        match engine.run(&job.desc) {
+            Ok(result) => JobResult { result, faults: engine.faults, ..Default::default() },
+            Err(f) => JobResult {
+                status: f.err.to_errno(),
+                fault_addr: f.addr as u64,
+                faults: engine.faults,
+                ..Default::default()
+            },
+        }
+    };
+    file.npu.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
+    file.complete(job.seqno, res);
+}
+
+// ---------------------------------------------------------------------------
+// Files.
+
+struct FileState {
+    next_seqno: u64,
+    /// Jobs submitted and not yet waited for; `None` while running.
+    results: RBTree<u64, Option<JobResult>>,
+    /// Jobs submitted and not yet completed.
+    pending: usize,
+}
+
+/// An open `/dev/gmem_npuN`.
+#[pin_data]
+struct NpuFile {
+    npu: &'static Npu,
+    attachment: Attachment<NpuMmuOps>,
+    /// The address space the file belongs to; compared, never used.
+    mm: *mut bindings::mm_struct,
+    closing: AtomicBool,
+    #[pin]
+    state: Mutex<FileState>,
+    #[pin]
+    done: CondVar,
+    #[pin]
+    poll_wq: Opaque<bindings::wait_queue_head>,
+}
+
+// SAFETY: `mm` is only compared; everything else is thread-safe.
+unsafe impl Send for NpuFile {}
+// SAFETY: As above.
+unsafe impl Sync for NpuFile {}
+
+impl NpuFile {
+    fn complete(&self, seqno: u64, res: JobResult) {
+        let mut st = self.state.lock();
+        if let Some(slot) = st.results.get_mut(&seqno) {
+            *slot = Some(res);
+        }
+        st.pending -= 1;
+        drop(st);
+        self.done.notify_all();
+        // SAFETY: `poll_wq` is initialised for the file's lifetime.
+        unsafe { bindings::__wake_up(self.poll_wq.get(), bindings::TASK_NORMAL, 0, ptr::null_mut()) };
+    }
+
+    fn submit(self: &Arc<Self>, job: &bindings::gmem_npu_job) -> Result<u64> {
+        let desc = JobDesc::validate(job)?;
+        let mut job = KBox::new(
+            Job {
+                work: Opaque::uninit(),
+                file: self.clone(),
+                seqno: 0,
+                desc,
+            },
+            GFP_KERNEL,
+        )?;
+        let mut st = self.state.lock();
+        if st.results.iter().count() >= MAX_OUTSTANDING {
+            return Err(EBUSY);
+        }
+        let seqno = st.next_seqno;
+        job.seqno = seqno;
+        st.results.try_create_and_insert(seqno, None, GFP_KERNEL)?;
+        st.next_seqno += 1;
+        st.pending += 1;
+        drop(st);
+        let job = KBox::into_raw(job);
+        // SAFETY: `work` is the first field of the leaked box; it is
+        // initialised here and owned by the work item from now on.
+        unsafe {
+            init_work((*job).work.get());
+            self.npu.engine.queue((*job).work.get());
+        }
+        Ok(seqno)
+    }
+
+    fn wait(&self, seqno: u64, timeout_ns: i64) -> Result<JobResult> {
+        let mut st = self.state.lock();
+        let mut left = if timeout_ns < 0 {
+            bindings::MAX_SCHEDULE_TIMEOUT as c_ulong
+        } else {
+            // SAFETY: A pure conversion.
+            unsafe { bindings::nsecs_to_jiffies(timeout_ns as u64) }
+        };
+        loop {
+            match st.results.get(&seqno) {
+                None => return Err(EINVAL),
+                Some(Some(res)) => {
+                    let res = *res;
+                    st.results.remove(&seqno);
+                    return Ok(res);
+                }
+                Some(None) => {}
+            }
+            if timeout_ns == 0 {
+                return Err(errno(bindings::ETIMEDOUT));
+            }
+            match self.done.wait_interruptible_timeout(&mut st, left) {
+                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+                CondVarTimeoutResult::Timeout => {
+                    if let Some(Some(_)) = st.results.get(&seqno) {
+                        continue;
+                    }
+                    return Err(errno(bindings::ETIMEDOUT));
+                }
+                CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+            }
+        }
+    }
+
+    fn info(&self) -> bindings::gmem_npu_info {
+        let s = &self.npu.stats;
+        bindings::gmem_npu_info {
+            dev_id: self.npu.gmem.id(),
+            npu_index: self.npu.index,
+            caps: bindings::GMEM_DEV_CAP_REPLAYABLE,
+            tlb_entries: TLB_ENTRIES as u32,
+            jobs_done: s.jobs_done.load(Ordering::Relaxed),
+            faults: s.faults.load(Ordering::Relaxed),
+            tlb_misses: s.tlb_misses.load(Ordering::Relaxed),
+            invalidations: s.invalidations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the file: cancels queued jobs and waits for the running one.
+    fn quiesce(&self) {
+        self.closing.store(true, Ordering::Release);
+        let mut st = self.state.lock();
+        while st.pending > 0 {
+            self.done.wait(&mut st);
+        }
+    }
+}
+
+fn init_work(work: *mut bindings::work_struct) {
+    // SAFETY: `work` is valid and not queued (callers own it).
+    unsafe {
+        bindings::init_work_with_key(
+            work,
+            Some(job_work),
+            false,
+            c_str!("gmem_npu_job").as_char_ptr().cast(),
+            kernel::static_lock_class!().as_ptr(),
+        )
+    };
+}
+
+// ---------------------------------------------------------------------------
+// The device and its file operations.
+
+/// One simulated NPU.
+///
+/// # Invariants
+///
+/// `misc` is registered while the `Npu` lives, and its `fops` point to
+/// `FOPS`.
+#[pin_data(PinnedDrop)]
+struct Npu {
+    #[pin]
+    misc: Opaque<bindings::miscdevice>,
+    name: CString,
+    index: u32,
+    stats: Arc<NpuStats>,
+    gmem: Registration<NpuMmuOps>,
+    engine: JobQueue,
+}
+
+/// The device's job engine: an ordered workqueue (jobs run one at a time,
+/// in submission order).
+struct JobQueue {
+    wq: *mut bindings::workqueue_struct,
+}
+
+// SAFETY: Workqueues are used from any thread.
+unsafe impl Send for JobQueue {}
+// SAFETY: As above.
+unsafe impl Sync for JobQueue {}
+
+impl JobQueue {
+    fn new(name: &CStr) -> Result<Self> {
+        // SAFETY: `name` is a NUL-terminated string used as "%s".
+        let wq = unsafe {
+            bindings::alloc_workqueue(
+                c_str!("%s").as_char_ptr().cast(),
+                bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags___WQ_ORDERED,
+                1,
+                name.as_char_ptr(),
+            )
+        };
+        if wq.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self { wq })
+    }
+
+    /// # Safety
+    ///
+    /// `work` must be initialised and own itself until it runs.
+    unsafe fn queue(&self, work: *mut bindings::work_struct) {
+        // SAFETY: Per the function's contract; `wq` lives until drop.
+        unsafe { bindings::queue_work_on(bindings::WORK_CPU_UNBOUND as i32, self.wq, work) };
+    }
+}
+
+impl Drop for JobQueue {
+    fn drop(&mut self) {
+        // SAFETY: Allocated in `new`; drains what is queued.
+        unsafe { bindings::destroy_workqueue(self.wq) };
+    }
+}
+
+// SAFETY: Shared state is behind locks or atomics; `misc` is only touched
+// by the misc core.
+unsafe impl Send for Npu {}
+// SAFETY: As above.
+unsafe impl Sync for Npu {}
+
+#[pinned_drop]
+impl PinnedDrop for Npu {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered (type invariant); no file is open (they pin
+        // the module), so no callback is running.
+        unsafe { bindings::misc_deregister(self.misc.get()) };
+    }
+}
+
+#[repr(transparent)]
+struct Fops(bindings::file_operations);
+// SAFETY: Written once in `init` before any device exists, then read-only.
+unsafe impl Sync for Fops {}
+
+static mut FOPS: Fops = Fops(bindings::file_operations {
+    open: Some(npu_open),
+    release: Some(npu_release),
+    unlocked_ioctl: Some(npu_ioctl),
+    compat_ioctl: Some(npu_ioctl),
+    poll: Some(npu_poll),
+    // SAFETY: All-zero is "not implemented" for every other member.
+    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+});
+
+impl Npu {
+    fn new(index: u32) -> Result<Pin<KBox<Npu>>> {
+        let name = CString::try_from_fmt(fmt!("gmem_npu{}", index))?;
+        let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
+        let gmem_name = CString::try_from_fmt(fmt!("npu{}", index))?;
+        let gmem = Registration::new(&gmem_name, gmem_dev::caps::REPLAYABLE, NpuMmuOps { stats: stats.clone() })?;
+        let engine = JobQueue::new(&name)?;
+        let npu = KBox::pin_init(
+            try_pin_init!(Npu {
+                // SAFETY: Zeroed is the unregistered state of a miscdevice.
+                misc: Opaque::new(unsafe { core::mem::zeroed() }),
+                name,
+                index,
+                stats,
+                gmem,
+                engine,
+            }? Error),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `misc` is pinned in the box; `FOPS` is static.  After
+        // registration the device may be opened at once.
+        unsafe {
+            let m = npu.misc.get();
+            (*m).minor = bindings::MISC_DYNAMIC_MINOR as i32;
+            (*m).name = npu.name.as_char_ptr();
+            (*m).fops = &raw const FOPS.0;
+            (*m).mode = 0o666;
+            kernel::error::to_result(bindings::misc_register(m))?;
+        }
+        Ok(npu)
+    }
+}
+
+/// The `Npu` a misc device belongs to.
+///
+/// # Safety
+///
+/// `misc` must be the `misc` field of a live `Npu`.
+unsafe fn npu_of(misc: *mut bindings::miscdevice) -> &'static Npu {
+    let off = core::mem::offset_of!(Npu, misc);
+    // SAFETY: Per the contract; devices live until module exit, after
+    // every file is closed.
+    unsafe { &*misc.cast::<u8>().sub(off).cast::<Npu>() }
+}
+
+unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: `misc_open()` stored our miscdevice in `private_data`.
+    let npu = unsafe { npu_of((*file).private_data.cast()) };
+    let res = (|| -> Result<Arc<NpuFile>> {
+        let attachment = Attachment::attach_current(&npu.gmem)?;
+        Arc::pin_init(
+            try_pin_init!(NpuFile {
+                npu,
+                attachment,
+                // SAFETY: `current` is valid.
+                mm: unsafe { (*bindings::get_current()).mm },
+                closing: AtomicBool::new(false),
+                state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), pending: 0 }),
+                done <- new_condvar!(),
+                // SAFETY: `__init_waitqueue_head` initialises the slot.
+                poll_wq <- unsafe {
+                    Opaque::ffi_init(|slot| {
+                        bindings::__init_waitqueue_head(
+                            slot,
+                            c_str!("gmem_npu_poll").as_char_ptr().cast(),
+                            kernel::static_lock_class!().as_ptr(),
+                        )
+                    })
+                },
+            }? Error),
+            GFP_KERNEL,
+        )
+    })();
+    match res {
+        Ok(f) => {
+            // SAFETY: `file` is ours until release, which takes it back.
+            unsafe { (*file).private_data = Arc::into_raw(f).cast_mut().cast() };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The `NpuFile` of an open file.
+///
+/// # Safety
+///
+/// `file` must be an open gmem_npu file.
+unsafe fn file_of<'a>(file: *mut bindings::file) -> &'a NpuFile {
+    // SAFETY: `npu_open` stored an `Arc<NpuFile>` there.
+    unsafe { &*(*file).private_data.cast::<NpuFile>() }
+}
+
+unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: Takes back the reference `npu_open` stored.
+    let f = unsafe { Arc::from_raw((*file).private_data.cast::<NpuFile>()) };
+    f.quiesce();
+    // Queued jobs held the other references and have all run.
+    drop(f);
+    0
+}
+
+unsafe extern "C" fn npu_poll(file: *mut bindings::file, wait: *mut bindings::poll_table_struct) -> c_uint {
+    // SAFETY: An open gmem_npu file.
+    let f = unsafe { file_of(file) };
+    // This is poll_wait(): register on the queue unless polling only.
+    // SAFETY: VFS passes a valid (or null) poll table.
+    if let Some(pt) = unsafe { wait.as_ref() } {
+        if let Some(qproc) = pt._qproc {
+            // SAFETY: Arguments as poll_wait() passes them.
+            unsafe { qproc(file, f.poll_wq.get(), wait) };
+        }
+    }
+    if f.state.lock().pending == 0 {
+        bindings::POLLIN | bindings::POLLRDNORM
+    } else {
+        0
+    }
+}
+
+unsafe extern "C" fn npu_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> isize {
+    // SAFETY: An open gmem_npu file; `private_data` holds an `Arc`.
+    let f = unsafe { ManuallyDropArc::new((*file).private_data.cast()) };
+    match do_ioctl(&f, cmd, arg as usize) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// Borrows the file's `Arc` without touching its count.
+struct ManuallyDropArc(core::mem::ManuallyDrop<Arc<NpuFile>>);
+
+impl ManuallyDropArc {
+    /// # Safety
+    ///
+    /// `p` must come from `Arc::into_raw` and stay owned elsewhere for the
+    /// lifetime of the result.
+    unsafe fn new(p: *const NpuFile) -> Self {
+        // SAFETY: Per the contract; `ManuallyDrop` keeps the count as is.
+        Self(core::mem::ManuallyDrop::new(unsafe { Arc::from_raw(p) }))
+    }
+}
+
+impl core::ops::Deref for ManuallyDropArc {
+    type Target = Arc<NpuFile>;
+    fn deref(&self) -> &Arc<NpuFile> {
+        &self.0
+    }
+}
+
+fn read_arg<T: Default>(arg: usize) -> Result<T> {
+    let mut v = T::default();
+    let mut r = UserSlice::new(arg as _, core::mem::size_of::<T>()).reader();
+    // SAFETY: `T` is a plain uapi struct: any bytes are a valid value.
+    let buf = unsafe { core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), core::mem::size_of::<T>()) };
+    r.read_slice(buf)?;
+    Ok(v)
+}
+
+fn write_arg<T>(arg: usize, v: &T) -> Result {
+    let mut w = UserSlice::new(arg as _, core::mem::size_of::<T>()).writer();
+    // SAFETY: Reading the bytes of a plain uapi struct without padding
+    // holes (the uapi fixes its layout).
+    let buf = unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) };
+    w.write_slice(buf)
+}
+
+fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
+    // SAFETY: `current` is valid.
+    if unsafe { (*bindings::get_current()).mm } != f.mm {
+        // The file belongs to another address space (fork, fd passing).
+        return Err(EBADF);
+    }
+    match cmd {
+        bindings::GMEM_NPU_IOC_SUBMIT => {
+            let mut s: bindings::gmem_npu_submit = read_arg(arg)?;
+            s.seqno = f.submit(&s.job)?;
+            write_arg(arg, &s)
+        }
+        bindings::GMEM_NPU_IOC_WAIT => {
+            let mut w: bindings::gmem_npu_wait = read_arg(arg)?;
+            if w.pad != 0 {
+                return Err(EINVAL);
+            }
+            let r = f.wait(w.seqno, w.timeout_ns)?;
+            w.status = r.status;
+            w.fault_addr = r.fault_addr;
+            w.result = r.result;
+            w.faults = r.faults;
+            write_arg(arg, &w)
+        }
+        bindings::GMEM_NPU_IOC_SET_MODE => {
+            let m: bindings::gmem_npu_mode = read_arg(arg)?;
+            if m.pad != 0 {
+                return Err(EINVAL);
+            }
+            match m.mode {
+                bindings::GMEM_NPU_MODE_PEER_SHARED => f.attachment.set_system_allocator(false),
+                bindings::GMEM_NPU_MODE_SYSTEM => f.attachment.set_system_allocator(true),
+                _ => Err(EINVAL),
+            }
+        }
+        bindings::GMEM_NPU_IOC_INFO => write_arg(arg, &f.info()),
+        _ => Err(ENOTTY),
+    }
+}
+
+// ---------------------------------------------------------------------------
+
 struct NpuModule {
-    dev: Registration<Npu>,
+    npus: KVec<Pin<KBox<Npu>>>,
 }
 
 impl kernel::Module for NpuModule {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        let dev = Registration::new(c_str!("npu0"), gmem_dev::caps::REPLAYABLE, Npu)?;
-        pr_info!("npu0 registered with gmem as device {}\n", dev.id());
-        Ok(NpuModule { dev })
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: Parameters are set before `init` and not written after
+        // (0444); no other code runs yet.
+        let n = unsafe { *(&raw const NUM_DEVICES) };
+        if n == 0 || n > MAX_DEVICES {
+            pr_err!("num_devices must be 1..={}\n", MAX_DEVICES);
+            return Err(EINVAL);
+        }
+        // SAFETY: No device exists yet, so nothing reads `FOPS`.
+        unsafe { (*(&raw mut FOPS)).0.owner = module.as_ptr() };
+        let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        for i in 0..n {
+            npus.push(Npu::new(i)?, GFP_KERNEL)?;
+            pr_info!("/dev/gmem_npu{} ready (gmem device {})\n", i, npus[i as usize].gmem.id());
+        }
+        Ok(NpuModule { npus })
     }
 }
 
 impl Drop for NpuModule {
     fn drop(&mut self) {
-        pr_info!("npu0 (gmem device {}) going away\n", self.dev.id());
+        pr_info!("{} NPU(s) going away\n", self.npus.len());
     }
 }

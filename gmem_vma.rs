@@ -1,43 +1,333 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! gmem regions: the MAP_PEER_SHARED ranges of one address space.
+//! gmem regions: the ranges of an address space devices may reach, each
+//! watched by its own `mmu_interval_notifier`.
 //!
-//! A region is recorded when core MM reports a new MAP_PEER_SHARED mapping
-//! (the mmap hook, under `mmap_lock`) and lives until the process exits.
-//! Regions are kept by start address; each owns one reference on its
-//! address space's notifier (see `gmem_core`).
+//! # How regions follow the VMAs
+//!
+//! A region is created when core MM reports a MAP_PEER_SHARED mapping (the
+//! mmap hook, under `mmap_lock` for write), or lazily when a device faults
+//! on an address the policy allows but no region covers yet (after mremap,
+//! in a forked child, in system-allocator mode).  Core MM keeps VMA flags
+//! exact across split, merge, mprotect and mremap, so gmem does not mirror
+//! VMAs: it asks them.  When an invalidation of a region says
+//! `MMU_NOTIFY_UNMAP`, the region is marked stale and the address space's
+//! work item re-reads the VMAs under its range and replaces the region by
+//! the pieces still mapped (none after munmap or exit, two after a hole is
+//! punched).  Notifiers cannot be removed from their own callback, hence the
+//! deferral.
+//!
+//! # Lifetime
+//!
+//! A region is an `Arc<Region>`: the address space's tree holds one
+//! reference, a device fault in flight another.  A region owns one
+//! reference on its address space.  Its notifier is registered from
+//! creation until [`retire`] removes it, after marking it `dead` under the
+//! address space's page-table lock, so that a fault which started on it
+//! retries instead of mapping pages the notifier no longer watches.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::bindings;
 use kernel::prelude::*;
-use kernel::rbtree::RBTree;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::sync::Arc;
+use kernel::types::Opaque;
 
-/// The regions of one address space, by start address; values are ends.
+use crate::gmem_mm::{self, IntervalOps, MmRef};
+use crate::{GmemAs, STATS};
+
+/// One range of an address space that devices may reach.
+///
+/// # Invariants
+///
+/// `notifier` is registered for `[start, end)` of `as_`'s mm from the
+/// return of [`Region::new`] until [`retire`]; `as_` is valid because the
+/// region holds a reference on it.
+#[pin_data]
+pub(crate) struct Region {
+    #[pin]
+    notifier: Opaque<bindings::mmu_interval_notifier>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    as_: *const GmemAs,
+    /// The CPU unmapped part of the range; the VMAs must be re-read.
+    stale: AtomicBool,
+    /// Retired; set under the page-table lock.
+    dead: AtomicBool,
+}
+
+// SAFETY: The raw pointers refer to objects that are themselves shared
+// between threads under their own locks.
+unsafe impl Send for Region {}
+// SAFETY: As above.
+unsafe impl Sync for Region {}
+
+static REGION_OPS: IntervalOps = IntervalOps::new(bindings::mmu_interval_notifier_ops {
+    invalidate: Some(region_invalidate),
+});
+
+impl Region {
+    /// Creates a region for `[start, end)` and registers its notifier.
+    fn new(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end: usize) -> Result<Arc<Region>> {
+        let region = Arc::pin_init(
+            pin_init!(Region {
+                // SAFETY: A zeroed notifier is what insertion expects.
+                notifier: Opaque::new(unsafe { core::mem::zeroed() }),
+                start,
+                end,
+                as_: as_ as *const GmemAs,
+                stale: AtomicBool::new(false),
+                dead: AtomicBool::new(false),
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: The notifier is zeroed and pinned inside the `Arc`, which
+        // `retire` keeps alive until after removal.
+        unsafe { gmem_mm::interval_insert(region.notifier.get(), mm, start, end, &REGION_OPS)? };
+        as_.get_ref();
+        STATS.regions.fetch_add(1, Ordering::Relaxed);
+        Ok(region)
+    }
+
+    pub(crate) fn notifier(&self) -> *mut bindings::mmu_interval_notifier {
+        self.notifier.get()
+    }
+
+    /// True once retired.  Reliable under the page-table lock.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        self.start <= addr && addr < self.end
+    }
+}
+
+/// The regions of one address space, by start address; they never overlap.
 pub(crate) struct Regions {
-    by_start: RBTree<usize, usize>,
-    count: usize,
+    by_start: RBTree<usize, Arc<Region>>,
 }
 
 impl Regions {
     pub(crate) fn new() -> Self {
-        Self { by_start: RBTree::new(), count: 0 }
+        Self { by_start: RBTree::new() }
     }
 
-    /// Records `[start, end)` and returns whether it is a new region.  A
-    /// mapping placed over an old one (MAP_FIXED) replaces the record with
-    /// the same start.
-    pub(crate) fn insert(&mut self, start: usize, end: usize) -> Result<bool> {
-        if start >= end {
-            return Err(EINVAL);
+    /// The region with the highest start `<= addr`, if any.
+    fn floor(&mut self, addr: usize) -> Option<Arc<Region>> {
+        let cursor = match self.by_start.cursor_lower_bound(&addr) {
+            Some(c) => c,
+            None => self.by_start.cursor_back()?,
+        };
+        let (start, region) = cursor.current();
+        if *start <= addr {
+            return Some(region.clone());
         }
-        let old = self.by_start.try_create_and_insert(start, end, GFP_KERNEL)?;
-        if old.is_none() {
-            self.count += 1;
-        }
-        Ok(old.is_none())
+        cursor.peek_prev().map(|(_, r)| r.clone())
     }
 
-    /// Forgets every region and returns how many there were.
-    pub(crate) fn clear(&mut self) -> usize {
-        self.by_start = RBTree::new();
-        core::mem::take(&mut self.count)
+    /// The region containing `addr`.
+    pub(crate) fn find(&mut self, addr: usize) -> Option<Arc<Region>> {
+        self.floor(addr).filter(|r| r.contains(addr))
     }
+
+    /// The first region starting at or after `addr`.
+    fn next_start(&mut self, addr: usize) -> Option<usize> {
+        self.by_start.cursor_lower_bound(&addr).map(|c| *c.current().0)
+    }
+
+    /// The largest part of `[lo, hi)` around `addr` that no region covers
+    /// (empty if `addr` is covered).
+    fn gap_around(&mut self, addr: usize, lo: usize, hi: usize) -> (usize, usize) {
+        let below = self.floor(addr);
+        if below.as_ref().is_some_and(|r| r.contains(addr)) {
+            return (addr, addr);
+        }
+        let start = below.map_or(lo, |r| r.end.max(lo));
+        let end = self.next_start(addr).map_or(hi, |s| s.min(hi));
+        (start, end)
+    }
+
+    fn overlaps(&mut self, start: usize, end: usize) -> bool {
+        if self.floor(start).is_some_and(|r| r.end > start) {
+            return true;
+        }
+        self.next_start(start).is_some_and(|s| s < end)
+    }
+
+    /// The regions whose CPU mappings changed shape.
+    fn stale(&self) -> Result<KVec<Arc<Region>>> {
+        let mut out = KVec::new();
+        for r in self.by_start.values() {
+            if r.stale.load(Ordering::Relaxed) {
+                out.push(r.clone(), GFP_KERNEL)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Takes `region` out of service: dead under the page-table lock, notifier
+/// removed, its address-space reference dropped.  No region or page-table
+/// lock may be held (notifier removal waits for a running callback).
+fn retire(as_: &GmemAs, region: Arc<Region>) {
+    {
+        let _pt = as_.pt.lock();
+        region.dead.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: Registered until now (invariant) and no lock the callback
+    // takes is held.
+    unsafe { gmem_mm::interval_remove(region.notifier()) };
+    STATS.regions.fetch_sub(1, Ordering::Relaxed);
+    drop(region);
+    as_.put();
+}
+
+/// Makes sure regions cover `[start, end)` of `as_`, creating them for the
+/// parts nothing covers yet.  Called with the VMA facts already checked.
+pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end: usize) -> Result {
+    let mut addr = start;
+    while addr < end {
+        let (gs, ge) = as_.regions.lock().gap_around(addr, start, end);
+        if gs == ge {
+            // Covered: skip to the end of the covering region.
+            addr = as_.regions.lock().find(addr).map_or(addr + 1, |r| r.end);
+            continue;
+        }
+        let mm = match &mm {
+            MmRef::WriteLocked(m) => MmRef::WriteLocked(m),
+            MmRef::User(u) => MmRef::User(u),
+        };
+        let slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let region = Region::new(as_, mm, gs, ge)?;
+        let lost_race = {
+            let mut regions = as_.regions.lock();
+            if regions.overlaps(gs, ge) {
+                Some(region)
+            } else {
+                regions.by_start.insert(slot.into_node(gs, region));
+                None
+            }
+        };
+        if let Some(region) = lost_race {
+            // Someone covered part of it meanwhile; theirs stands.
+            retire(as_, region);
+            continue;
+        }
+        addr = ge;
+    }
+    Ok(())
+}
+
+/// Re-reads the VMAs under every stale region and replaces it by the parts
+/// still mapped that the policy allows.  Runs from the address space's work
+/// item; takes `mmap_lock` for read while reading VMAs, nothing else.
+pub(crate) fn resync(as_: &GmemAs) {
+    let Ok(stale) = as_.regions.lock().stale() else {
+        // Out of memory: the regions stay stale and are looked at next time.
+        return;
+    };
+    // SAFETY: The address space holds `mm_count` on its mm.
+    let user = unsafe { gmem_mm::MmUser::get(as_.mm()) };
+    for old in stale {
+        old.stale.store(false, Ordering::Relaxed);
+        let mut pieces: KVec<(Arc<Region>, RBTreeNodeReservation<usize, Arc<Region>>)> = KVec::new();
+        let mut unchanged = false;
+        if let Some(user) = &user {
+            let mut spans: KVec<(usize, usize)> = KVec::new();
+            {
+                let mm = user.read_lock();
+                let mut addr = old.start;
+                while let Some(vma) = mm.vma_from(addr) {
+                    if vma.start() >= old.end {
+                        break;
+                    }
+                    if as_.allows(&vma) && spans.push((vma.start().max(old.start), vma.end().min(old.end)), GFP_KERNEL).is_err() {
+                        // Cannot tell: keep the region, look again later.
+                        old.stale.store(true, Ordering::Relaxed);
+                        unchanged = true;
+                        break;
+                    }
+                    addr = vma.end();
+                }
+            }
+            if !unchanged && spans.len() == 1 && spans[0] == (old.start, old.end) {
+                unchanged = true;
+            }
+            if !unchanged {
+                // Capacity first: a push must not fail (and drop a live
+                // region) below.
+                match KVec::with_capacity(spans.len(), GFP_KERNEL) {
+                    Ok(v) => pieces = v,
+                    Err(_) => {
+                        old.stale.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                // A piece that cannot be set up now is found again lazily
+                // by the next device fault on it.
+                for &(s, e) in spans.iter() {
+                    let Ok(slot) = RBTreeNodeReservation::new(GFP_KERNEL) else { continue };
+                    let Ok(r) = Region::new(as_, MmRef::User(user), s, e) else { continue };
+                    // Within the capacity reserved above: cannot fail.
+                    let _ = pieces.push((r, slot), GFP_KERNEL);
+                }
+            }
+        }
+        if unchanged {
+            continue;
+        }
+        {
+            let mut regions = as_.regions.lock();
+            regions.by_start.remove(&old.start);
+            for (p, slot) in pieces.into_iter() {
+                regions.by_start.insert(slot.into_node(p.start, p));
+            }
+        }
+        retire(as_, old);
+    }
+}
+
+/// Retires every region (address-space teardown).
+pub(crate) fn retire_all(as_: &GmemAs) {
+    loop {
+        let first = {
+            let mut regions = as_.regions.lock();
+            let start = regions.by_start.keys().next().copied();
+            start.and_then(|s| regions.by_start.remove(&s))
+        };
+        match first {
+            Some(r) => retire(as_, r),
+            None => break,
+        }
+    }
+}
+
+/// The interval notifier callback: the CPU is about to change or drop pages
+/// in `range`.  Device mappings of them go first.
+unsafe extern "C" fn region_invalidate(
+    sub: *mut bindings::mmu_interval_notifier,
+    range: *const bindings::mmu_notifier_range,
+    cur_seq: kernel::ffi::c_ulong,
+) -> bool {
+    // SAFETY: `sub` is the `notifier` field of a live `Region` (registered
+    // notifiers belong to live regions, see `retire`).
+    let region = unsafe { &*(sub.cast::<u8>().sub(core::mem::offset_of!(Region, notifier)).cast::<Region>()) };
+    // SAFETY: Core MM passes a valid range for the callback's duration.
+    let range = unsafe { &*range };
+    // SAFETY: The region holds a reference on its address space.
+    let as_ = unsafe { &*region.as_ };
+    let blockable = range.flags & bindings::MMU_NOTIFIER_RANGE_BLOCKABLE != 0;
+    let start = (range.start as usize).max(region.start);
+    let end = (range.end as usize).min(region.end);
+    if !as_.invalidate_devices(blockable, start, end, || {
+        // SAFETY: Called from the callback of `sub`, under the pt lock.
+        unsafe { gmem_mm::interval_set_seq(sub, cur_seq as usize) }
+    }) {
+        return false;
+    }
+    if range.event == bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP && !region.stale.swap(true, Ordering::Relaxed) {
+        as_.queue_resync();
+    }
+    true
 }

@@ -82,8 +82,17 @@ struct gmem_dev;
  * @invalidate: remove every mapping in [@start, @end) and flush the device
  *	TLB before returning.  Must not sleep: it runs from mmu notifiers.
  *
- * @drvdata is the pointer given to gmem_dev_register().  gmem serialises
- * @map and @invalidate of one context against each other.
+ * @drvdata is the pointer given to gmem_dev_register().  gmem calls @map
+ * and @invalidate under the address space's page-table lock, so they are
+ * serialised against each other for all contexts of one address space.
+ *
+ * A context is created by gmem_ctx_attach() (for example when a process
+ * opens the device) and destroyed by gmem_ctx_detach(), or earlier by
+ * gmem_dev_unregister(), after which gmem_ctx_drvctx() must not be used.
+ * gmem_dev_fault() resolves a device fault: it returns the number of pages
+ * it mapped around @addr, or -EFAULT (no mapping), -EPERM (write to
+ * read-only memory), -EACCES (outside the context's policy), -ESRCH (the
+ * address space is exiting), -ENODEV (context torn down), -EAGAIN.
  */
 struct gmem_dev_ops {
 	int (*ctx_create)(void *drvdata, struct mm_struct *mm, void **ctx);
@@ -99,5 +108,23 @@ int gmem_dev_register(const struct gmem_dev_ops *ops, void *drvdata,
 		      const char *name, u32 caps, struct gmem_dev **devp);
 void gmem_dev_unregister(struct gmem_dev *dev);
 u32 gmem_dev_id(const struct gmem_dev *dev);
+
+/* A device's view of one address space; opaque to drivers. */
+struct gmem_ctx;
+
+/* Which memory a context may reach. */
+#define GMEM_POLICY_PEER_SHARED		0 /* MAP_PEER_SHARED regions only */
+#define GMEM_POLICY_SYSTEM		1 /* any mapping, as HMM mirroring */
+
+/* Access of a device fault. */
+#define GMEM_FAULT_WRITE		(1U << 0)
+
+int gmem_ctx_attach(struct gmem_dev *dev, struct mm_struct *mm,
+		    struct gmem_ctx **ctxp);
+void gmem_ctx_detach(struct gmem_ctx *ctx);
+void *gmem_ctx_drvctx(struct gmem_ctx *ctx);
+int gmem_ctx_set_policy(struct gmem_ctx *ctx, u32 policy);
+long gmem_dev_fault(struct gmem_ctx *ctx, unsigned long addr,
+		    unsigned int flags);
 
 #endif /* _LINUX_GMEM_H */

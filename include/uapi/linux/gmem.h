@@ -14,10 +14,99 @@
 #ifndef _UAPI_LINUX_GMEM_H
 #define _UAPI_LINUX_GMEM_H
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 #ifndef MAP_PEER_SHARED
 #define MAP_PEER_SHARED		0x8000000
 #endif
+
+/*
+ * The simulated NPU (gmem_npu.ko): /dev/gmem_npuN.
+ *
+ * Opening the device attaches the caller's address space to that NPU; the
+ * file descriptor belongs to that address space: in another process (a
+ * forked child, a receiver of the fd) every ioctl fails with EBADF, as with
+ * KFD, and the child opens the device itself.  Jobs run on
+ * virtual addresses of that address space, asynchronously, in submission
+ * order per device.  A job that touches memory it may not ends with a
+ * negative errno status and the faulting address, and the NPU goes on.
+ *
+ * Every structure has a fixed size and explicit padding; reserved fields
+ * and unknown flags must be zero (EINVAL otherwise).
+ */
+
+/* Job operations; element types are little-endian unsigned integers. */
+#define GMEM_NPU_OP_FILL	1	/* dst[len bytes] = value (u8 pattern) */
+#define GMEM_NPU_OP_COPY	2	/* dst[len] = src[len] (bytes) */
+#define GMEM_NPU_OP_ADD		3	/* dst[i] = src[i] + src2[i], u32, len bytes */
+#define GMEM_NPU_OP_REDUCE_SUM	4	/* result = sum of u32 src[len bytes] */
+#define GMEM_NPU_OP_ATOMIC_INC	5	/* *(u64 *)dst += 1, value times, atomic */
+#define GMEM_NPU_OP_TOUCH	6	/* one u64 per page of dst[len]: read */
+					/* (sum in result) or, with */
+					/* GMEM_NPU_JOB_WRITE, write value */
+#define GMEM_NPU_OP_MAX		GMEM_NPU_OP_TOUCH
+
+/* Job flags. */
+#define GMEM_NPU_JOB_WRITE	(1U << 0)	/* TOUCH writes instead of reads */
+
+/* Longest job, in bytes of any operand. */
+#define GMEM_NPU_JOB_MAX_LEN	(1ULL << 32)
+
+struct gmem_npu_job {
+	__u32 op;		/* GMEM_NPU_OP_* */
+	__u32 flags;		/* GMEM_NPU_JOB_* */
+	__u64 dst;		/* device (= CPU) virtual addresses */
+	__u64 src;
+	__u64 src2;
+	__u64 len;		/* bytes; alignment as the element size */
+	__u64 value;		/* FILL byte, ATOMIC_INC count, TOUCH value */
+};
+
+struct gmem_npu_submit {
+	struct gmem_npu_job job;	/* in */
+	__u64 seqno;			/* out: identifies the job */
+};
+
+struct gmem_npu_wait {
+	__u64 seqno;		/* in: job to wait for */
+	__s64 timeout_ns;	/* in: < 0 waits forever, 0 only polls */
+	__s32 status;		/* out: 0 or -errno (EFAULT: no mapping; */
+				/* EPERM: write to read-only; EACCES: outside */
+				/* the policy; ESRCH: address space gone) */
+	__u32 pad;		/* must be 0 */
+	__u64 fault_addr;	/* out: faulting address if status < 0 */
+	__u64 result;		/* out: REDUCE_SUM and TOUCH (read) result */
+	__u64 faults;		/* out: device faults the job took */
+};
+
+/* Address-space policy of this file descriptor's context. */
+#define GMEM_NPU_MODE_PEER_SHARED	0 /* MAP_PEER_SHARED regions only */
+#define GMEM_NPU_MODE_SYSTEM		1 /* any anonymous or file mapping */
+
+struct gmem_npu_mode {
+	__u32 mode;		/* GMEM_NPU_MODE_* */
+	__u32 pad;		/* must be 0 */
+};
+
+struct gmem_npu_info {
+	__u32 dev_id;		/* gmem device id */
+	__u32 npu_index;	/* N of /dev/gmem_npuN */
+	__u32 caps;		/* GMEM_DEV_CAP_* */
+	__u32 tlb_entries;
+	__u64 jobs_done;	/* this device, all contexts */
+	__u64 faults;		/* device faults taken (replays) */
+	__u64 tlb_misses;
+	__u64 invalidations;	/* invalidate calls from gmem */
+};
+
+#define GMEM_NPU_IOC_MAGIC	'N'
+#define GMEM_NPU_IOC_SUBMIT	_IOWR(GMEM_NPU_IOC_MAGIC, 1, struct gmem_npu_submit)
+#define GMEM_NPU_IOC_WAIT	_IOWR(GMEM_NPU_IOC_MAGIC, 2, struct gmem_npu_wait)
+#define GMEM_NPU_IOC_SET_MODE	_IOW(GMEM_NPU_IOC_MAGIC, 3, struct gmem_npu_mode)
+#define GMEM_NPU_IOC_INFO	_IOR(GMEM_NPU_IOC_MAGIC, 4, struct gmem_npu_info)
+
+/* Capabilities reported in gmem_npu_info.caps (same as <linux/gmem.h>). */
+#define GMEM_NPU_CAP_REPLAYABLE	(1U << 0)
 
 #endif /* _UAPI_LINUX_GMEM_H */
