@@ -576,11 +576,12 @@ pub unsafe extern "C" fn gmem_dev_register(
             return Err(EINVAL);
         }
         let reg = registry();
+        let name = CString::try_from_fmt(fmt!("{}", name))?;
         let dev = Arc::pin_init(
             pin_init!(GmemDev {
                 ops,
                 drvdata,
-                name: CString::try_from_fmt(fmt!("{}", name))?,
+                name,
                 caps,
                 id: reg.next_id.fetch_add(1, Ordering::Relaxed),
                 ctxs <- new_mutex!(Some(KVec::new()), "GmemDev::ctxs"),
@@ -717,10 +718,11 @@ pub unsafe extern "C" fn gmem_ctx_detach(ctx: *mut bindings::gmem_ctx) {
     if let Some(list) = ctx.dev.ctxs.lock().as_mut() {
         remove_arc(list, &ctx);
     }
-    let as_ = ctx.address_space();
+    let as_ = ctx.as_;
     drop(ctx);
     STATS.contexts.fetch_sub(1, Ordering::Relaxed);
-    as_.put();
+    // SAFETY: The reference the context held, dropped last.
+    unsafe { (*as_).put() };
 }
 
 /// The driver's own context (from `ctx_create`) of `ctx`.

@@ -43,8 +43,9 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::bindings;
-use kernel::c_str;
-use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
+use kernel::ioctl::{_IOR, _IOW, _IOWR};
+use kernel::{c_str, fmt};
+use kernel::ffi::{c_int, c_uint, c_ulong};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::str::CString;
@@ -62,6 +63,12 @@ module! {
     author: "gmem developers",
     description: "Simulated NPU for gmem",
     license: "GPL",
+}
+
+/// The C `lock_class_key` of `key` (`as_ptr` is private in 6.12).
+fn lock_class_ptr(key: &'static kernel::sync::LockClassKey) -> *mut bindings::lock_class_key {
+    // A `repr(transparent)` wrapper of the C key.
+    ptr::from_ref(key).cast_mut().cast()
 }
 
 /// An errno the `kernel` crate of 6.12 has no constant for.
@@ -93,16 +100,13 @@ extern "C" {
 #[used]
 static NUM_DEVICES_PARAM: KernelParam = KernelParam(bindings::kernel_param {
     name: c"num_devices".as_ptr().cast(),
-    // SAFETY: Only the address of these statics is taken.
-    mod_: unsafe { &raw mut __this_module },
-    // SAFETY: As above.
-    ops: unsafe { &raw const bindings::param_ops_uint },
+    mod_: &raw mut __this_module,
+    ops: &raw const bindings::param_ops_uint,
     perm: 0o444,
     level: -1,
     flags: 0,
     __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
-        // SAFETY: As above.
-        arg: unsafe { &raw mut NUM_DEVICES }.cast(),
+        arg: (&raw mut NUM_DEVICES).cast(),
     },
 });
 
@@ -112,7 +116,7 @@ static NUM_DEVICES_PARMTYPE: [u8; 26] = *b"parmtype=num_devices:uint\0";
 
 #[link_section = ".modinfo"]
 #[used]
-static NUM_DEVICES_PARM: [u8; 48] = *b"parm=num_devices:Number of NPUs (default 1, <=8)\0";
+static NUM_DEVICES_PARM: [u8; 49] = *b"parm=num_devices:Number of NPUs (default 1, <=8)\0";
 
 // ---------------------------------------------------------------------------
 // The NPU MMU.
@@ -676,7 +680,7 @@ impl NpuFile {
     fn wait(&self, seqno: u64, timeout_ns: i64) -> Result<JobResult> {
         let mut st = self.state.lock();
         let mut left = if timeout_ns < 0 {
-            bindings::MAX_SCHEDULE_TIMEOUT as c_ulong
+            kernel::task::MAX_SCHEDULE_TIMEOUT as c_ulong
         } else {
             // SAFETY: A pure conversion.
             unsafe { bindings::nsecs_to_jiffies(timeout_ns as u64) }
@@ -739,7 +743,7 @@ fn init_work(work: *mut bindings::work_struct) {
             Some(job_work),
             false,
             c_str!("gmem_npu_job").as_char_ptr().cast(),
-            kernel::static_lock_class!().as_ptr(),
+            lock_class_ptr(kernel::static_lock_class!()),
         )
     };
 }
@@ -797,7 +801,7 @@ impl JobQueue {
     /// `work` must be initialised and own itself until it runs.
     unsafe fn queue(&self, work: *mut bindings::work_struct) {
         // SAFETY: Per the function's contract; `wq` lives until drop.
-        unsafe { bindings::queue_work_on(bindings::WORK_CPU_UNBOUND as i32, self.wq, work) };
+        unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, self.wq, work) };
     }
 }
 
@@ -903,7 +907,7 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
                         bindings::__init_waitqueue_head(
                             slot,
                             c_str!("gmem_npu_poll").as_char_ptr().cast(),
-                            kernel::static_lock_class!().as_ptr(),
+                            lock_class_ptr(kernel::static_lock_class!()),
                         )
                     })
                 },
@@ -940,19 +944,32 @@ unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindin
     0
 }
 
+/// `struct poll_table_struct` of include/linux/poll.h, which the 6.12
+/// bindings see only as an opaque type.
+#[repr(C)]
+struct PollTable {
+    qproc: Option<unsafe extern "C" fn(*mut bindings::file, *mut bindings::wait_queue_head, *mut bindings::poll_table_struct)>,
+    key: c_uint,
+}
+
+// asm-generic/poll.h, which the bindings do not include.
+const POLLIN: c_uint = 0x0001;
+const POLLRDNORM: c_uint = 0x0040;
+
 unsafe extern "C" fn npu_poll(file: *mut bindings::file, wait: *mut bindings::poll_table_struct) -> c_uint {
     // SAFETY: An open gmem_npu file.
     let f = unsafe { file_of(file) };
     // This is poll_wait(): register on the queue unless polling only.
-    // SAFETY: VFS passes a valid (or null) poll table.
-    if let Some(pt) = unsafe { wait.as_ref() } {
-        if let Some(qproc) = pt._qproc {
+    // SAFETY: VFS passes a valid (or null) poll table, laid out as
+    // `PollTable` says.
+    if let Some(pt) = unsafe { wait.cast::<PollTable>().as_ref() } {
+        if let Some(qproc) = pt.qproc {
             // SAFETY: Arguments as poll_wait() passes them.
             unsafe { qproc(file, f.poll_wq.get(), wait) };
         }
     }
     if f.state.lock().pending == 0 {
-        bindings::POLLIN | bindings::POLLRDNORM
+        POLLIN | POLLRDNORM
     } else {
         0
     }
@@ -1005,6 +1022,14 @@ fn write_arg<T>(arg: usize, v: &T) -> Result {
     w.write_slice(buf)
 }
 
+// The ioctl numbers of include/uapi/linux/gmem.h (function-like macros
+// there, which bindgen cannot evaluate).
+const IOC_MAGIC: u32 = bindings::GMEM_NPU_IOC_MAGIC as u32;
+const IOC_SUBMIT: u32 = _IOWR::<bindings::gmem_npu_submit>(IOC_MAGIC, 1);
+const IOC_WAIT: u32 = _IOWR::<bindings::gmem_npu_wait>(IOC_MAGIC, 2);
+const IOC_SET_MODE: u32 = _IOW::<bindings::gmem_npu_mode>(IOC_MAGIC, 3);
+const IOC_INFO: u32 = _IOR::<bindings::gmem_npu_info>(IOC_MAGIC, 4);
+
 fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
     // SAFETY: `current` is valid.
     if unsafe { (*bindings::get_current()).mm } != f.mm {
@@ -1012,12 +1037,12 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
         return Err(EBADF);
     }
     match cmd {
-        bindings::GMEM_NPU_IOC_SUBMIT => {
+        IOC_SUBMIT => {
             let mut s: bindings::gmem_npu_submit = read_arg(arg)?;
             s.seqno = f.submit(&s.job)?;
             write_arg(arg, &s)
         }
-        bindings::GMEM_NPU_IOC_WAIT => {
+        IOC_WAIT => {
             let mut w: bindings::gmem_npu_wait = read_arg(arg)?;
             if w.pad != 0 {
                 return Err(EINVAL);
@@ -1029,7 +1054,7 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
             w.faults = r.faults;
             write_arg(arg, &w)
         }
-        bindings::GMEM_NPU_IOC_SET_MODE => {
+        IOC_SET_MODE => {
             let m: bindings::gmem_npu_mode = read_arg(arg)?;
             if m.pad != 0 {
                 return Err(EINVAL);
@@ -1040,7 +1065,7 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
                 _ => Err(EINVAL),
             }
         }
-        bindings::GMEM_NPU_IOC_INFO => write_arg(arg, &f.info()),
+        IOC_INFO => write_arg(arg, &f.info()),
         _ => Err(ENOTTY),
     }
 }

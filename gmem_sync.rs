@@ -5,6 +5,7 @@
 //! work item that is a plain field of a larger object.
 
 use core::cell::UnsafeCell;
+use core::ptr;
 use core::ops::{Deref, DerefMut};
 use kernel::bindings;
 use kernel::ffi::c_char;
@@ -12,6 +13,14 @@ use kernel::init::PinInit;
 use kernel::prelude::*;
 use kernel::sync::LockClassKey;
 use kernel::types::Opaque;
+
+/// The C `lock_class_key` of `key` (its `as_ptr` is private to the
+/// `kernel` crate in 6.12).
+pub(crate) fn lock_class_ptr(key: &'static LockClassKey) -> *mut bindings::lock_class_key {
+    // `LockClassKey` is a `repr(transparent)` wrapper of an
+    // `Opaque<lock_class_key>`, itself a `lock_class_key` in memory.
+    ptr::from_ref(key).cast_mut().cast()
+}
 
 /// A `struct mutex` protecting a `T`, with `try_lock`.
 ///
@@ -38,7 +47,7 @@ impl<T> TryMutex<T> {
             // never moved afterwards (pinned).
             raw <- unsafe {
                 Opaque::ffi_init(|slot: *mut bindings::mutex| {
-                    bindings::__mutex_init(slot, name.as_char_ptr().cast::<c_char>(), key.as_ptr())
+                    bindings::__mutex_init(slot, name.as_char_ptr().cast::<c_char>(), lock_class_ptr(key))
                 })
             },
             data: UnsafeCell::new(data),
@@ -124,7 +133,7 @@ impl Workqueue {
     /// `work` must be initialised and stay valid until it has run.
     pub(crate) unsafe fn queue(&self, work: *mut bindings::work_struct) -> bool {
         // SAFETY: `wq` is live (type invariant); the caller vouches for `work`.
-        unsafe { bindings::queue_work_on(bindings::WORK_CPU_UNBOUND as i32, self.wq, work) }
+        unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, self.wq, work) }
     }
 }
 
@@ -147,5 +156,5 @@ pub(crate) unsafe fn init_work(
     key: &'static LockClassKey,
 ) {
     // SAFETY: Per the function's contract.
-    unsafe { bindings::init_work_with_key(work, Some(func), false, name.as_char_ptr().cast::<c_char>(), key.as_ptr()) };
+    unsafe { bindings::init_work_with_key(work, Some(func), false, name.as_char_ptr().cast::<c_char>(), lock_class_ptr(key)) };
 }

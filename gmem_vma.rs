@@ -288,21 +288,6 @@ pub(crate) fn resync(as_: &GmemAs) {
     }
 }
 
-/// Retires every region (address-space teardown).
-pub(crate) fn retire_all(as_: &GmemAs) {
-    loop {
-        let first = {
-            let mut regions = as_.regions.lock();
-            let start = regions.by_start.keys().next().copied();
-            start.and_then(|s| regions.by_start.remove(&s))
-        };
-        match first {
-            Some(r) => retire(as_, r),
-            None => break,
-        }
-    }
-}
-
 /// The interval notifier callback: the CPU is about to change or drop pages
 /// in `range`.  Device mappings of them go first.
 unsafe extern "C" fn region_invalidate(

@@ -17,6 +17,7 @@
 
 #include <linux/errno.h>
 #include <linux/types.h>
+#include <uapi/linux/gmem.h>
 
 struct file;
 struct mm_struct;

@@ -112,8 +112,8 @@ static inline bool module_loaded(const char *name)
 	return access(path, F_OK) == 0;
 }
 
-/* Loads @name.ko from gmem_moddir(); 0 or -errno. */
-static inline int load_module(const char *name)
+/* Loads @name.ko from gmem_moddir() with @params; 0 or -errno. */
+static inline int load_module_params(const char *name, const char *params)
 {
 	char path[256];
 	int fd, ret;
@@ -122,10 +122,20 @@ static inline int load_module(const char *name)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	ret = syscall(SYS_finit_module, fd, "", 0);
+	ret = syscall(SYS_finit_module, fd, params, 0);
 	ret = ret ? -errno : 0;
 	close(fd);
 	return ret;
+}
+
+/*
+ * Loads @name.ko as the test runner does: gmem_npu with two devices, so
+ * that tests of two NPUs run.
+ */
+static inline int load_module(const char *name)
+{
+	return load_module_params(name, strcmp(name, "gmem_npu") ?
+				  "" : "num_devices=2");
 }
 
 /* Unloads @name without waiting; 0 or -errno (EAGAIN/EWOULDBLOCK if in use). */

@@ -47,10 +47,36 @@ FIXTURE_TEARDOWN(mods)
 	reload_all(_metadata);
 }
 
-TEST_F(mods, npu_registers_a_device)
+TEST_F(mods, npu_registers_its_devices)
 {
-	ASSERT_EQ(gmem_stat("devices"), 1);
+	ASSERT_EQ(gmem_stat("devices"), 2);
 	ASSERT_TRUE(file_has_line(GMEM_DEBUGFS "/devices", "npu0"));
+	ASSERT_TRUE(file_has_line(GMEM_DEBUGFS "/devices", "npu1"));
+	ASSERT_EQ(access("/dev/gmem_npu0", R_OK | W_OK), 0);
+	ASSERT_EQ(access("/dev/gmem_npu1", R_OK | W_OK), 0);
+}
+
+TEST_F(mods, num_devices_parameter)
+{
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	ASSERT_EQ(load_module_params("gmem_npu", "num_devices=3"), 0);
+	ASSERT_EQ(gmem_stat("devices"), 3);
+	ASSERT_EQ(access("/dev/gmem_npu2", F_OK), 0);
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	ASSERT_NE(access("/dev/gmem_npu2", F_OK), 0);
+	ASSERT_EQ(load_module_params("gmem_npu", "num_devices=9"), -EINVAL);
+	ASSERT_EQ(load_module_params("gmem_npu", "num_devices=0"), -EINVAL);
+	ASSERT_EQ(gmem_stat("devices"), 0);
+}
+
+TEST_F(mods, npu_pins_itself_while_open)
+{
+	int fd = open("/dev/gmem_npu0", O_RDWR);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(unload_module("gmem_npu"), -EAGAIN);
+	close(fd);
+	ASSERT_EQ(unload_module_wait("gmem_npu", 2000), 0);
 }
 
 TEST_F(mods, unload_in_reverse_order)
@@ -63,7 +89,7 @@ TEST_F(mods, unload_in_reverse_order)
 	ASSERT_EQ(load_module("gmem"), 0);
 	ASSERT_EQ(gmem_stat("devices"), 0);
 	ASSERT_EQ(load_module("gmem_npu"), 0);
-	ASSERT_EQ(gmem_stat("devices"), 1);
+	ASSERT_EQ(gmem_stat("devices"), 2);
 }
 
 TEST_F(mods, gmem_refused_while_device_exists)
@@ -72,7 +98,7 @@ TEST_F(mods, gmem_refused_while_device_exists)
 
 	ASSERT_TRUE(ret == -EAGAIN || ret == -EWOULDBLOCK) TH_LOG("ret %d", ret);
 	ASSERT_TRUE(module_loaded("gmem"));
-	ASSERT_EQ(gmem_stat("devices"), 1);
+	ASSERT_EQ(gmem_stat("devices"), 2);
 }
 
 TEST_F(mods, gmem_refused_while_region_exists)
