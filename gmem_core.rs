@@ -272,6 +272,16 @@ impl GmemCtx {
         kernel::error::to_result(ret)
     }
 
+    /// Lets the driver allocate for a mapping of `[start, end)`.  Without
+    /// gmem locks; the context may die meanwhile, which `map` then sees.
+    pub(crate) fn prepare(&self, start: usize, end: usize) -> Result {
+        let Some(prepare) = self.dev.ops().prepare else { return Ok(()) };
+        // SAFETY: `drv` stays valid until `ctx_destroy`, which only runs
+        // after `dead` is set and no fault of this context is in flight
+        // (the driver stops faulting before it detaches).
+        kernel::error::to_result(unsafe { prepare(self.dev.drvdata, self.drv, start as _, end as _) })
+    }
+
     /// Removes device mappings of `[start, end)`.  Under the page-table
     /// lock, on a live context.
     fn invalidate(&self, start: usize, end: usize) {
@@ -407,6 +417,27 @@ impl GmemAs {
 
     pub(crate) fn is_released(&self) -> bool {
         self.released.load(Ordering::Acquire)
+    }
+
+    /// Adds a context to the list invalidations walk.  The list is grown
+    /// outside the page-table lock: reclaim runs invalidations, so nothing
+    /// under that lock may allocate with reclaim.
+    fn add_ctx(&self, ctx: Arc<GmemCtx>) -> Result {
+        loop {
+            let want = self.pt.lock().len() + 1;
+            let mut grown = KVec::with_capacity(want, GFP_KERNEL)?;
+            let mut pt = self.pt.lock();
+            if pt.len() + 1 > grown.capacity() {
+                continue;
+            }
+            for c in pt.iter() {
+                // Within capacity: cannot fail or allocate.
+                grown.push(c.clone(), GFP_NOWAIT)?;
+            }
+            grown.push(ctx, GFP_NOWAIT)?;
+            *pt = grown;
+            return Ok(());
+        }
     }
 
     /// Whether any context may use `vma` (keeps regions for it).
@@ -685,7 +716,7 @@ pub unsafe extern "C" fn gmem_ctx_attach(
         };
         // Once published, `kill` owns the teardown of `drv`.
         let published = (|| -> Result {
-            as_.pt.lock().push(ctx.clone(), GFP_KERNEL)?;
+            as_.add_ctx(ctx.clone())?;
             let mut ctxs = dev.ctxs.lock();
             ctxs.as_mut().ok_or(ENODEV)?.push(ctx.clone(), GFP_KERNEL)?;
             Ok(())
@@ -775,6 +806,51 @@ pub unsafe extern "C" fn gmem_dev_fault(ctx: *mut bindings::gmem_ctx, addr: usiz
     }
 }
 
+extern "C" {
+    /// Offsets and sizes as the C compiler lays them out (gmem_glue.c).
+    static gmem_c_layout: [usize; 21];
+}
+
+/// Refuses to run if bindgen's view of a C structure gmem reads differs
+/// from the C compiler's (the same table, in the same order, as
+/// `gmem_c_layout`).
+fn check_layouts() -> Result {
+    use bindings::*;
+    use core::mem::{offset_of, size_of};
+    let rust: [usize; 21] = [
+        offset_of!(vm_area_struct, __bindgen_anon_1.__bindgen_anon_1.vm_start),
+        offset_of!(vm_area_struct, __bindgen_anon_1.__bindgen_anon_1.vm_end),
+        offset_of!(vm_area_struct, __bindgen_anon_2.vm_flags),
+        offset_of!(mmu_notifier_range, start),
+        offset_of!(mmu_notifier_range, end),
+        offset_of!(mmu_notifier_range, flags),
+        offset_of!(mmu_notifier_range, event),
+        size_of::<hmm_range>(),
+        size_of::<mmu_notifier>(),
+        size_of::<mmu_interval_notifier>(),
+        size_of::<work_struct>(),
+        size_of::<mutex>(),
+        offset_of!(seq_file, private),
+        offset_of!(inode, i_private),
+        offset_of!(file, private_data),
+        size_of::<miscdevice>(),
+        size_of::<file_operations>(),
+        offset_of!(file_operations, unlocked_ioctl),
+        offset_of!(file_operations, poll),
+        size_of::<wait_queue_head>(),
+        size_of::<kernel_param>(),
+    ];
+    // SAFETY: A constant array defined in gmem_glue.c.
+    let c = unsafe { &*core::ptr::addr_of!(gmem_c_layout) };
+    for (i, (r, c)) in rust.iter().zip(c.iter()).enumerate() {
+        if r != c {
+            pr_err!("layout check {}: bindings say {}, C says {}\n", i, r, c);
+            return Err(kernel::error::code::EINVAL);
+        }
+    }
+    Ok(())
+}
+
 /// The `gmem_mm_hooks` handed to core MM.
 ///
 /// # Invariants
@@ -796,6 +872,7 @@ unsafe impl Send for GmemModule {}
 
 impl kernel::Module for GmemModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        check_layouts()?;
         let hooks = KBox::pin(
             MmHooks(Opaque::new(bindings::gmem_mm_hooks {
                 owner: module.as_ptr(),

@@ -46,7 +46,17 @@ pub(crate) trait GmemDevOps: Send + Sync + Sized + 'static {
         drop(ctx);
     }
 
-    /// Maps host pages `pfns` at device address `va` with `prot`.
+    /// Allocates what mapping `[start, end)` will need, before [`map`]
+    /// runs under gmem's page-table lock.  May sleep.
+    ///
+    /// [`map`]: GmemDevOps::map
+    fn prepare(&self, _ctx: &Self::Context, _start: usize, _end: usize) -> Result {
+        Ok(())
+    }
+
+    /// Maps host pages `pfns` at device address `va` with `prot`.  Runs
+    /// under gmem's page-table lock, which reclaim takes: must not allocate
+    /// (return `EAGAIN` if what `prepare` set up is gone; gmem retries).
     fn map(&self, ctx: &Self::Context, va: usize, pfns: &[usize], prot: Prot) -> Result;
 
     /// Removes every mapping in `[start, end)` and flushes the device TLB.
@@ -106,6 +116,22 @@ impl<T: GmemDevOps> Drop for Registration<T> {
     }
 }
 
+/// The address space of the calling task (null for kernel threads).
+///
+/// Read through `get_task_mm()`, not `task_struct::mm`: bindgen's layout of
+/// `task_struct` was seen to differ from the compiler's with this toolchain.
+/// The pointer stays valid while the task runs the current system call.
+pub(crate) fn current_mm() -> *mut bindings::mm_struct {
+    // SAFETY: `current` is a valid task.
+    let mm = unsafe { bindings::get_task_mm(bindings::get_current()) };
+    if !mm.is_null() {
+        // SAFETY: Drops the reference `get_task_mm()` took; the task still
+        // holds its own.
+        unsafe { bindings::mmput(mm) };
+    }
+    mm
+}
+
 /// A device's attachment to one address space (a gmem context); detached
 /// on drop.
 ///
@@ -127,9 +153,7 @@ unsafe impl<T: GmemDevOps> Sync for Attachment<T> {}
 impl<T: GmemDevOps> Attachment<T> {
     /// Attaches the calling process's address space to `reg`'s device.
     pub(crate) fn attach_current(reg: &Registration<T>) -> Result<Self> {
-        // SAFETY: `current` is valid; a user task's `mm` is live while it
-        // runs this system call.
-        let mm = unsafe { (*bindings::get_current()).mm };
+        let mm = current_mm();
         if mm.is_null() {
             return Err(EINVAL);
         }
@@ -182,6 +206,7 @@ impl<T: GmemDevOps> Adapter<T> {
     const OPS: bindings::gmem_dev_ops = bindings::gmem_dev_ops {
         ctx_create: Some(Self::ctx_create),
         ctx_destroy: Some(Self::ctx_destroy),
+        prepare: Some(Self::prepare),
         map: Some(Self::map),
         invalidate: Some(Self::invalidate),
     };
@@ -219,6 +244,16 @@ impl<T: GmemDevOps> Adapter<T> {
         // context from `ctx_create`, which it gives up here.
         let (data, ctx) = unsafe { (Self::data(drvdata), Pin::new_unchecked(KBox::from_raw(ctx.cast::<T::Context>()))) };
         data.ctx_destroy(ctx);
+    }
+
+    unsafe extern "C" fn prepare(drvdata: *mut c_void, ctx: *mut c_void, start: c_ulong, end: c_ulong) -> c_int {
+        from_result(|| {
+            // SAFETY: gmem passes the driver data of a registered device and
+            // a live context.
+            let (data, ctx) = unsafe { (Self::data(drvdata), &*ctx.cast::<T::Context>()) };
+            data.prepare(ctx, start as usize, end as usize)?;
+            Ok(0)
+        })
     }
 
     unsafe extern "C" fn map(

@@ -10,7 +10,9 @@
 //! 2. Under `mmap_lock` for read, check the policy on the VMA and fault the
 //!    pages in with `hmm_range_fault()`; `-EBUSY` means an invalidation
 //!    raced: start again.
-//! 3. Take the address space's page-table lock, which every invalidation
+//! 3. Let the driver allocate its page-table levels (`prepare`): nothing
+//!    may allocate under the lock of step 4, which reclaim takes.
+//! 4. Take the address space's page-table lock, which every invalidation
 //!    of the address space also takes, and map the pages only if no
 //!    invalidation ran since step 1 (`mmu_interval_read_retry`) and the
 //!    region was not retired; otherwise start again.
@@ -113,6 +115,7 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
         }
 
         let npages = (end - start) / PAGE_SIZE;
+        ctx.prepare(start, end)?;
         let pt = as_.pt.lock();
         // SAFETY: As for `interval_read_begin` above; we hold the lock the
         // invalidation callback takes.
@@ -124,7 +127,15 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
         if ctx.is_dead() {
             return Err(ENODEV);
         }
-        map_runs(ctx, start, &mut pfns[..npages])?;
+        match map_runs(ctx, start, &mut pfns[..npages]) {
+            Ok(()) => {}
+            Err(e) if e == EAGAIN => {
+                drop(pt);
+                STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         drop(pt);
         STATS.fault_pages.fetch_add(npages as u64, Ordering::Relaxed);
         return Ok(npages);

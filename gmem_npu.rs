@@ -274,27 +274,33 @@ impl GmemDevOps for NpuMmuOps {
         }? Error)
     }
 
-    fn map(&self, ctx: &NpuContext, va: usize, pfns: &[usize], prot: Prot) -> Result {
-        let end = va + pfns.len() * PAGE_SIZE;
-        // Leaves are allocated before taking the spinlock; gmem serialises
-        // `map` calls, so the ones found missing stay missing meanwhile.
-        let mut new_leaves: KVec<RBTreeNode<usize, KBox<Leaf>>> = KVec::new();
-        let mut key = va >> LEAF_SHIFT;
+    fn prepare(&self, ctx: &NpuContext, start: usize, end: usize) -> Result {
+        // Allocated here, outside gmem's page-table lock; an empty leaf is
+        // harmless if the mapping never comes.
+        let mut key = start >> LEAF_SHIFT;
         while key << LEAF_SHIFT < end {
             if ctx.mmu.lock().pt.leaves.get(&key).is_none() {
                 let leaf = KBox::new([Pte::NONE; LEAF_ENTRIES], GFP_KERNEL)?;
-                new_leaves.push(RBTreeNode::new(key, leaf, GFP_KERNEL)?, GFP_KERNEL)?;
+                let node = RBTreeNode::new(key, leaf, GFP_KERNEL)?;
+                let mut mmu = ctx.mmu.lock();
+                if mmu.pt.leaves.get(&key).is_none() {
+                    mmu.pt.leaves.insert(node);
+                }
             }
             key += 1;
         }
+        Ok(())
+    }
+
+    fn map(&self, ctx: &NpuContext, va: usize, pfns: &[usize], prot: Prot) -> Result {
+        let end = va + pfns.len() * PAGE_SIZE;
         let mut mmu = ctx.mmu.lock();
-        for node in new_leaves.into_iter() {
-            mmu.pt.leaves.insert(node);
-        }
         for (i, &pfn) in pfns.iter().enumerate() {
             let v = va + i * PAGE_SIZE;
-            if let Some(leaf) = mmu.pt.leaves.get_mut(&(v >> LEAF_SHIFT)) {
-                leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::new(pfn, prot.writable());
+            match mmu.pt.leaves.get_mut(&(v >> LEAF_SHIFT)) {
+                Some(leaf) => leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::new(pfn, prot.writable()),
+                // An invalidation freed the leaf since `prepare`.
+                None => return Err(EAGAIN),
             }
         }
         // A read-only entry may be cached for a page now writable.
@@ -896,8 +902,7 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
             try_pin_init!(NpuFile {
                 npu,
                 attachment,
-                // SAFETY: `current` is valid.
-                mm: unsafe { (*bindings::get_current()).mm },
+                mm: gmem_dev::current_mm(),
                 closing: AtomicBool::new(false),
                 state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), pending: 0 }),
                 done <- new_condvar!(),
@@ -921,7 +926,9 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
             unsafe { (*file).private_data = Arc::into_raw(f).cast_mut().cast() };
             0
         }
-        Err(e) => e.to_errno(),
+        Err(e) => {
+            e.to_errno()
+        }
     }
 }
 
@@ -1031,8 +1038,7 @@ const IOC_SET_MODE: u32 = _IOW::<bindings::gmem_npu_mode>(IOC_MAGIC, 3);
 const IOC_INFO: u32 = _IOR::<bindings::gmem_npu_info>(IOC_MAGIC, 4);
 
 fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
-    // SAFETY: `current` is valid.
-    if unsafe { (*bindings::get_current()).mm } != f.mm {
+    if gmem_dev::current_mm() != f.mm {
         // The file belongs to another address space (fork, fd passing).
         return Err(EBADF);
     }

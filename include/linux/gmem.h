@@ -78,8 +78,13 @@ struct gmem_dev;
  *	space @mm and return it in @ctx.  May sleep.
  * @ctx_destroy: tear down a context; no other op runs on it concurrently
  *	or afterwards.  May sleep.
+ * @prepare: optional; allocate what mapping [@start, @end) will need (page
+ *	table levels).  Called before @map without gmem locks; may sleep.
  * @map: map @npages host pages, whose pfns are in @pfns, at device virtual
- *	address @va (page aligned) with @prot (GMEM_PROT_*).  May sleep.
+ *	address @va (page aligned) with @prot (GMEM_PROT_*).  Must not
+ *	allocate memory that can enter reclaim: invalidations run from reclaim
+ *	and take the lock @map is called under.  -EAGAIN (something @prepare
+ *	set up is gone again) makes gmem retry the fault.
  * @invalidate: remove every mapping in [@start, @end) and flush the device
  *	TLB before returning.  Must not sleep: it runs from mmu notifiers.
  *
@@ -98,6 +103,8 @@ struct gmem_dev;
 struct gmem_dev_ops {
 	int (*ctx_create)(void *drvdata, struct mm_struct *mm, void **ctx);
 	void (*ctx_destroy)(void *drvdata, void *ctx);
+	int (*prepare)(void *drvdata, void *ctx, unsigned long start,
+		       unsigned long end);
 	int (*map)(void *drvdata, void *ctx, unsigned long va,
 		   const unsigned long *pfns, unsigned long npages,
 		   unsigned int prot);
