@@ -322,6 +322,7 @@ impl GmemDevOps for NpuMmuOps {
 const USER_END: u64 = 1 << 47;
 const MAX_OUTSTANDING: usize = 1024;
 const MAX_ATOMIC_INCS: u64 = 1 << 20;
+const ATOMIC_BATCH: u64 = 4096;
 
 /// A validated job.
 #[derive(Clone, Copy)]
@@ -439,6 +440,10 @@ impl JobRunner<'_> {
     ) -> core::result::Result<R, Fault> {
         let ctx = self.file.attachment.driver_ctx();
         loop {
+            if self.file.closing.load(Ordering::Relaxed) {
+                // The file is going away: stop between accesses.
+                return Err(Fault { err: errno(bindings::ECANCELED), addr: vas[0].0 });
+            }
             let mut missing = None;
             {
                 let mut mmu = ctx.mmu.lock();
@@ -536,14 +541,20 @@ impl JobRunner<'_> {
                 }
             }
             bindings::GMEM_NPU_OP_ATOMIC_INC => {
-                self.access([(j.dst, true)], |[p]| {
-                    // SAFETY: An 8-byte aligned u64 inside the page; the CPU
-                    // may update it concurrently with atomics too.
-                    let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p.cast::<u64>()) };
-                    for _ in 0..j.value {
-                        a.fetch_add(1, Ordering::SeqCst);
-                    }
-                })?;
+                // In batches, so the MMU lock is not held for long.
+                let mut left = j.value;
+                while left > 0 {
+                    let batch = left.min(ATOMIC_BATCH);
+                    self.access([(j.dst, true)], |[p]| {
+                        // SAFETY: An 8-byte aligned u64 inside the page; the
+                        // CPU may update it concurrently, with atomics too.
+                        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p.cast::<u64>()) };
+                        for _ in 0..batch {
+                            a.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })?;
+                    left -= batch;
+                }
             }
             bindings::GMEM_NPU_OP_TOUCH => {
                 let mut va = j.dst & !(PAGE_SIZE - 1);
