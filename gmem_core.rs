@@ -53,18 +53,18 @@
 //! lock held.  Notifiers are never inserted or removed under a gmem lock:
 //! insertion may take `mmap_lock` and removal waits for callbacks.
 
-use kernel::ffi::{c_char, c_int, c_void};
 use core::fmt::Write;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::error::from_result;
+use kernel::ffi::{c_char, c_int, c_void};
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::str::CString;
-use kernel::{c_str, fmt};
 use kernel::sync::{new_mutex, Arc, Mutex};
 use kernel::types::Opaque;
+use kernel::{c_str, fmt};
 
 mod gmem_debugfs;
 mod gmem_fault;
@@ -267,7 +267,14 @@ impl GmemCtx {
         // SAFETY: The context is alive (checked under the page-table lock
         // by the caller) and the driver's data is valid while registered.
         let ret = unsafe {
-            map(self.dev.drvdata, self.drv, va as _, pfns.as_ptr().cast(), pfns.len() as _, prot)
+            map(
+                self.dev.drvdata,
+                self.drv,
+                va as _,
+                pfns.as_ptr().cast(),
+                pfns.len() as _,
+                prot,
+            )
         };
         kernel::error::to_result(ret)
     }
@@ -275,11 +282,15 @@ impl GmemCtx {
     /// Lets the driver allocate for a mapping of `[start, end)`.  Without
     /// gmem locks; the context may die meanwhile, which `map` then sees.
     pub(crate) fn prepare(&self, start: usize, end: usize) -> Result {
-        let Some(prepare) = self.dev.ops().prepare else { return Ok(()) };
+        let Some(prepare) = self.dev.ops().prepare else {
+            return Ok(());
+        };
         // SAFETY: `drv` stays valid until `ctx_destroy`, which only runs
         // after `dead` is set and no fault of this context is in flight
         // (the driver stops faulting before it detaches).
-        kernel::error::to_result(unsafe { prepare(self.dev.drvdata, self.drv, start as _, end as _) })
+        kernel::error::to_result(unsafe {
+            prepare(self.dev.drvdata, self.drv, start as _, end as _)
+        })
     }
 
     /// Removes device mappings of `[start, end)`.  Under the page-table
@@ -442,7 +453,12 @@ impl GmemAs {
 
     /// Whether any context may use `vma` (keeps regions for it).
     pub(crate) fn allows(&self, vma: &gmem_mm::Vma<'_>) -> bool {
-        vma.is_peer_shared() || self.pt.lock().iter().any(|c| c.system.load(Ordering::Relaxed))
+        vma.is_peer_shared()
+            || self
+                .pt
+                .lock()
+                .iter()
+                .any(|c| c.system.load(Ordering::Relaxed))
     }
 
     /// Removes every device mapping in `[start, end)` under the page-table
@@ -511,7 +527,12 @@ unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut binding
         Ok(as_) => {
             // SAFETY: `work` is pinned in the box and not queued yet.
             unsafe {
-                gmem_sync::init_work(as_.work.get(), gmem_as_work, c_str!("gmem_as_work"), kernel::static_lock_class!())
+                gmem_sync::init_work(
+                    as_.work.get(),
+                    gmem_as_work,
+                    c_str!("gmem_as_work"),
+                    kernel::static_lock_class!(),
+                )
             };
             // Pinned until `gmem_as_free`, which rebuilds the box.
             // SAFETY: The box is never moved out of; it is freed as a box.
@@ -541,7 +562,10 @@ unsafe extern "C" fn gmem_as_free(mn: *mut bindings::mmu_notifier) {
 /// `mmu_notifier_ops::release`: the process is exiting (`exit_mmap`).
 /// Devices lose every mapping now; regions follow as their VMAs are
 /// unmapped, contexts when their drivers detach.
-unsafe extern "C" fn gmem_as_release(mn: *mut bindings::mmu_notifier, _mm: *mut bindings::mm_struct) {
+unsafe extern "C" fn gmem_as_release(
+    mn: *mut bindings::mmu_notifier,
+    _mm: *mut bindings::mm_struct,
+) {
     // SAFETY: Core MM passes a registered notifier of ours, alive for the
     // duration of the callback.
     let as_ = unsafe { GmemAs::from_notifier(mn) };
@@ -558,7 +582,11 @@ static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::m
 });
 
 /// The MAP_PEER_SHARED hook: cover the new mapping with regions.
-unsafe extern "C" fn gmem_peer_shared_hook(mm: *mut bindings::mm_struct, start: usize, len: usize) -> c_int {
+unsafe extern "C" fn gmem_peer_shared_hook(
+    mm: *mut bindings::mm_struct,
+    start: usize,
+    len: usize,
+) -> c_int {
     // SAFETY: `gmem_peer_shared_mapped()` calls us with `mm` locked for
     // write (mmap_assert_write_locked) for the duration of the call.
     let mm = unsafe { MmWriteLocked::from_raw(mm) };
@@ -569,7 +597,9 @@ unsafe extern "C" fn gmem_peer_shared_hook(mm: *mut bindings::mm_struct, start: 
         as_.put();
         res?;
         STATS.peer_shared_mmaps.fetch_add(1, Ordering::Relaxed);
-        STATS.peer_shared_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        STATS
+            .peer_shared_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
         Ok(0)
     })
 }
@@ -598,7 +628,11 @@ pub unsafe extern "C" fn gmem_dev_register(
         }
         // SAFETY: `ops` is valid per the function's contract.
         let o = unsafe { &*ops };
-        if o.ctx_create.is_none() || o.ctx_destroy.is_none() || o.map.is_none() || o.invalidate.is_none() {
+        if o.ctx_create.is_none()
+            || o.ctx_destroy.is_none()
+            || o.map.is_none()
+            || o.invalidate.is_none()
+        {
             return Err(EINVAL);
         }
         // SAFETY: `name` is a NUL-terminated string per the contract.
@@ -619,12 +653,19 @@ pub unsafe extern "C" fn gmem_dev_register(
             }),
             GFP_KERNEL,
         )?;
-        reg.devices.lock().try_create_and_insert(dev.id, dev.clone(), GFP_KERNEL)?;
+        reg.devices
+            .lock()
+            .try_create_and_insert(dev.id, dev.clone(), GFP_KERNEL)?;
         // SAFETY: Pins gmem.ko while the device exists; dropped in
         // `gmem_dev_unregister`.
         unsafe { bindings::__module_get(THIS_MODULE.as_ptr()) };
         STATS.devices.fetch_add(1, Ordering::Relaxed);
-        pr_info!("device {} ({}) registered, caps {:#x}\n", dev.id, dev.name(), caps);
+        pr_info!(
+            "device {} ({}) registered, caps {:#x}\n",
+            dev.id,
+            dev.name(),
+            caps
+        );
         // SAFETY: `devp` is writable per the contract.  The registry keeps
         // its own reference, so the pointer stays valid until unregister.
         unsafe { *devp = ptr::from_ref::<GmemDev>(&dev).cast_mut().cast() };
@@ -783,7 +824,8 @@ pub unsafe extern "C" fn gmem_ctx_set_policy(ctx: *mut bindings::gmem_ctx, polic
     };
     if ctx.system.swap(system, Ordering::Relaxed) && !system {
         // Narrowed: mappings of memory it may no longer reach must go.
-        ctx.address_space().invalidate_devices(true, 0, usize::MAX, || {});
+        ctx.address_space()
+            .invalidate_devices(true, 0, usize::MAX, || {});
     }
     0
 }
@@ -794,7 +836,11 @@ pub unsafe extern "C" fn gmem_ctx_set_policy(ctx: *mut bindings::gmem_ctx, polic
 ///
 /// `ctx` must be attached.  May sleep.
 #[no_mangle]
-pub unsafe extern "C" fn gmem_dev_fault(ctx: *mut bindings::gmem_ctx, addr: usize, flags: u32) -> kernel::ffi::c_long {
+pub unsafe extern "C" fn gmem_dev_fault(
+    ctx: *mut bindings::gmem_ctx,
+    addr: usize,
+    flags: u32,
+) -> kernel::ffi::c_long {
     // SAFETY: Attached contexts are live `GmemCtx`s.
     let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
     if flags & !bindings::GMEM_FAULT_WRITE != 0 {
@@ -915,7 +961,11 @@ impl kernel::Module for GmemModule {
         });
 
         pr_info!("loaded\n");
-        Ok(GmemModule { hooks, registry: reg, debugfs: Some(debugfs) })
+        Ok(GmemModule {
+            hooks,
+            registry: reg,
+            debugfs: Some(debugfs),
+        })
     }
 }
 

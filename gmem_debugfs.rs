@@ -6,10 +6,10 @@
 //! Failures to create debugfs entries are ignored, as debugfs asks of its
 //! users: statistics are not worth failing a module load for.
 
-use kernel::ffi::{c_int, c_void};
 use core::fmt;
 use core::ptr;
 use kernel::bindings;
+use kernel::ffi::{c_int, c_void};
 use kernel::prelude::*;
 
 /// Writes to a `seq_file` being shown.

@@ -8,11 +8,11 @@
 //! drivers use.  A driver implements [`GmemDevOps`] and keeps a
 //! [`Registration`] for as long as its device should exist.
 
-use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
 use core::marker::PhantomData;
 use core::ptr;
 use kernel::bindings;
 use kernel::error::{from_result, to_result};
+use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
 use kernel::init::PinInit;
 use kernel::prelude::*;
 
@@ -161,7 +161,10 @@ impl<T: GmemDevOps> Attachment<T> {
         // SAFETY: The device is registered, `mm` has a users reference
         // (held by the running task) and `ctx` is writable.
         to_result(unsafe { bindings::gmem_ctx_attach(reg.dev, mm, &mut ctx) })?;
-        Ok(Self { ctx, _ops: PhantomData })
+        Ok(Self {
+            ctx,
+            _ops: PhantomData,
+        })
     }
 
     /// The driver's context created for this attachment.
@@ -186,7 +189,11 @@ impl<T: GmemDevOps> Attachment<T> {
     /// Lets the device reach any mapping (`true`) or only MAP_PEER_SHARED
     /// regions (`false`, the default).
     pub(crate) fn set_system_allocator(&self, on: bool) -> Result {
-        let policy = if on { bindings::GMEM_POLICY_SYSTEM } else { bindings::GMEM_POLICY_PEER_SHARED };
+        let policy = if on {
+            bindings::GMEM_POLICY_SYSTEM
+        } else {
+            bindings::GMEM_POLICY_PEER_SHARED
+        };
         // SAFETY: Attached (type invariant).
         to_result(unsafe { bindings::gmem_ctx_set_policy(self.ctx, policy) })
     }
@@ -242,11 +249,21 @@ impl<T: GmemDevOps> Adapter<T> {
     unsafe extern "C" fn ctx_destroy(drvdata: *mut c_void, ctx: *mut c_void) {
         // SAFETY: gmem passes the driver data of a registered device and a
         // context from `ctx_create`, which it gives up here.
-        let (data, ctx) = unsafe { (Self::data(drvdata), Pin::new_unchecked(KBox::from_raw(ctx.cast::<T::Context>()))) };
+        let (data, ctx) = unsafe {
+            (
+                Self::data(drvdata),
+                Pin::new_unchecked(KBox::from_raw(ctx.cast::<T::Context>())),
+            )
+        };
         data.ctx_destroy(ctx);
     }
 
-    unsafe extern "C" fn prepare(drvdata: *mut c_void, ctx: *mut c_void, start: c_ulong, end: c_ulong) -> c_int {
+    unsafe extern "C" fn prepare(
+        drvdata: *mut c_void,
+        ctx: *mut c_void,
+        start: c_ulong,
+        end: c_ulong,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: gmem passes the driver data of a registered device and
             // a live context.
@@ -279,7 +296,12 @@ impl<T: GmemDevOps> Adapter<T> {
         })
     }
 
-    unsafe extern "C" fn invalidate(drvdata: *mut c_void, ctx: *mut c_void, start: c_ulong, end: c_ulong) {
+    unsafe extern "C" fn invalidate(
+        drvdata: *mut c_void,
+        ctx: *mut c_void,
+        start: c_ulong,
+        end: c_ulong,
+    ) {
         // SAFETY: gmem passes the driver data of a registered device and a
         // live context.
         let (data, ctx) = unsafe { (Self::data(drvdata), &*ctx.cast::<T::Context>()) };

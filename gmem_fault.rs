@@ -137,7 +137,9 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
             Err(e) => return Err(e),
         }
         drop(pt);
-        STATS.fault_pages.fetch_add(npages as u64, Ordering::Relaxed);
+        STATS
+            .fault_pages
+            .fetch_add(npages as u64, Ordering::Relaxed);
         return Ok(npages);
     }
     Err(EAGAIN)
@@ -154,7 +156,12 @@ fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
             hmm_pfns[j] &= !HMM_PFN_FLAGS;
             j += 1;
         }
-        let prot = bindings::GMEM_PROT_READ | if writable { bindings::GMEM_PROT_WRITE } else { 0 };
+        let prot = bindings::GMEM_PROT_READ
+            | if writable {
+                bindings::GMEM_PROT_WRITE
+            } else {
+                0
+            };
         ctx.map(start + i * PAGE_SIZE, &hmm_pfns[i..j], prot)?;
         i = j;
     }

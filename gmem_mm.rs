@@ -25,7 +25,10 @@ impl MmWriteLocked<'_> {
     /// `mm` must be valid and its `mmap_lock` held for write while the
     /// returned value lives.
     pub(crate) unsafe fn from_raw(mm: *mut bindings::mm_struct) -> Self {
-        Self { mm, _lock: PhantomData }
+        Self {
+            mm,
+            _lock: PhantomData,
+        }
     }
 
     pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
@@ -225,10 +228,16 @@ pub(crate) unsafe fn interval_insert(
     // function called, as the `MmRef` variant says.
     kernel::error::to_result(unsafe {
         match mm {
-            MmRef::WriteLocked(m) => {
-                bindings::mmu_interval_notifier_insert_locked(sub, m.as_ptr(), start as _, len, &ops.0)
+            MmRef::WriteLocked(m) => bindings::mmu_interval_notifier_insert_locked(
+                sub,
+                m.as_ptr(),
+                start as _,
+                len,
+                &ops.0,
+            ),
+            MmRef::User(m) => {
+                bindings::mmu_interval_notifier_insert(sub, m.as_ptr(), start as _, len, &ops.0)
             }
-            MmRef::User(m) => bindings::mmu_interval_notifier_insert(sub, m.as_ptr(), start as _, len, &ops.0),
         }
     })
 }
@@ -260,7 +269,10 @@ pub(crate) unsafe fn interval_read_begin(sub: *mut bindings::mmu_interval_notifi
 /// # Safety
 ///
 /// `sub` must be registered.
-pub(crate) unsafe fn interval_read_retry(sub: *mut bindings::mmu_interval_notifier, seq: usize) -> bool {
+pub(crate) unsafe fn interval_read_retry(
+    sub: *mut bindings::mmu_interval_notifier,
+    seq: usize,
+) -> bool {
     // SAFETY: Per the function's contract.
     unsafe { bindings::mmu_interval_read_retry(sub, seq as _) }
 }

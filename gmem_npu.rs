@@ -43,15 +43,17 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::bindings;
-use kernel::ioctl::{_IOR, _IOW, _IOWR};
-use kernel::{c_str, fmt};
 use kernel::ffi::{c_int, c_uint, c_ulong};
+use kernel::ioctl::{_IOR, _IOW, _IOWR};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 use kernel::str::CString;
-use kernel::sync::{new_condvar, new_mutex, new_spinlock, Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
+use kernel::sync::{
+    new_condvar, new_mutex, new_spinlock, Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock,
+};
 use kernel::types::Opaque;
 use kernel::uaccess::UserSlice;
+use kernel::{c_str, fmt};
 
 mod gmem_dev;
 
@@ -138,7 +140,9 @@ impl Pte {
     const NONE: Pte = Pte(0);
 
     fn new(pfn: usize, writable: bool) -> Self {
-        Pte(((pfn as u64) << Self::PFN_SHIFT) | Self::VALID | if writable { Self::WRITE } else { 0 })
+        Pte(((pfn as u64) << Self::PFN_SHIFT)
+            | Self::VALID
+            | if writable { Self::WRITE } else { 0 })
     }
 
     fn valid(self) -> bool {
@@ -298,7 +302,9 @@ impl GmemDevOps for NpuMmuOps {
         for (i, &pfn) in pfns.iter().enumerate() {
             let v = va + i * PAGE_SIZE;
             match mmu.pt.leaves.get_mut(&(v >> LEAF_SHIFT)) {
-                Some(leaf) => leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::new(pfn, prot.writable()),
+                Some(leaf) => {
+                    leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::new(pfn, prot.writable())
+                }
                 // An invalidation freed the leaf since `prepare`.
                 None => return Err(EAGAIN),
             }
@@ -442,7 +448,10 @@ impl JobRunner<'_> {
         loop {
             if self.file.closing.load(Ordering::Relaxed) {
                 // The file is going away: stop between accesses.
-                return Err(Fault { err: errno(bindings::ECANCELED), addr: vas[0].0 });
+                return Err(Fault {
+                    err: errno(bindings::ECANCELED),
+                    addr: vas[0].0,
+                });
             }
             let mut missing = None;
             {
@@ -455,7 +464,9 @@ impl JobRunner<'_> {
                             // `hmm_range_fault()` and cannot be freed before
                             // `invalidate` removes it, which needs the MMU
                             // lock we hold.
-                            let page = unsafe { bindings::page_address(bindings::pfn_to_page(pfn as c_ulong)) };
+                            let page = unsafe {
+                                bindings::page_address(bindings::pfn_to_page(pfn as c_ulong))
+                            };
                             // SAFETY: In-page offset of a mapped page.
                             ptrs[i] = unsafe { page.cast::<u8>().add(va % PAGE_SIZE) };
                         }
@@ -473,7 +484,10 @@ impl JobRunner<'_> {
             self.faults += 1;
             self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
             // Replayable fault: the job waits for gmem, then replays.
-            self.file.attachment.fault(va, write).map_err(|err| Fault { err, addr: va })?;
+            self.file
+                .attachment
+                .fault(va, write)
+                .map_err(|err| Fault { err, addr: va })?;
         }
     }
 
@@ -491,7 +505,9 @@ impl JobRunner<'_> {
                     let d = j.dst + done;
                     let n = Self::in_page(d).min(j.len - done);
                     // SAFETY: `n` bytes from the pointer stay in its page.
-                    self.access([(d, true)], |[p]| unsafe { ptr::write_bytes(p, j.value as u8, n) })?;
+                    self.access([(d, true)], |[p]| unsafe {
+                        ptr::write_bytes(p, j.value as u8, n)
+                    })?;
                     done += n;
                 }
             }
@@ -510,7 +526,10 @@ impl JobRunner<'_> {
             bindings::GMEM_NPU_OP_ADD => {
                 while done < j.len {
                     let (d, a, b) = (j.dst + done, j.src + done, j.src2 + done);
-                    let n = Self::in_page(d).min(Self::in_page(a)).min(Self::in_page(b)).min(j.len - done);
+                    let n = Self::in_page(d)
+                        .min(Self::in_page(a))
+                        .min(Self::in_page(b))
+                        .min(j.len - done);
                     self.access([(a, false), (b, false), (d, true)], |[pa, pb, pd]| {
                         for i in 0..n / 4 {
                             // SAFETY: 4-byte aligned elements inside the
@@ -601,11 +620,18 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
     let job = unsafe { KBox::from_raw(work.cast::<Job>()) };
     let file = &job.file;
     let res = if file.closing.load(Ordering::Acquire) {
-        JobResult { status: errno(bindings::ECANCELED).to_errno(), ..Default::default() }
+        JobResult {
+            status: errno(bindings::ECANCELED).to_errno(),
+            ..Default::default()
+        }
     } else {
         let mut engine = JobRunner { file, faults: 0 };
         match engine.run(&job.desc) {
-            Ok(result) => JobResult { result, faults: engine.faults, ..Default::default() },
+            Ok(result) => JobResult {
+                result,
+                faults: engine.faults,
+                ..Default::default()
+            },
             Err(f) => JobResult {
                 status: f.err.to_errno(),
                 fault_addr: f.addr as u64,
@@ -660,7 +686,14 @@ impl NpuFile {
         drop(st);
         self.done.notify_all();
         // SAFETY: `poll_wq` is initialised for the file's lifetime.
-        unsafe { bindings::__wake_up(self.poll_wq.get(), bindings::TASK_NORMAL, 0, ptr::null_mut()) };
+        unsafe {
+            bindings::__wake_up(
+                self.poll_wq.get(),
+                bindings::TASK_NORMAL,
+                0,
+                ptr::null_mut(),
+            )
+        };
     }
 
     fn submit(self: &Arc<Self>, job: &bindings::gmem_npu_job) -> Result<u64> {
@@ -818,7 +851,13 @@ impl JobQueue {
     /// `work` must be initialised and own itself until it runs.
     unsafe fn queue(&self, work: *mut bindings::work_struct) {
         // SAFETY: Per the function's contract; `wq` lives until drop.
-        unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, self.wq, work) };
+        unsafe {
+            bindings::queue_work_on(
+                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
+                self.wq,
+                work,
+            )
+        };
     }
 }
 
@@ -864,7 +903,13 @@ impl Npu {
         let name = CString::try_from_fmt(fmt!("gmem_npu{}", index))?;
         let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
         let gmem_name = CString::try_from_fmt(fmt!("npu{}", index))?;
-        let gmem = Registration::new(&gmem_name, gmem_dev::caps::REPLAYABLE, NpuMmuOps { stats: stats.clone() })?;
+        let gmem = Registration::new(
+            &gmem_name,
+            gmem_dev::caps::REPLAYABLE,
+            NpuMmuOps {
+                stats: stats.clone(),
+            },
+        )?;
         let engine = JobQueue::new(&name)?;
         let npu = KBox::pin_init(
             try_pin_init!(Npu {
@@ -937,9 +982,7 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
             unsafe { (*file).private_data = Arc::into_raw(f).cast_mut().cast() };
             0
         }
-        Err(e) => {
-            e.to_errno()
-        }
+        Err(e) => e.to_errno(),
     }
 }
 
@@ -966,7 +1009,13 @@ unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindin
 /// bindings see only as an opaque type.
 #[repr(C)]
 struct PollTable {
-    qproc: Option<unsafe extern "C" fn(*mut bindings::file, *mut bindings::wait_queue_head, *mut bindings::poll_table_struct)>,
+    qproc: Option<
+        unsafe extern "C" fn(
+            *mut bindings::file,
+            *mut bindings::wait_queue_head,
+            *mut bindings::poll_table_struct,
+        ),
+    >,
     key: c_uint,
 }
 
@@ -974,7 +1023,10 @@ struct PollTable {
 const POLLIN: c_uint = 0x0001;
 const POLLRDNORM: c_uint = 0x0040;
 
-unsafe extern "C" fn npu_poll(file: *mut bindings::file, wait: *mut bindings::poll_table_struct) -> c_uint {
+unsafe extern "C" fn npu_poll(
+    file: *mut bindings::file,
+    wait: *mut bindings::poll_table_struct,
+) -> c_uint {
     // SAFETY: An open gmem_npu file.
     let f = unsafe { file_of(file) };
     // This is poll_wait(): register on the queue unless polling only.
@@ -1027,7 +1079,9 @@ fn read_arg<T: Default>(arg: usize) -> Result<T> {
     let mut v = T::default();
     let mut r = UserSlice::new(arg as _, core::mem::size_of::<T>()).reader();
     // SAFETY: `T` is a plain uapi struct: any bytes are a valid value.
-    let buf = unsafe { core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), core::mem::size_of::<T>()) };
+    let buf = unsafe {
+        core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), core::mem::size_of::<T>())
+    };
     r.read_slice(buf)?;
     Ok(v)
 }
@@ -1036,7 +1090,9 @@ fn write_arg<T>(arg: usize, v: &T) -> Result {
     let mut w = UserSlice::new(arg as _, core::mem::size_of::<T>()).writer();
     // SAFETY: Reading the bytes of a plain uapi struct without padding
     // holes (the uapi fixes its layout).
-    let buf = unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) };
+    let buf = unsafe {
+        core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>())
+    };
     w.write_slice(buf)
 }
 
@@ -1107,7 +1163,11 @@ impl kernel::Module for NpuModule {
         let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         for i in 0..n {
             npus.push(Npu::new(i)?, GFP_KERNEL)?;
-            pr_info!("/dev/gmem_npu{} ready (gmem device {})\n", i, npus[i as usize].gmem.id());
+            pr_info!(
+                "/dev/gmem_npu{} ready (gmem device {})\n",
+                i,
+                npus[i as usize].gmem.id()
+            );
         }
         Ok(NpuModule { npus })
     }

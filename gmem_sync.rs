@@ -5,8 +5,8 @@
 //! work item that is a plain field of a larger object.
 
 use core::cell::UnsafeCell;
-use core::ptr;
 use core::ops::{Deref, DerefMut};
+use core::ptr;
 use kernel::bindings;
 use kernel::ffi::c_char;
 use kernel::init::PinInit;
@@ -41,7 +41,11 @@ unsafe impl<T: Send> Sync for TryMutex<T> {}
 
 impl<T> TryMutex<T> {
     /// A mutex of lockdep class `key`, called `name`.
-    pub(crate) fn new(data: T, name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
+    pub(crate) fn new(
+        data: T,
+        name: &'static CStr,
+        key: &'static LockClassKey,
+    ) -> impl PinInit<Self> {
         pin_init!(Self {
             // SAFETY: `__mutex_init` initialises the mutex in place; it is
             // never moved afterwards (pinned).
@@ -118,7 +122,11 @@ impl Workqueue {
     pub(crate) fn new(name: &'static CStr) -> Result<Self> {
         // SAFETY: `name` is a NUL-terminated format without conversions.
         let wq = unsafe {
-            bindings::alloc_workqueue(name.as_char_ptr().cast::<c_char>(), bindings::wq_flags_WQ_UNBOUND, 0)
+            bindings::alloc_workqueue(
+                name.as_char_ptr().cast::<c_char>(),
+                bindings::wq_flags_WQ_UNBOUND,
+                0,
+            )
         };
         if wq.is_null() {
             return Err(ENOMEM);
@@ -133,7 +141,13 @@ impl Workqueue {
     /// `work` must be initialised and stay valid until it has run.
     pub(crate) unsafe fn queue(&self, work: *mut bindings::work_struct) -> bool {
         // SAFETY: `wq` is live (type invariant); the caller vouches for `work`.
-        unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, self.wq, work) }
+        unsafe {
+            bindings::queue_work_on(
+                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
+                self.wq,
+                work,
+            )
+        }
     }
 }
 
@@ -156,5 +170,13 @@ pub(crate) unsafe fn init_work(
     key: &'static LockClassKey,
 ) {
     // SAFETY: Per the function's contract.
-    unsafe { bindings::init_work_with_key(work, Some(func), false, name.as_char_ptr().cast::<c_char>(), lock_class_ptr(key)) };
+    unsafe {
+        bindings::init_work_with_key(
+            work,
+            Some(func),
+            false,
+            name.as_char_ptr().cast::<c_char>(),
+            lock_class_ptr(key),
+        )
+    };
 }

@@ -110,7 +110,9 @@ pub(crate) struct Regions {
 
 impl Regions {
     pub(crate) fn new() -> Self {
-        Self { by_start: RBTree::new() }
+        Self {
+            by_start: RBTree::new(),
+        }
     }
 
     /// The region with the highest start `<= addr`, if any.
@@ -133,7 +135,9 @@ impl Regions {
 
     /// The first region starting at or after `addr`.
     fn next_start(&mut self, addr: usize) -> Option<usize> {
-        self.by_start.cursor_lower_bound(&addr).map(|c| *c.current().0)
+        self.by_start
+            .cursor_lower_bound(&addr)
+            .map(|c| *c.current().0)
     }
 
     /// The largest part of `[lo, hi)` around `addr` that no region covers
@@ -231,7 +235,8 @@ pub(crate) fn resync(as_: &GmemAs) {
     let user = unsafe { gmem_mm::MmUser::get(as_.mm()) };
     for old in stale {
         old.stale.store(false, Ordering::Relaxed);
-        let mut pieces: KVec<(Arc<Region>, RBTreeNodeReservation<usize, Arc<Region>>)> = KVec::new();
+        let mut pieces: KVec<(Arc<Region>, RBTreeNodeReservation<usize, Arc<Region>>)> =
+            KVec::new();
         let mut unchanged = false;
         if let Some(user) = &user {
             let mut spans: KVec<(usize, usize)> = KVec::new();
@@ -242,7 +247,14 @@ pub(crate) fn resync(as_: &GmemAs) {
                     if vma.start() >= old.end {
                         break;
                     }
-                    if as_.allows(&vma) && spans.push((vma.start().max(old.start), vma.end().min(old.end)), GFP_KERNEL).is_err() {
+                    if as_.allows(&vma)
+                        && spans
+                            .push(
+                                (vma.start().max(old.start), vma.end().min(old.end)),
+                                GFP_KERNEL,
+                            )
+                            .is_err()
+                    {
                         // Cannot tell: keep the region, look again later.
                         old.stale.store(true, Ordering::Relaxed);
                         unchanged = true;
@@ -267,8 +279,12 @@ pub(crate) fn resync(as_: &GmemAs) {
                 // A piece that cannot be set up now is found again lazily
                 // by the next device fault on it.
                 for &(s, e) in spans.iter() {
-                    let Ok(slot) = RBTreeNodeReservation::new(GFP_KERNEL) else { continue };
-                    let Ok(r) = Region::new(as_, MmRef::User(user), s, e) else { continue };
+                    let Ok(slot) = RBTreeNodeReservation::new(GFP_KERNEL) else {
+                        continue;
+                    };
+                    let Ok(r) = Region::new(as_, MmRef::User(user), s, e) else {
+                        continue;
+                    };
                     // Within the capacity reserved above: cannot fail.
                     let _ = pieces.push((r, slot), GFP_KERNEL);
                 }
@@ -297,7 +313,12 @@ unsafe extern "C" fn region_invalidate(
 ) -> bool {
     // SAFETY: `sub` is the `notifier` field of a live `Region` (registered
     // notifiers belong to live regions, see `retire`).
-    let region = unsafe { &*(sub.cast::<u8>().sub(core::mem::offset_of!(Region, notifier)).cast::<Region>()) };
+    let region = unsafe {
+        &*(sub
+            .cast::<u8>()
+            .sub(core::mem::offset_of!(Region, notifier))
+            .cast::<Region>())
+    };
     // SAFETY: Core MM passes a valid range for the callback's duration.
     let range = unsafe { &*range };
     // SAFETY: The region holds a reference on its address space.
@@ -311,7 +332,9 @@ unsafe extern "C" fn region_invalidate(
     }) {
         return false;
     }
-    if range.event == bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP && !region.stale.swap(true, Ordering::Relaxed) {
+    if range.event == bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP
+        && !region.stale.swap(true, Ordering::Relaxed)
+    {
         as_.queue_resync();
     }
     true
