@@ -1005,24 +1005,6 @@ unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindin
     0
 }
 
-/// `struct poll_table_struct` of include/linux/poll.h, which the 6.12
-/// bindings see only as an opaque type.
-#[repr(C)]
-struct PollTable {
-    qproc: Option<
-        unsafe extern "C" fn(
-            *mut bindings::file,
-            *mut bindings::wait_queue_head,
-            *mut bindings::poll_table_struct,
-        ),
-    >,
-    key: c_uint,
-}
-
-// asm-generic/poll.h, which the bindings do not include.
-const POLLIN: c_uint = 0x0001;
-const POLLRDNORM: c_uint = 0x0040;
-
 unsafe extern "C" fn npu_poll(
     file: *mut bindings::file,
     wait: *mut bindings::poll_table_struct,
@@ -1030,16 +1012,15 @@ unsafe extern "C" fn npu_poll(
     // SAFETY: An open gmem_npu file.
     let f = unsafe { file_of(file) };
     // This is poll_wait(): register on the queue unless polling only.
-    // SAFETY: VFS passes a valid (or null) poll table, laid out as
-    // `PollTable` says.
-    if let Some(pt) = unsafe { wait.cast::<PollTable>().as_ref() } {
-        if let Some(qproc) = pt.qproc {
+    // SAFETY: VFS passes a valid (or null) poll table.
+    if let Some(pt) = unsafe { wait.as_ref() } {
+        if let Some(qproc) = pt._qproc {
             // SAFETY: Arguments as poll_wait() passes them.
             unsafe { qproc(file, f.poll_wq.get(), wait) };
         }
     }
     if f.state.lock().pending == 0 {
-        POLLIN | POLLRDNORM
+        bindings::POLLIN | bindings::POLLRDNORM
     } else {
         0
     }
