@@ -21,6 +21,7 @@ SHELL := /bin/bash
 help:
 	@echo "make run     set up, build and boot; load gmem and the NPU, run a sample"
 	@echo "make check   set up, build the debug kernel and run every test"
+	@echo "make bench   set up, build the run kernel and run the benchmark (tools/gmem)"
 	@echo "make vm      boot a VM and run CMD='...' with FILES='...' copied in"
 	@echo "make setup   install what is missing (apt-get, cargo install)"
 
@@ -32,6 +33,9 @@ run: setup
 
 check: setup
 	@bash scripts/check.sh
+
+bench: setup
+	@bash scripts/bench.sh
 
 vm: setup
 	@bash scripts/vm-cmd.sh

@@ -13,7 +13,7 @@ out=$(kbuild_dir "$flavor")
 guest=$GMEM_CACHE/guest-$flavor
 hdrs="-isystem $out/usr/include"
 rm -rf "$guest"
-mkdir -p "$guest"/{selftests,ref,samples}
+mkdir -p "$guest"/{selftests,ref,samples,tools}
 
 stage "building selftests (make -C tools/testing/selftests TARGETS=gmem)"
 make -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=gmem O="$out" >/dev/null
@@ -28,4 +28,12 @@ for c in "$GMEM_ROOT"/samples/*.c; do
 	[ -e "$c" ] || continue
 	gcc -O2 -Wall -Werror -pthread $hdrs -I "$GMEM_ROOT/samples" \
 		-o "$guest/samples/$(basename "$c" .c)" "$c"
+done
+
+stage "building tools"
+for c in "$GMEM_ROOT"/tools/gmem/*.c; do
+	[ -e "$c" ] || continue
+	# -I the tree: the benchmark includes <lib/test_hmm_uapi.h>.
+	gcc -O2 -Wall -Werror -pthread $hdrs -I "$GMEM_TREE" \
+		-o "$guest/tools/$(basename "$c" .c)" "$c"
 done

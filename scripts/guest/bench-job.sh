@@ -1,0 +1,10 @@
+# Runs in the run VM (busybox sh): load gmem, two NPUs and the HMM test
+# driver, then the benchmark; exits with its status.
+m=/lib/modules/gmem
+if ! insmod $m/gmem.ko || ! insmod $m/gmem_npu.ko num_devices=2; then
+	echo "bench: loading gmem.ko and gmem_npu.ko failed"
+	exit 1
+fi
+insmod $m/test_hmm.ko || echo "bench: test_hmm.ko did not load; the HMM driver lines are skipped"
+/opt/gmem/tools/gmem_bench
+exit $?

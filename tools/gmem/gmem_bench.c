@@ -1,0 +1,620 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gmem_bench: what in-place shared memory costs, measured in one run.
+ *
+ *  a. CPU first touch of MAP_PEER_SHARED memory vs plain anonymous memory:
+ *     a fresh 128 MiB mapping of each, one byte written per page, ns/page.
+ *  b. The NPU reading 64 MiB of host-resident MAP_PEER_SHARED memory in
+ *     place (one GMEM_NPU_OP_REDUCE_SUM job, submit + wait, sum checked)
+ *     vs the upstream HMM test driver reading as much anonymous memory
+ *     (HMM_DMIRROR_READ on /dev/hmm_dmirror0, copy checked), in MiB/s:
+ *     "cold" is the first access to a fresh buffer (device faults
+ *     included; a fresh file descriptor for the HMM driver), "warm" the
+ *     second access with the device mappings in place.
+ *  c. memcpy of 64 MiB between warm buffers, the ceiling for b.
+ *  d. Device faults: one GMEM_NPU_OP_TOUCH read job over a 1 GiB and over
+ *     a 16 MiB MAP_PEER_SHARED mapping the CPU never touched, ns/page.
+ *
+ * Every measurement is repeated REPS times, each on fresh mappings where
+ * it says so, and the median is reported; the table shows the raw median
+ * with the minimum and maximum, and a last block compares the ratios with
+ * their targets (OK or MISS).  The process keeps /dev/gmem_npu0 open for
+ * the whole run, as an application using the NPU would, so its address
+ * space is attached to gmem during (a) too.
+ *
+ * Exit status: 0 when everything ran, even if a target is missed (this is a
+ * benchmark, not a test); 1 on an error: wrong data, a failed mmap, open or
+ * ioctl.  Without /dev/hmm_dmirror0 the HMM driver lines are skipped.
+ *
+ * Run as root with gmem.ko, gmem_npu.ko num_devices=2 and test_hmm.ko
+ * loaded.  In gmem's VM:
+ *
+ *	make bench
+ *
+ * or, by hand on the run kernel:
+ *
+ *	make vm FLAVOR=run CMD='insmod /lib/modules/gmem/test_hmm.ko &&
+ *		/opt/gmem/tools/gmem_bench'
+ *
+ * (make vm loads gmem.ko and gmem_npu.ko first; add LOAD=0 and insmod
+ * gmem_npu.ko num_devices=2 yourself to get two NPUs.)  The test kernel
+ * works too, but KASAN and lockdep dominate its numbers.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/gmem.h>
+#include <lib/test_hmm_uapi.h>
+
+#define MiB			(1UL << 20)
+#define GiB			(1UL << 30)
+#define REPS			5
+
+#define TOUCH_LEN		(128 * MiB)	/* (a) */
+#define READ_LEN		(64 * MiB)	/* (b) and (c) */
+#define FAULT_LEN_BIG		(1 * GiB)	/* (d) */
+#define FAULT_LEN_SMALL		(16 * MiB)
+
+/* A job still running after this long is an error, not a measurement. */
+#define JOB_TIMEOUT_NS		(120LL * 1000000000LL)
+
+#define NPU_DEV			"/dev/gmem_npu0"
+#define DMIRROR_DEV		"/dev/hmm_dmirror0"
+
+#define U64(p)			((__u64)(uintptr_t)(p))
+
+static size_t page_size;
+
+/* Reports an error; returns -1 for the caller to pass on. */
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("gmem_bench: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* REPS samples of one measurement, in ns. */
+struct sample {
+	int64_t ns[REPS];
+};
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void sample_sort(struct sample *s)
+{
+	qsort(s->ns, REPS, sizeof(s->ns[0]), cmp_i64);
+}
+
+/* The statistics below sort the sample first. */
+static int64_t median(struct sample *s)
+{
+	sample_sort(s);
+	return s->ns[REPS / 2];
+}
+
+static double mib_per_s(size_t len, int64_t ns)
+{
+	return (double)len / MiB / ((double)ns / 1e9);
+}
+
+static double ns_per_page(size_t len, int64_t ns)
+{
+	return (double)ns / (double)(len / page_size);
+}
+
+static void table_head(void)
+{
+	printf("%-28s %14s %14s %14s %12s %-8s %s\n", "measurement",
+	       "median_ns", "min_ns", "max_ns", "value", "unit", "notes");
+}
+
+static void table_row(const char *name, struct sample *s, double value,
+		      const char *unit, const char *notes)
+{
+	int64_t med = median(s);
+
+	printf("%-28s %14lld %14lld %14lld %12.2f %-8s %s\n", name,
+	       (long long)med, (long long)s->ns[0], (long long)s->ns[REPS - 1],
+	       value, unit, notes ? notes : "");
+}
+
+/* Progress on the console: the slow measurements take seconds under TCG. */
+static void progress(const char *what)
+{
+	printf("# measuring %s\n", what);
+	fflush(stdout);
+}
+
+static void *map_anon(size_t len, bool peer)
+{
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | (peer ? MAP_PEER_SHARED : 0);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+
+	if (p == MAP_FAILED) {
+		fail("mmap(%zu MiB%s): %s%s", len / MiB,
+		     peer ? ", MAP_PEER_SHARED" : "", strerror(errno),
+		     peer && errno == ENODEV ? " (is gmem.ko loaded?)" : "");
+		return NULL;
+	}
+	return p;
+}
+
+/* Test data: u32 element @i of a buffer filled with seed @seed. */
+static __u32 pattern(size_t i, __u32 seed)
+{
+	return ((__u32)i * 2654435761u) ^ seed;
+}
+
+/* Fills @len bytes at @p with the pattern; returns their u32 sum. */
+static __u64 fill_pattern(void *p, size_t len, __u32 seed)
+{
+	__u32 *u = p;
+	__u64 sum = 0;
+
+	for (size_t i = 0; i < len / 4; i++) {
+		u[i] = pattern(i, seed);
+		sum += u[i];
+	}
+	return sum;
+}
+
+/*
+ * KiB of the mapping [@addr, @addr + @len) backed by transparent huge
+ * pages (AnonHugePages of its VMAs in /proc/self/smaps), or -1.
+ */
+static long thp_kib(void *addr, size_t len)
+{
+	unsigned long a = (unsigned long)addr, start, end;
+	long kib, total = -1;
+	bool in = false;
+	char line[512];
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = start < a + len && a < end;
+			continue;
+		}
+		if (in && sscanf(line, "AnonHugePages: %ld kB", &kib) == 1)
+			total = (total < 0 ? 0 : total) + kib;
+	}
+	fclose(f);
+	return total;
+}
+
+/* NPU jobs */
+
+/*
+ * Submits @job to @fd and waits for it; fills *@w.  Returns 0 if the job
+ * completed with status 0, -1 (reported) otherwise.
+ */
+static int npu_run(int fd, const struct gmem_npu_job *job,
+		   struct gmem_npu_wait *w)
+{
+	struct gmem_npu_submit sub = { .job = *job };
+
+	if (ioctl(fd, GMEM_NPU_IOC_SUBMIT, &sub))
+		return fail("GMEM_NPU_IOC_SUBMIT (op %u): %s", job->op,
+			    strerror(errno));
+	memset(w, 0, sizeof(*w));
+	w->seqno = sub.seqno;
+	w->timeout_ns = JOB_TIMEOUT_NS;
+	while (ioctl(fd, GMEM_NPU_IOC_WAIT, w))
+		if (errno != EINTR)
+			return fail("GMEM_NPU_IOC_WAIT (op %u): %s", job->op,
+				    strerror(errno));
+	if (w->status)
+		return fail("NPU job (op %u) failed: %s at 0x%llx", job->op,
+			    strerror(-w->status),
+			    (unsigned long long)w->fault_addr);
+	return 0;
+}
+
+/* Times one REDUCE_SUM over @buf and checks it against @want. */
+static int npu_sum_timed(int fd, const void *buf, size_t len, __u64 want,
+			 int64_t *ns, __u64 *faults)
+{
+	struct gmem_npu_job job = { .op = GMEM_NPU_OP_REDUCE_SUM,
+				    .src = U64(buf), .len = len };
+	struct gmem_npu_wait w;
+	int64_t t0 = now_ns();
+
+	if (npu_run(fd, &job, &w))
+		return -1;
+	*ns = now_ns() - t0;
+	*faults = w.faults;
+	if (w.result != want)
+		return fail("NPU REDUCE_SUM returned %llu, the CPU computed %llu",
+			    (unsigned long long)w.result,
+			    (unsigned long long)want);
+	return 0;
+}
+
+/* (a) CPU first touch */
+
+static int64_t touch_pages(void *buf, size_t len)
+{
+	volatile char *p = buf;
+	int64_t t0 = now_ns();
+
+	for (size_t off = 0; off < len; off += page_size)
+		p[off] = 1;
+	return now_ns() - t0;
+}
+
+static struct sample ft_anon, ft_peer;
+static long ft_thp_anon, ft_thp_peer;
+
+static int bench_first_touch(void)
+{
+	progress("(a) CPU first touch, 128 MiB, anonymous vs MAP_PEER_SHARED");
+	/* Alternate the two so that drift in the VM hits both alike. */
+	for (int r = 0; r < REPS; r++) {
+		for (int peer = 0; peer <= 1; peer++) {
+			void *buf = map_anon(TOUCH_LEN, peer);
+
+			if (!buf)
+				return -1;
+			if (peer)
+				ft_peer.ns[r] = touch_pages(buf, TOUCH_LEN);
+			else
+				ft_anon.ns[r] = touch_pages(buf, TOUCH_LEN);
+			if (r == REPS - 1)
+				*(peer ? &ft_thp_peer : &ft_thp_anon) =
+					thp_kib(buf, TOUCH_LEN);
+			munmap(buf, TOUCH_LEN);
+		}
+	}
+	return 0;
+}
+
+/* (b) device reads: the NPU in place vs the HMM test driver */
+
+static struct sample npu_cold, npu_warm;
+static __u64 npu_cold_faults, npu_warm_faults;
+
+static int bench_npu_read(int npu)
+{
+	progress("(b) NPU REDUCE_SUM over 64 MiB of host-resident memory");
+	for (int r = 0; r < REPS; r++) {
+		void *buf = map_anon(READ_LEN, true);
+		__u64 want;
+		int ret;
+
+		if (!buf)
+			return -1;
+		want = fill_pattern(buf, READ_LEN, 0x5eed0000 + r);
+		ret = npu_sum_timed(npu, buf, READ_LEN, want, &npu_cold.ns[r],
+				    &npu_cold_faults);
+		if (!ret)
+			ret = npu_sum_timed(npu, buf, READ_LEN, want,
+					    &npu_warm.ns[r], &npu_warm_faults);
+		munmap(buf, READ_LEN);
+		if (ret)
+			return -1;
+	}
+	return 0;
+}
+
+static struct sample dm_cold, dm_warm;
+static __u64 dm_cold_faults, dm_warm_faults;
+static bool have_dmirror;
+
+/* Times one HMM_DMIRROR_READ of @src into @dst and checks the copy. */
+static int dmirror_read_timed(int fd, const void *src, void *dst, size_t len,
+			      int64_t *ns, __u64 *faults)
+{
+	struct hmm_dmirror_cmd cmd = { .addr = U64(src), .ptr = U64(dst),
+				       .npages = len / page_size };
+	int64_t t0;
+
+	memset(dst, 0, len);
+	t0 = now_ns();
+	if (ioctl(fd, HMM_DMIRROR_READ, &cmd))
+		return fail("HMM_DMIRROR_READ: %s", strerror(errno));
+	*ns = now_ns() - t0;
+	*faults = cmd.faults;
+	if (cmd.cpages != cmd.npages)
+		return fail("HMM_DMIRROR_READ copied %llu of %llu pages",
+			    (unsigned long long)cmd.cpages,
+			    (unsigned long long)cmd.npages);
+	if (memcmp(dst, src, len))
+		return fail("HMM_DMIRROR_READ: the copy differs from the source");
+	return 0;
+}
+
+static int bench_dmirror_read(void)
+{
+	void *dst;
+	int ret = 0;
+
+	if (access(DMIRROR_DEV, F_OK)) {
+		printf("# %s missing (test_hmm.ko not loaded?): skipping the HMM test driver\n",
+		       DMIRROR_DEV);
+		return 0;
+	}
+	progress("(b) HMM_DMIRROR_READ of 64 MiB of host-resident memory");
+	dst = map_anon(READ_LEN, false);
+	if (!dst)
+		return -1;
+	for (int r = 0; r < REPS && !ret; r++) {
+		void *src = map_anon(READ_LEN, false);
+		int fd;
+
+		if (!src) {
+			ret = -1;
+			break;
+		}
+		fill_pattern(src, READ_LEN, 0xd0000000 + r);
+		fd = open(DMIRROR_DEV, O_RDWR);
+		if (fd < 0) {
+			ret = fail("open %s: %s", DMIRROR_DEV, strerror(errno));
+		} else {
+			ret = dmirror_read_timed(fd, src, dst, READ_LEN,
+						 &dm_cold.ns[r], &dm_cold_faults);
+			if (!ret)
+				ret = dmirror_read_timed(fd, src, dst, READ_LEN,
+							 &dm_warm.ns[r],
+							 &dm_warm_faults);
+			close(fd);
+		}
+		munmap(src, READ_LEN);
+	}
+	munmap(dst, READ_LEN);
+	have_dmirror = !ret;
+	return ret;
+}
+
+/* (c) memcpy ceiling */
+
+static struct sample cpy;
+
+static int bench_memcpy(void)
+{
+	void *src, *dst;
+
+	progress("(c) memcpy of 64 MiB between warm buffers");
+	src = map_anon(READ_LEN, false);
+	dst = map_anon(READ_LEN, false);
+	if (!src || !dst)
+		return -1;
+	fill_pattern(src, READ_LEN, 0xc0c0c0c0);
+	memcpy(dst, src, READ_LEN);		/* warms both */
+	for (int r = 0; r < REPS; r++) {
+		int64_t t0 = now_ns();
+
+		memcpy(dst, src, READ_LEN);
+		asm volatile("" : : : "memory");	/* keep every copy */
+		cpy.ns[r] = now_ns() - t0;
+	}
+	if (memcmp(dst, src, READ_LEN))
+		return fail("memcpy: the copy differs from the source");
+	munmap(src, READ_LEN);
+	munmap(dst, READ_LEN);
+	return 0;
+}
+
+/* (d) device fault cost per page */
+
+static struct sample fault_big, fault_small;
+static __u64 fault_big_faults, fault_small_faults;
+
+/* One TOUCH read job over a fresh, never touched mapping of @len bytes. */
+static int touch_fresh(int npu, size_t len, int64_t *ns, __u64 *faults)
+{
+	void *buf = map_anon(len, true);
+	struct gmem_npu_job job = { .op = GMEM_NPU_OP_TOUCH, .dst = U64(buf),
+				    .len = len };
+	struct gmem_npu_wait w;
+	int64_t t0;
+	int ret;
+
+	if (!buf)
+		return -1;
+	t0 = now_ns();
+	ret = npu_run(npu, &job, &w);
+	*ns = now_ns() - t0;
+	*faults = w.faults;
+	munmap(buf, len);
+	if (!ret && w.result)
+		ret = fail("TOUCH read of untouched memory summed to %llu, not 0",
+			   (unsigned long long)w.result);
+	return ret;
+}
+
+static int bench_device_faults(int npu)
+{
+	progress("(d) NPU TOUCH read of fresh 1 GiB and 16 MiB mappings");
+	for (int r = 0; r < REPS; r++) {
+		if (touch_fresh(npu, FAULT_LEN_SMALL, &fault_small.ns[r],
+				&fault_small_faults) ||
+		    touch_fresh(npu, FAULT_LEN_BIG, &fault_big.ns[r],
+				&fault_big_faults))
+			return -1;
+	}
+	return 0;
+}
+
+/* Reporting */
+
+static int print_header(int npu)
+{
+	struct gmem_npu_info info = { 0 };
+	struct utsname u;
+	char thp[128] = "unknown";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+
+	if (f) {
+		if (fgets(thp, sizeof(thp), f))
+			thp[strcspn(thp, "\n")] = '\0';
+		fclose(f);
+	}
+	uname(&u);
+	if (ioctl(npu, GMEM_NPU_IOC_INFO, &info))
+		return fail("GMEM_NPU_IOC_INFO: %s", strerror(errno));
+	printf("# gmem_bench: kernel %s, page %zu B, %d repetitions, median reported\n",
+	       u.release, page_size, REPS);
+	printf("# THP enabled: %s\n", thp);
+	printf("# %s: gmem device %u, tlb_entries %u, caps 0x%x\n", NPU_DEV,
+	       info.dev_id, info.tlb_entries, info.caps);
+	return 0;
+}
+
+static void thp_note(char *buf, size_t size, long kib)
+{
+	if (kib < 0)
+		snprintf(buf, size, "thp n/a");
+	else
+		snprintf(buf, size, "thp %ld MiB", kib >> 10);
+}
+
+static void print_table(void)
+{
+	char note[96];
+
+	printf("\n");
+	table_head();
+
+	thp_note(note, sizeof(note), ft_thp_anon);
+	table_row("first_touch_anon_128M", &ft_anon,
+		  ns_per_page(TOUCH_LEN, median(&ft_anon)), "ns/page", note);
+	thp_note(note, sizeof(note), ft_thp_peer);
+	table_row("first_touch_peer_128M", &ft_peer,
+		  ns_per_page(TOUCH_LEN, median(&ft_peer)), "ns/page", note);
+
+	snprintf(note, sizeof(note), "faults %llu",
+		 (unsigned long long)npu_cold_faults);
+	table_row("npu_read_cold_64M", &npu_cold,
+		  mib_per_s(READ_LEN, median(&npu_cold)), "MiB/s", note);
+	snprintf(note, sizeof(note), "faults %llu",
+		 (unsigned long long)npu_warm_faults);
+	table_row("npu_read_warm_64M", &npu_warm,
+		  mib_per_s(READ_LEN, median(&npu_warm)), "MiB/s", note);
+
+	if (have_dmirror) {
+		snprintf(note, sizeof(note), "faults %llu",
+			 (unsigned long long)dm_cold_faults);
+		table_row("dmirror_read_cold_64M", &dm_cold,
+			  mib_per_s(READ_LEN, median(&dm_cold)), "MiB/s", note);
+		snprintf(note, sizeof(note), "faults %llu",
+			 (unsigned long long)dm_warm_faults);
+		table_row("dmirror_read_warm_64M", &dm_warm,
+			  mib_per_s(READ_LEN, median(&dm_warm)), "MiB/s", note);
+	}
+
+	table_row("memcpy_64M", &cpy, mib_per_s(READ_LEN, median(&cpy)),
+		  "MiB/s", NULL);
+
+	snprintf(note, sizeof(note), "faults %llu",
+		 (unsigned long long)fault_small_faults);
+	table_row("npu_touch_fresh_16M", &fault_small,
+		  ns_per_page(FAULT_LEN_SMALL, median(&fault_small)),
+		  "ns/page", note);
+	snprintf(note, sizeof(note), "faults %llu",
+		 (unsigned long long)fault_big_faults);
+	table_row("npu_touch_fresh_1G", &fault_big,
+		  ns_per_page(FAULT_LEN_BIG, median(&fault_big)),
+		  "ns/page", note);
+}
+
+/* One line of the final block; a @target of 0 means none (information). */
+static void ratio(const char *name, double value, char cmp, double target)
+{
+	bool ok = cmp == '<' ? value <= target : value >= target;
+
+	if (!target)
+		printf("RATIO %-28s %6.2f (info)\n", name, value);
+	else
+		printf("RATIO %-28s %6.2f (target %c= %.2f) %s\n", name, value,
+		       cmp, target, ok ? "OK" : "MISS");
+}
+
+static void print_ratios(void)
+{
+	double npu_c = mib_per_s(READ_LEN, median(&npu_cold));
+	double npu_w = mib_per_s(READ_LEN, median(&npu_warm));
+
+	printf("\n");
+	ratio("first_touch_peer_vs_anon",
+	      (double)median(&ft_peer) / median(&ft_anon), '<', 1.10);
+	if (have_dmirror) {
+		ratio("npu_read_vs_dmirror_cold",
+		      npu_c / mib_per_s(READ_LEN, median(&dm_cold)), '>', 1.5);
+		ratio("npu_read_vs_dmirror_warm",
+		      npu_w / mib_per_s(READ_LEN, median(&dm_warm)), '>', 1.5);
+	} else {
+		printf("RATIO npu_read_vs_dmirror_*: skipped, no %s\n",
+		       DMIRROR_DEV);
+	}
+	ratio("npu_read_warm_vs_memcpy",
+	      npu_w / mib_per_s(READ_LEN, median(&cpy)), '>', 0);
+	ratio("fault_per_page_1g_vs_16m",
+	      ns_per_page(FAULT_LEN_BIG, median(&fault_big)) /
+	      ns_per_page(FAULT_LEN_SMALL, median(&fault_small)), '<', 1.2);
+}
+
+int main(void)
+{
+	int npu, ret;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	page_size = sysconf(_SC_PAGE_SIZE);
+	npu = open(NPU_DEV, O_RDWR);
+	if (npu < 0) {
+		fail("open %s: %s (is gmem_npu.ko loaded?)", NPU_DEV,
+		     strerror(errno));
+		return 1;
+	}
+	ret = print_header(npu);
+	if (!ret)
+		ret = bench_first_touch();
+	if (!ret)
+		ret = bench_npu_read(npu);
+	if (!ret)
+		ret = bench_dmirror_read();
+	if (!ret)
+		ret = bench_memcpy();
+	if (!ret)
+		ret = bench_device_faults(npu);
+	close(npu);
+	if (ret)
+		return 1;
+
+	print_table();
+	print_ratios();
+	return 0;
+}
