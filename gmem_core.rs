@@ -232,12 +232,20 @@ impl Registry {
 /// `as_` is valid: the context holds a reference on it until detached.
 /// `drv` is the driver's context from `ctx_create` until `dead` is set
 /// (under the address space's page-table lock) and `ctx_destroy` is called.
+#[pin_data]
 pub(crate) struct GmemCtx {
     as_: *const GmemAs,
     dev: Arc<GmemDev>,
     drv: *mut c_void,
     system: AtomicBool,
+    /// Bumped, under the page-table lock, when the policy narrows: a fault
+    /// that checked the old policy must not commit.
+    policy_gen: AtomicU32,
     dead: AtomicBool,
+    /// Serialises `prepare`, which runs without the page-table lock, with
+    /// `ctx_destroy`.
+    #[pin]
+    drv_lock: Mutex<()>,
 }
 
 // SAFETY: The pointers refer to objects shared under their own locks.
@@ -279,15 +287,23 @@ impl GmemCtx {
         kernel::error::to_result(ret)
     }
 
+    /// The policy generation; see `policy_gen`.
+    pub(crate) fn policy_gen(&self) -> u32 {
+        self.policy_gen.load(Ordering::Acquire)
+    }
+
     /// Lets the driver allocate for a mapping of `[start, end)`.  Without
-    /// gmem locks; the context may die meanwhile, which `map` then sees.
+    /// the page-table lock (the allocation may enter reclaim).
     pub(crate) fn prepare(&self, start: usize, end: usize) -> Result {
         let Some(prepare) = self.dev.ops().prepare else {
             return Ok(());
         };
-        // SAFETY: `drv` stays valid until `ctx_destroy`, which only runs
-        // after `dead` is set and no fault of this context is in flight
-        // (the driver stops faulting before it detaches).
+        let _drv = self.drv_lock.lock();
+        if self.is_dead() {
+            return Err(ENODEV);
+        }
+        // SAFETY: `drv` is alive: `kill` destroys it under `drv_lock` after
+        // setting `dead`, which we checked under that lock.
         kernel::error::to_result(unsafe {
             prepare(self.dev.drvdata, self.drv, start as _, end as _)
         })
@@ -316,9 +332,11 @@ impl GmemCtx {
                 remove_arc(&mut pt, &me);
             }
         }
+        let _drv = self.drv_lock.lock();
         if let Some(destroy) = self.dev.ops().ctx_destroy {
             // SAFETY: `drv` came from `ctx_create` and no op runs on it any
-            // more: `dead` is set under the page-table lock.
+            // more: `dead` is set, under the page-table lock for `map` and
+            // `invalidate`, and before `drv_lock` for `prepare`.
             unsafe { destroy(self.dev.drvdata, self.drv) };
         }
         true
@@ -732,19 +750,26 @@ pub unsafe extern "C" fn gmem_ctx_attach(
         // SAFETY: The caller holds a users reference on `mm`.
         let as_ = unsafe { GmemAs::get(mm)? };
         let guard = kernel::types::ScopeGuard::new(|| as_.put());
+        // Held until the context is published, so that unregistration,
+        // which takes it first, never misses a context being created.
+        let mut ctxs = dev.ctxs.lock();
+        let list = ctxs.as_mut().ok_or(ENODEV)?;
         let mut drv = ptr::null_mut();
         let create = dev.ops().ctx_create.ok_or(EINVAL)?;
         // SAFETY: The driver's data is valid while registered; `drv` is
         // writable.
         kernel::error::to_result(unsafe { create(dev.drvdata, mm, &mut drv) })?;
-        let ctx = Arc::new(
-            GmemCtx {
+        let dev_ref = dev.clone();
+        let ctx = Arc::pin_init(
+            pin_init!(GmemCtx {
                 as_,
-                dev: dev.clone(),
+                dev: dev_ref,
                 drv,
                 system: AtomicBool::new(false),
+                policy_gen: AtomicU32::new(0),
                 dead: AtomicBool::new(false),
-            },
+                drv_lock <- new_mutex!((), "GmemCtx::drv_lock"),
+            }),
             GFP_KERNEL,
         );
         let ctx = match ctx {
@@ -758,14 +783,14 @@ pub unsafe extern "C" fn gmem_ctx_attach(
         // Once published, `kill` owns the teardown of `drv`.
         let published = (|| -> Result {
             as_.add_ctx(ctx.clone())?;
-            let mut ctxs = dev.ctxs.lock();
-            ctxs.as_mut().ok_or(ENODEV)?.push(ctx.clone(), GFP_KERNEL)?;
+            list.push(ctx.clone(), GFP_KERNEL)?;
             Ok(())
         })();
         if let Err(e) = published {
             ctx.kill();
             return Err(e);
         }
+        drop(ctxs);
         guard.dismiss();
         STATS.contexts.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `ctxp` is writable per the contract; the reference is
@@ -822,11 +847,16 @@ pub unsafe extern "C" fn gmem_ctx_set_policy(ctx: *mut bindings::gmem_ctx, polic
         bindings::GMEM_POLICY_SYSTEM => true,
         _ => return EINVAL.to_errno(),
     };
+    let pt = ctx.address_space().pt.lock();
     if ctx.system.swap(system, Ordering::Relaxed) && !system {
-        // Narrowed: mappings of memory it may no longer reach must go.
-        ctx.address_space()
-            .invalidate_devices(true, 0, usize::MAX, || {});
+        // Narrowed: mappings of memory it may no longer reach must go, and
+        // faults that checked the old policy must not commit.
+        ctx.policy_gen.fetch_add(1, Ordering::Release);
+        if !ctx.is_dead() {
+            ctx.invalidate(0, usize::MAX);
+        }
     }
+    drop(pt);
     0
 }
 
@@ -852,9 +882,12 @@ pub unsafe extern "C" fn gmem_dev_fault(
     }
 }
 
+/// Entries of `gmem_c_layout`.
+const LAYOUT_FACTS: usize = 39;
+
 extern "C" {
     /// Offsets and sizes as the C compiler lays them out (gmem_glue.c).
-    static gmem_c_layout: [usize; 21];
+    static gmem_c_layout: [usize; LAYOUT_FACTS];
 }
 
 /// Refuses to run if bindgen's view of a C structure gmem reads differs
@@ -863,7 +896,7 @@ extern "C" {
 fn check_layouts() -> Result {
     use bindings::*;
     use core::mem::{offset_of, size_of};
-    let rust: [usize; 21] = [
+    let rust: [usize; LAYOUT_FACTS] = [
         offset_of!(vm_area_struct, __bindgen_anon_1.__bindgen_anon_1.vm_start),
         offset_of!(vm_area_struct, __bindgen_anon_1.__bindgen_anon_1.vm_end),
         offset_of!(vm_area_struct, __bindgen_anon_2.vm_flags),
@@ -885,6 +918,24 @@ fn check_layouts() -> Result {
         offset_of!(file_operations, poll),
         size_of::<wait_queue_head>(),
         size_of::<kernel_param>(),
+        offset_of!(kernel_param, __bindgen_anon_1.arg),
+        offset_of!(hmm_range, hmm_pfns),
+        offset_of!(hmm_range, default_flags),
+        offset_of!(hmm_range, dev_private_owner),
+        offset_of!(miscdevice, fops),
+        offset_of!(miscdevice, mode),
+        offset_of!(file_operations, open),
+        offset_of!(file_operations, release),
+        offset_of!(poll_table_struct, _qproc),
+        size_of::<mmu_notifier_ops>(),
+        offset_of!(mmu_notifier_ops, alloc_notifier),
+        offset_of!(mmu_notifier_ops, free_notifier),
+        size_of::<mmu_interval_notifier_ops>(),
+        size_of::<gmem_dev_ops>(),
+        offset_of!(gmem_dev_ops, invalidate),
+        size_of::<gmem_mm_hooks>(),
+        size_of::<gmem_npu_wait>(),
+        size_of::<gmem_npu_info>(),
     ];
     // SAFETY: A constant array defined in gmem_glue.c.
     let c = unsafe { &*core::ptr::addr_of!(gmem_c_layout) };

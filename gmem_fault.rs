@@ -86,6 +86,7 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
         // SAFETY: The region's notifier stays registered until it is
         // retired, and a retired one only makes the commit below retry.
         let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
+        let policy_gen = ctx.policy_gen();
         {
             let mm = user.read_lock();
             let vma = mm.vma_at(addr).ok_or(EFAULT)?;
@@ -119,7 +120,10 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
         let pt = as_.pt.lock();
         // SAFETY: As for `interval_read_begin` above; we hold the lock the
         // invalidation callback takes.
-        if region.is_dead() || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) } {
+        if region.is_dead()
+            || ctx.policy_gen() != policy_gen
+            || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) }
+        {
             drop(pt);
             STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -27,6 +27,8 @@ EXPORT_SYMBOL_GPL(gmem_dev_fault);
 #include <linux/miscdevice.h>
 #include <linux/mm_types.h>
 #include <linux/mmu_notifier.h>
+#include <linux/moduleparam.h>
+#include <linux/poll.h>
 #include <linux/seq_file.h>
 
 const unsigned long gmem_c_layout[] = {
@@ -51,5 +53,28 @@ const unsigned long gmem_c_layout[] = {
 	offsetof(struct file_operations, poll),
 	sizeof(struct wait_queue_head),
 	sizeof(struct kernel_param),
+	offsetof(struct kernel_param, arg),
+	offsetof(struct hmm_range, hmm_pfns),
+	offsetof(struct hmm_range, default_flags),
+	offsetof(struct hmm_range, dev_private_owner),
+	offsetof(struct miscdevice, fops),
+	offsetof(struct miscdevice, mode),
+	offsetof(struct file_operations, open),
+	offsetof(struct file_operations, release),
+	offsetof(struct poll_table_struct, _qproc),
+	sizeof(struct mmu_notifier_ops),
+	offsetof(struct mmu_notifier_ops, alloc_notifier),
+	offsetof(struct mmu_notifier_ops, free_notifier),
+	sizeof(struct mmu_interval_notifier_ops),
+	sizeof(struct gmem_dev_ops),
+	offsetof(struct gmem_dev_ops, invalidate),
+	sizeof(struct gmem_mm_hooks),
+	sizeof(struct gmem_npu_wait),
+	sizeof(struct gmem_npu_info),
 };
-EXPORT_SYMBOL_GPL(gmem_c_layout);
+
+/*
+ * Read by gmem.ko only; gmem_npu.ko's structures (miscdevice, file
+ * operations, module parameters, poll tables, the NPU uapi) are checked
+ * here too, and it cannot load without gmem.ko.
+ */

@@ -5,7 +5,8 @@
  * mmap(MAP_PEER_SHARED) is validated here and reported to gmem.ko through
  * the hooks gmem.ko registers when it loads.  A call into the hooks holds a
  * reference on their module, so gmem.ko cannot go away under a call; gmem.ko
- * takes its own references for what outlives a call (regions, devices).
+ * takes its own references for what outlives a call (address spaces,
+ * devices).
  */
 #include <linux/gmem.h>
 #include <linux/mm.h>

@@ -35,8 +35,9 @@
 //! # Lifetimes
 //!
 //! A file owns its gmem attachment.  Each queued job holds an `Arc` of its
-//! file; closing the file cancels jobs not yet started, waits for the one
-//! running, then detaches.  The module cannot unload while a file is open
+//! file; closing the file cancels the jobs not started and stops the
+//! running one between two accesses (status `ECANCELED`), waits for it,
+//! then detaches.  The module cannot unload while a file is open
 //! (the misc device's fops name this module as owner), so the devices and
 //! their registrations outlive every file.
 
@@ -325,7 +326,8 @@ impl GmemDevOps for NpuMmuOps {
 // ---------------------------------------------------------------------------
 // Jobs.
 
-const USER_END: u64 = 1 << 47;
+/// The NPU MMU's virtual address width (`GMEM_NPU_VA_BITS`).
+const USER_END: u64 = 1 << bindings::GMEM_NPU_VA_BITS;
 const MAX_OUTSTANDING: usize = 1024;
 const MAX_ATOMIC_INCS: u64 = 1 << 20;
 const ATOMIC_BATCH: u64 = 4096;
@@ -775,7 +777,8 @@ impl NpuFile {
         }
     }
 
-    /// Stops the file: cancels queued jobs and waits for the running one.
+    /// Stops the file: queued jobs are cancelled, the running one stops at
+    /// its next access; waits until none is left.
     fn quiesce(&self) {
         self.closing.store(true, Ordering::Release);
         let mut st = self.state.lock();

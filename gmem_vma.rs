@@ -225,7 +225,9 @@ pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end:
 
 /// Re-reads the VMAs under every stale region and replaces it by the parts
 /// still mapped that the policy allows.  Runs from the address space's work
-/// item; takes `mmap_lock` for read while reading VMAs, nothing else.
+/// item.  Takes `mmap_lock` for read while reading VMAs, and the regions
+/// and page-table locks only around its updates (never while inserting or
+/// removing a notifier; insertion may take `mmap_lock` itself).
 pub(crate) fn resync(as_: &GmemAs) {
     let Ok(stale) = as_.regions.lock().stale() else {
         // Out of memory: the regions stay stale and are looked at next time.

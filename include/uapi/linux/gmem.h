@@ -50,6 +50,12 @@
 /* Job flags. */
 #define GMEM_NPU_JOB_WRITE	(1U << 0)	/* TOUCH writes instead of reads */
 
+/*
+ * The NPU's MMU translates 47-bit virtual addresses: a job operand must lie
+ * below 1 << 47 (EINVAL otherwise).
+ */
+#define GMEM_NPU_VA_BITS	47
+
 /* Longest job, in bytes of any operand. */
 #define GMEM_NPU_JOB_MAX_LEN	(1ULL << 32)
 
@@ -73,7 +79,8 @@ struct gmem_npu_wait {
 	__s64 timeout_ns;	/* in: < 0 waits forever, 0 only polls */
 	__s32 status;		/* out: 0 or -errno (EFAULT: no mapping; */
 				/* EPERM: write to read-only; EACCES: outside */
-				/* the policy; ESRCH: address space gone) */
+				/* the policy; ESRCH: address space gone; */
+				/* ECANCELED: file closed; ENOMEM, EAGAIN) */
 	__u32 pad;		/* must be 0 */
 	__u64 fault_addr;	/* out: faulting address if status < 0 */
 	__u64 result;		/* out: REDUCE_SUM and TOUCH (read) result */
