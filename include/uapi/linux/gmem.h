@@ -96,6 +96,37 @@ struct gmem_npu_mode {
 	__u32 pad;		/* must be 0 */
 };
 
+/*
+ * Device memory.  Each NPU has dram_mib MiB of its own memory (module
+ * parameter).  By default a page the NPU touches migrates to it (and back
+ * to host memory when the CPU touches it); GMEM_NPU_PLACE_HOST keeps this
+ * context's accesses in place in host memory instead.  When the NPU's
+ * memory is full, pages are used in place.
+ */
+#define GMEM_NPU_PLACE_MIGRATE	0	/* migrate on device touch (default) */
+#define GMEM_NPU_PLACE_HOST	1	/* never migrate for this context */
+
+struct gmem_npu_placement {
+	__u32 placement;	/* GMEM_NPU_PLACE_* */
+	__u32 pad;		/* must be 0 */
+};
+
+/*
+ * Explicit migration of [addr, addr + len), page aligned, synchronous: to
+ * this NPU's memory (as far as it has room; those pages are also mapped
+ * into the NPU), or with GMEM_NPU_PREFETCH_TO_HOST back to host memory.
+ * Errors: EINVAL (alignment, flags), EFAULT (a hole or PROT_NONE), EACCES
+ * (outside the policy), ENOMEM.
+ */
+#define GMEM_NPU_PREFETCH_TO_HOST	(1U << 0)
+
+struct gmem_npu_prefetch {
+	__u64 addr;
+	__u64 len;
+	__u32 flags;		/* GMEM_NPU_PREFETCH_* */
+	__u32 pad;		/* must be 0 */
+};
+
 struct gmem_npu_info {
 	__u32 dev_id;		/* gmem device id */
 	__u32 npu_index;	/* N of /dev/gmem_npuN */
@@ -112,6 +143,9 @@ struct gmem_npu_info {
 #define GMEM_NPU_IOC_WAIT	_IOWR(GMEM_NPU_IOC_MAGIC, 2, struct gmem_npu_wait)
 #define GMEM_NPU_IOC_SET_MODE	_IOW(GMEM_NPU_IOC_MAGIC, 3, struct gmem_npu_mode)
 #define GMEM_NPU_IOC_INFO	_IOR(GMEM_NPU_IOC_MAGIC, 4, struct gmem_npu_info)
+#define GMEM_NPU_IOC_PREFETCH	_IOW(GMEM_NPU_IOC_MAGIC, 5, struct gmem_npu_prefetch)
+#define GMEM_NPU_IOC_SET_PLACEMENT \
+	_IOW(GMEM_NPU_IOC_MAGIC, 6, struct gmem_npu_placement)
 
 /* Capabilities reported in gmem_npu_info.caps (same as <linux/gmem.h>). */
 #define GMEM_NPU_CAP_REPLAYABLE	(1U << 0)
