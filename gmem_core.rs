@@ -67,11 +67,13 @@ use kernel::types::Opaque;
 use kernel::{c_str, fmt};
 
 mod gmem_debugfs;
+mod gmem_devmem;
 mod gmem_fault;
 mod gmem_mm;
 mod gmem_sync;
 mod gmem_vma;
 
+use gmem_devmem::DevMem;
 use gmem_mm::{MmRef, MmWriteLocked};
 use gmem_sync::TryMutex;
 use gmem_vma::Regions;
@@ -98,6 +100,11 @@ pub(crate) struct Stats {
     pub(crate) fault_pages: AtomicU64,
     pub(crate) fault_retries: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) devmem_pages: AtomicU64,
+    pub(crate) devmem_used: AtomicU64,
+    pub(crate) migrated_to_dev: AtomicU64,
+    pub(crate) migrated_to_host: AtomicU64,
+    pub(crate) cpu_devmem_faults: AtomicU64,
 }
 
 impl Stats {
@@ -113,6 +120,11 @@ impl Stats {
             fault_pages: AtomicU64::new(0),
             fault_retries: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            devmem_pages: AtomicU64::new(0),
+            devmem_used: AtomicU64::new(0),
+            migrated_to_dev: AtomicU64::new(0),
+            migrated_to_host: AtomicU64::new(0),
+            cpu_devmem_faults: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +141,11 @@ impl Stats {
             ("fault_pages", &self.fault_pages),
             ("fault_retries", &self.fault_retries),
             ("invalidations", &self.invalidations),
+            ("devmem_pages", &self.devmem_pages),
+            ("devmem_used", &self.devmem_used),
+            ("migrated_to_dev", &self.migrated_to_dev),
+            ("migrated_to_host", &self.migrated_to_host),
+            ("cpu_devmem_faults", &self.cpu_devmem_faults),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -169,6 +186,9 @@ pub(crate) struct GmemDev {
     /// Live contexts of this device; `None` once unregistered.
     #[pin]
     ctxs: Mutex<Option<KVec<Arc<GmemCtx>>>>,
+    /// The device's memory pool, set once by `gmem_dev_add_memory()` and
+    /// taken back by unregistration (a leaked `Pin<KBox<DevMem>>`).
+    devmem: AtomicPtr<DevMem>,
 }
 
 // SAFETY: `GmemDev` only stores the driver's pointers; the driver interface
@@ -180,6 +200,30 @@ unsafe impl Sync for GmemDev {}
 impl GmemDev {
     pub(crate) fn name(&self) -> &CStr {
         &self.name
+    }
+
+    /// The device's memory, if it gave gmem any.
+    pub(crate) fn devmem(&self) -> Option<&DevMem> {
+        // SAFETY: Set once to a pool that lives until unregistration, after
+        // which no context of the device faults (drivers stop first).
+        unsafe { self.devmem.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// Copies host pages (`GMEM_PFN_NONE`: zeros) into device pages.
+    pub(crate) fn copy_to_dev(&self, dst_idx: &[usize], src_pfns: &[usize]) {
+        if let Some(copy) = self.ops().copy_to_dev {
+            // SAFETY: Arrays of the same length; the driver's data is valid
+            // while registered.
+            unsafe { copy(self.drvdata, dst_idx.as_ptr().cast(), src_pfns.as_ptr().cast(), dst_idx.len() as _) };
+        }
+    }
+
+    /// Copies device pages into host pages.
+    pub(crate) fn copy_from_dev(&self, dst_pfns: &[usize], src_idx: &[usize]) {
+        if let Some(copy) = self.ops().copy_from_dev {
+            // SAFETY: As in `copy_to_dev`.
+            unsafe { copy(self.drvdata, dst_pfns.as_ptr().cast(), src_idx.as_ptr().cast(), src_idx.len() as _) };
+        }
     }
 
     fn ops(&self) -> &bindings::gmem_dev_ops {
@@ -238,6 +282,8 @@ pub(crate) struct GmemCtx {
     dev: Arc<GmemDev>,
     drv: *mut c_void,
     system: AtomicBool,
+    /// Device faults migrate pages to device memory (`GMEM_PLACE_MIGRATE`).
+    migrate: AtomicBool,
     /// Bumped, under the page-table lock, when the policy narrows: a fault
     /// that checked the old policy must not commit.
     policy_gen: AtomicU32,
@@ -285,6 +331,16 @@ impl GmemCtx {
             )
         };
         kernel::error::to_result(ret)
+    }
+
+    /// The device's memory, if any.
+    pub(crate) fn devmem(&self) -> Option<&DevMem> {
+        self.dev.devmem()
+    }
+
+    /// Whether this context's faults move pages to device memory.
+    pub(crate) fn migrates(&self) -> bool {
+        self.migrate.load(Ordering::Relaxed) && self.devmem().is_some()
     }
 
     /// The policy generation; see `policy_gen`.
@@ -668,6 +724,7 @@ pub unsafe extern "C" fn gmem_dev_register(
                 caps,
                 id: reg.next_id.fetch_add(1, Ordering::Relaxed),
                 ctxs <- new_mutex!(Some(KVec::new()), "GmemDev::ctxs"),
+                devmem: AtomicPtr::new(ptr::null_mut()),
             }),
             GFP_KERNEL,
         )?;
@@ -709,6 +766,11 @@ pub unsafe extern "C" fn gmem_dev_unregister(dev: *mut bindings::gmem_dev) {
     let ctxs = removed.ctxs.lock().take();
     for ctx in ctxs.into_iter().flatten() {
         ctx.kill();
+    }
+    let pool = removed.devmem.swap(ptr::null_mut(), Ordering::AcqRel);
+    if !pool.is_null() {
+        // SAFETY: Leaked by `gmem_dev_add_memory`; nothing else frees it.
+        DevMem::remove(unsafe { Pin::new_unchecked(KBox::from_raw(pool)) });
     }
     pr_info!("device {} ({}) unregistered\n", removed.id, removed.name());
     drop(removed);
@@ -766,6 +828,7 @@ pub unsafe extern "C" fn gmem_ctx_attach(
                 dev: dev_ref,
                 drv,
                 system: AtomicBool::new(false),
+                migrate: AtomicBool::new(true),
                 policy_gen: AtomicU32::new(0),
                 dead: AtomicBool::new(false),
                 drv_lock <- new_mutex!((), "GmemCtx::drv_lock"),
@@ -858,6 +921,79 @@ pub unsafe extern "C" fn gmem_ctx_set_policy(ctx: *mut bindings::gmem_ctx, polic
     }
     drop(pt);
     0
+}
+
+/// Gives gmem `size` bytes of the device's own memory (once per device):
+/// core MM gets `MEMORY_DEVICE_PRIVATE` pages for it and device faults
+/// migrate pages there.
+///
+/// # Safety
+///
+/// `dev` must be registered with `GMEM_DEV_CAP_DEVMEM` and copy ops.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_dev_add_memory(dev: *mut bindings::gmem_dev, size: usize) -> c_int {
+    from_result(|| {
+        // SAFETY: A registered device is a live `GmemDev`.
+        let d = unsafe { &*dev.cast::<GmemDev>() };
+        let o = d.ops();
+        if d.caps & bindings::GMEM_DEV_CAP_DEVMEM == 0 || o.copy_to_dev.is_none() || o.copy_from_dev.is_none() {
+            return Err(EINVAL);
+        }
+        let pool = DevMem::new(d, size)?;
+        // SAFETY: Leaked here, taken back by `gmem_dev_unregister`.
+        let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(pool) });
+        if d.devmem.compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // SAFETY: Not published.
+            DevMem::remove(unsafe { Pin::new_unchecked(KBox::from_raw(raw)) });
+            return Err(EBUSY);
+        }
+        pr_info!("device {} ({}): {} MiB of device memory\n", d.id, d.name(), size >> 20);
+        Ok(0)
+    })
+}
+
+/// Sets where a context's device faults put pages (`GMEM_PLACE_*`).
+///
+/// # Safety
+///
+/// `ctx` must be attached.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_ctx_set_placement(ctx: *mut bindings::gmem_ctx, placement: u32) -> c_int {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    match placement {
+        bindings::GMEM_PLACE_MIGRATE => ctx.migrate.store(true, Ordering::Relaxed),
+        bindings::GMEM_PLACE_HOST => ctx.migrate.store(false, Ordering::Relaxed),
+        _ => return EINVAL.to_errno(),
+    }
+    0
+}
+
+/// Migrates `[start, end)` to the context's device memory (and maps it into
+/// the device), or to host memory.  Page aligned; synchronous.
+///
+/// # Safety
+///
+/// `ctx` must be attached.  May sleep.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_prefetch(ctx: *mut bindings::gmem_ctx, start: usize, end: usize, to_host: bool) -> c_int {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    from_result(|| {
+        if start >= end || (start | end) % bindings::PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        if to_host {
+            gmem_fault::prefetch_to_host(ctx, start, end)?;
+            return Ok(0);
+        }
+        let mut addr = start;
+        while addr < end {
+            gmem_fault::fault_block(ctx, addr, false, true)?;
+            addr = (addr & !(gmem_fault::FAULT_BLOCK - 1)) + gmem_fault::FAULT_BLOCK;
+        }
+        Ok(0)
+    })
 }
 
 /// Resolves a device fault; see `<linux/gmem.h>` and `gmem_fault`.
@@ -1005,7 +1141,21 @@ impl kernel::Module for GmemModule {
             let mut res = Ok(());
             registry().for_each_device(|d| {
                 if res.is_ok() {
-                    res = writeln!(w, "{} {} caps={:#x}", d.id, d.name(), d.caps);
+                    res = match d.devmem() {
+                        Some(p) => writeln!(
+                            w,
+                            "{} {} caps={:#x} devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={}",
+                            d.id,
+                            d.name(),
+                            d.caps,
+                            p.npages,
+                            p.used.load(Ordering::Relaxed),
+                            p.to_dev.load(Ordering::Relaxed),
+                            p.to_host.load(Ordering::Relaxed),
+                            p.cpu_faults.load(Ordering::Relaxed)
+                        ),
+                        None => writeln!(w, "{} {} caps={:#x} devmem_pages=0", d.id, d.name(), d.caps),
+                    };
                 }
             });
             res

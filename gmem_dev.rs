@@ -21,7 +21,16 @@ pub(crate) mod caps {
     use kernel::bindings;
     /// Faults pause the device and are replayed once resolved.
     pub(crate) const REPLAYABLE: u32 = bindings::GMEM_DEV_CAP_REPLAYABLE;
+    /// Has its own memory.
+    pub(crate) const DEVMEM: u32 = bindings::GMEM_DEV_CAP_DEVMEM;
+    /// Copies between host and device memory.
+    pub(crate) const COPY_ENGINE: u32 = bindings::GMEM_DEV_CAP_COPY_ENGINE;
 }
+
+/// In `map`'s pfns: an index into the device's own memory.
+pub(crate) const PFN_DEVMEM: usize = bindings::GMEM_PFN_DEVMEM as usize;
+/// In `copy_to_dev`'s sources: no source page, zero-fill.
+pub(crate) const PFN_NONE: usize = bindings::GMEM_PFN_NONE as usize;
 
 /// Protection of a device mapping (`GMEM_PROT_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -62,6 +71,13 @@ pub(crate) trait GmemDevOps: Send + Sync + Sized + 'static {
     /// Removes every mapping in `[start, end)` and flushes the device TLB.
     /// Must not sleep.
     fn invalidate(&self, ctx: &Self::Context, start: usize, end: usize);
+
+    /// Copies host pages (`src_pfns`; [`PFN_NONE`]: zeros) into device pages
+    /// `dst_idx` (devices with memory only).  Must not fail.
+    fn copy_to_dev(&self, _dst_idx: &[usize], _src_pfns: &[usize]) {}
+
+    /// Copies device pages `src_idx` into host pages `dst_pfns`.
+    fn copy_from_dev(&self, _dst_pfns: &[usize], _src_idx: &[usize]) {}
 }
 
 /// A device registered with gmem; unregistered on drop.
@@ -99,6 +115,12 @@ impl<T: GmemDevOps> Registration<T> {
             )
         })?;
         Ok(Self { dev, _data: data })
+    }
+
+    /// Gives gmem `size` bytes of the device's memory to manage.
+    pub(crate) fn add_memory(&self, size: usize) -> Result {
+        // SAFETY: The device is registered (type invariant).
+        to_result(unsafe { bindings::gmem_dev_add_memory(self.dev, size as _) })
     }
 
     /// The id gmem gave the device.
@@ -186,6 +208,20 @@ impl<T: GmemDevOps> Attachment<T> {
         }
     }
 
+    /// Keeps this context's pages in host memory (`true`) or lets device
+    /// faults migrate them to device memory (`false`, the default).
+    pub(crate) fn set_place_host(&self, host: bool) -> Result {
+        let p = if host { bindings::GMEM_PLACE_HOST } else { bindings::GMEM_PLACE_MIGRATE };
+        // SAFETY: Attached (type invariant).
+        to_result(unsafe { bindings::gmem_ctx_set_placement(self.ctx, p) })
+    }
+
+    /// Migrates `[start, end)` to the device's memory or back to the host.
+    pub(crate) fn prefetch(&self, start: usize, end: usize, to_host: bool) -> Result {
+        // SAFETY: Attached (type invariant).  May sleep, as we may.
+        to_result(unsafe { bindings::gmem_prefetch(self.ctx, start as _, end as _, to_host) })
+    }
+
     /// Lets the device reach any mapping (`true`) or only MAP_PEER_SHARED
     /// regions (`false`, the default).
     pub(crate) fn set_system_allocator(&self, on: bool) -> Result {
@@ -216,6 +252,8 @@ impl<T: GmemDevOps> Adapter<T> {
         prepare: Some(Self::prepare),
         map: Some(Self::map),
         invalidate: Some(Self::invalidate),
+        copy_to_dev: Some(Self::copy_to_dev),
+        copy_from_dev: Some(Self::copy_from_dev),
     };
 
     fn ops() -> &'static bindings::gmem_dev_ops {
@@ -294,6 +332,31 @@ impl<T: GmemDevOps> Adapter<T> {
             data.map(ctx, va as usize, pfns, Prot(prot))?;
             Ok(0)
         })
+    }
+
+    unsafe extern "C" fn copy_to_dev(drvdata: *mut c_void, dst: *const c_ulong, src: *const c_ulong, n: c_ulong) {
+        // SAFETY: gmem passes the driver data of a registered device and two
+        // arrays of `n` entries.
+        let (data, dst, src) = unsafe {
+            (
+                Self::data(drvdata),
+                core::slice::from_raw_parts(dst.cast::<usize>(), n as usize),
+                core::slice::from_raw_parts(src.cast::<usize>(), n as usize),
+            )
+        };
+        data.copy_to_dev(dst, src);
+    }
+
+    unsafe extern "C" fn copy_from_dev(drvdata: *mut c_void, dst: *const c_ulong, src: *const c_ulong, n: c_ulong) {
+        // SAFETY: As in `copy_to_dev`.
+        let (data, dst, src) = unsafe {
+            (
+                Self::data(drvdata),
+                core::slice::from_raw_parts(dst.cast::<usize>(), n as usize),
+                core::slice::from_raw_parts(src.cast::<usize>(), n as usize),
+            )
+        };
+        data.copy_from_dev(dst, src);
     }
 
     unsafe extern "C" fn invalidate(

@@ -31,6 +31,7 @@ use core::sync::atomic::Ordering;
 use kernel::bindings;
 use kernel::prelude::*;
 
+use crate::gmem_devmem::DevMem;
 use crate::gmem_mm::{self, MmRef, MmUser};
 use crate::{gmem_vma, GmemCtx, STATS};
 
@@ -53,6 +54,12 @@ const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS as usize;
 /// address space is exiting, `ENODEV` the context was torn down, `EAGAIN`
 /// endless invalidation races.
 pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<usize> {
+    fault_block(ctx, addr, write, ctx.migrates())
+}
+
+/// As [`device_fault`]; `migrate` says whether to move the block to device
+/// memory first (placement policy, or an explicit prefetch).
+pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool) -> Result<usize> {
     let as_ = ctx.address_space();
     if as_.is_released() {
         return Err(ESRCH);
@@ -63,6 +70,10 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
     let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
     pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
 
+    // Migration passes left: one to bring the block to the device, and one
+    // more if the device fault pulled pages back from another device.
+    let mut migrations = if migrate && ctx.devmem().is_some() { 2 } else { 0 };
+    let mut migrate_now = migrations > 0;
     for _ in 0..MAX_ATTEMPTS {
         let found = as_.regions.lock().find(addr);
         let Some(region) = found else {
@@ -83,6 +94,20 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
         let block = addr & !(FAULT_BLOCK - 1);
         let mut start = block.max(region.start);
         let mut end = (block + FAULT_BLOCK).min(region.end);
+        if migrate_now {
+            migrate_now = false;
+            migrations -= 1;
+            let (s, e) = {
+                let mm = user.read_lock();
+                let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+                if !ctx.allows(&vma) {
+                    return Err(EACCES);
+                }
+                (start.max(vma.start()), end.min(vma.end()))
+            };
+            // Whatever does not move is used in place.
+            let _ = migrate_to_device(ctx, &user, s, e);
+        }
         // SAFETY: The region's notifier stays registered until it is
         // retired, and a retired one only makes the commit below retry.
         let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
@@ -103,7 +128,7 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
                 hmm_pfns: pfns.as_mut_ptr().cast(),
                 default_flags: (HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 }) as _,
                 pfn_flags_mask: 0,
-                dev_private_owner: core::ptr::null_mut(),
+                dev_private_owner: ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner()),
             };
             match mm.hmm_range_fault(&mut range) {
                 Ok(()) => {}
@@ -116,6 +141,12 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
         }
 
         let npages = (end - start) / PAGE_SIZE;
+        if migrations > 0 && ctx.devmem().is_some_and(|p| p.has_free()) && has_host_pages(ctx, &pfns[..npages]) {
+            // Pages another device held came back to the host during the
+            // fault: take them too.
+            migrate_now = true;
+            continue;
+        }
         ctx.prepare(start, end)?;
         let pt = as_.pt.lock();
         // SAFETY: As for `interval_read_begin` above; we hold the lock the
@@ -149,15 +180,28 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
     Err(EAGAIN)
 }
 
+/// Whether any page of a fault's result is in host memory.
+fn has_host_pages(ctx: &GmemCtx, hmm_pfns: &[usize]) -> bool {
+    let pool = ctx.devmem();
+    hmm_pfns.iter().any(|&p| pool.is_none_or(|pool| pool.index_of(p & !HMM_PFN_FLAGS).is_none()))
+}
+
 /// Maps `hmm_pfns` (from `hmm_range_fault`) at `start`, one driver call per
-/// run of pages with the same protection.  Called under the page-table lock.
+/// run of pages with the same protection.  Pages of the device's own memory
+/// are passed as `GMEM_PFN_DEVMEM | index`.  Called under the page-table
+/// lock.
 fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
+    let pool = ctx.devmem();
     let mut i = 0;
     while i < hmm_pfns.len() {
         let writable = hmm_pfns[i] & HMM_PFN_WRITE != 0;
         let mut j = i;
         while j < hmm_pfns.len() && (hmm_pfns[j] & HMM_PFN_WRITE != 0) == writable {
-            hmm_pfns[j] &= !HMM_PFN_FLAGS;
+            let pfn = hmm_pfns[j] & !HMM_PFN_FLAGS;
+            hmm_pfns[j] = match pool.and_then(|p| p.index_of(pfn)) {
+                Some(idx) => bindings::GMEM_PFN_DEVMEM as usize | idx,
+                None => pfn,
+            };
             j += 1;
         }
         let prot = bindings::GMEM_PROT_READ
@@ -170,4 +214,263 @@ fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
         i = j;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Migration between host memory and device memory (`gmem_devmem`).
+
+const MIGRATE_PFN_VALID: usize = bindings::MIGRATE_PFN_VALID as usize;
+const MIGRATE_PFN_MIGRATE: usize = bindings::MIGRATE_PFN_MIGRATE as usize;
+const MIGRATE_PFN_SHIFT: u32 = bindings::MIGRATE_PFN_SHIFT;
+/// Host pages for data coming back from a device (`GFP_HIGHUSER`-like).
+const HOST_GFP: bindings::gfp_t = bindings::GFP_KERNEL | bindings::__GFP_HIGHMEM;
+
+fn migrate_pfn(pfn: usize) -> usize {
+    (pfn << MIGRATE_PFN_SHIFT) | MIGRATE_PFN_VALID
+}
+
+fn mpfn_pfn(mpfn: usize) -> Option<usize> {
+    (mpfn & MIGRATE_PFN_VALID != 0).then_some(mpfn >> MIGRATE_PFN_SHIFT)
+}
+
+/// Source and destination arrays of one migration, and the copy list.
+struct MigrateBufs {
+    src: KVec<usize>,
+    dst: KVec<usize>,
+    copy_to: KVec<usize>,
+    copy_from: KVec<usize>,
+}
+
+impl MigrateBufs {
+    fn new(n: usize) -> Result<Self> {
+        Ok(Self {
+            src: KVec::from_elem(0usize, n, GFP_KERNEL)?,
+            dst: KVec::from_elem(0usize, n, GFP_KERNEL)?,
+            copy_to: KVec::with_capacity(n, GFP_KERNEL)?,
+            copy_from: KVec::with_capacity(n, GFP_KERNEL)?,
+        })
+    }
+
+    /// Records one page to copy; within the capacity reserved in `new`.
+    fn add_copy(&mut self, to: usize, from: usize) {
+        let _ = self.copy_to.push(to, GFP_ATOMIC);
+        let _ = self.copy_from.push(from, GFP_ATOMIC);
+    }
+
+    fn moved(&self) -> usize {
+        self.src.iter().zip(self.dst.iter()).filter(|(s, d)| **d != 0 && **s & MIGRATE_PFN_MIGRATE != 0).count()
+    }
+}
+
+/// Moves the host pages of `[start, end)`, inside one anonymous VMA, to the
+/// device memory of `ctx`'s device, as far as it has free pages; returns
+/// how many moved.  Never-touched pages become zeroed device pages.
+pub(crate) fn migrate_to_device(ctx: &GmemCtx, user: &MmUser, start: usize, end: usize) -> Result<usize> {
+    let Some(pool) = ctx.devmem() else { return Ok(0) };
+    let n = (end - start) / PAGE_SIZE;
+    let mut b = MigrateBufs::new(n)?;
+    let mm = user.read_lock();
+    let vma = mm.vma_at(start).ok_or(EFAULT)?;
+    if vma.end() < end || !vma.is_anonymous() {
+        return Ok(0);
+    }
+    let mut args = bindings::migrate_vma {
+        vma: vma.as_ptr(),
+        dst: b.dst.as_mut_ptr().cast(),
+        src: b.src.as_mut_ptr().cast(),
+        cpages: 0,
+        npages: 0,
+        start: start as _,
+        end: end as _,
+        pgmap_owner: pool.owner(),
+        flags: bindings::MIGRATE_VMA_SELECT_SYSTEM as _,
+        fault_page: core::ptr::null_mut(),
+    };
+    // SAFETY: `args` describes a range of a VMA of a read-locked mm, with
+    // arrays of `n` entries.
+    kernel::error::to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
+    if args.cpages != 0 {
+        for i in 0..n {
+            if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
+                continue;
+            }
+            // Full: the rest stays on the host and is used in place.
+            let Some(idx) = pool.alloc() else { break };
+            // SAFETY: A free page of our pagemap: initialise (ref 1,
+            // locked) as migrate_vma_pages() wants its destinations.
+            unsafe { bindings::zone_device_page_init(bindings::pfn_to_page((pool.base_pfn + idx) as _)) };
+            b.dst[i] = migrate_pfn(pool.base_pfn + idx);
+            b.add_copy(idx, mpfn_pfn(b.src[i]).unwrap_or(bindings::GMEM_PFN_NONE as usize));
+        }
+        pool.device().copy_to_dev(&b.copy_to, &b.copy_from);
+        // SAFETY: The setup above succeeded; destinations are locked.
+        unsafe { bindings::migrate_vma_pages(&mut args) };
+    }
+    let moved = b.moved();
+    // SAFETY: Ends the migration set up above; unmigrated destinations are
+    // freed (back to the pool through `page_free`).
+    unsafe { bindings::migrate_vma_finalize(&mut args) };
+    pool.to_dev.fetch_add(moved as u64, Ordering::Relaxed);
+    STATS.migrated_to_dev.fetch_add(moved as u64, Ordering::Relaxed);
+    Ok(moved)
+}
+
+/// Moves `pool`'s pages in `[start, end)` of `vma` back to host memory.
+/// `fault_page` is the page of a CPU fault being served, if any.
+///
+/// # Safety
+///
+/// `vma` must be a VMA of an mm whose `mmap_lock` (or the VMA's lock) is
+/// held, covering `[start, end)`.
+unsafe fn migrate_to_host(
+    pool: &DevMem,
+    vma: *mut bindings::vm_area_struct,
+    start: usize,
+    end: usize,
+    fault_page: *mut bindings::page,
+) -> Result<usize> {
+    let n = (end - start) / PAGE_SIZE;
+    let mut b = MigrateBufs::new(n)?;
+    let mut args = bindings::migrate_vma {
+        vma,
+        dst: b.dst.as_mut_ptr().cast(),
+        src: b.src.as_mut_ptr().cast(),
+        cpages: 0,
+        npages: 0,
+        start: start as _,
+        end: end as _,
+        pgmap_owner: pool.owner(),
+        flags: bindings::MIGRATE_VMA_SELECT_DEVICE_PRIVATE as _,
+        fault_page,
+    };
+    // SAFETY: Per the function's contract, with arrays of `n` entries.
+    kernel::error::to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
+    let mut oom = false;
+    for i in 0..n {
+        if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
+            continue;
+        }
+        let Some(idx) = mpfn_pfn(b.src[i]).and_then(|p| pool.index_of(p)) else { continue };
+        // SAFETY: Plain page allocation.
+        let page = unsafe { bindings::alloc_pages(HOST_GFP, 0) };
+        if page.is_null() {
+            oom = true;
+            continue;
+        }
+        // SAFETY: A new page of ours; migrate_vma_pages() wants it locked.
+        let pfn = unsafe {
+            bindings::lock_page(page);
+            bindings::page_to_pfn(page) as usize
+        };
+        b.dst[i] = migrate_pfn(pfn);
+        b.add_copy(pfn, idx);
+    }
+    pool.device().copy_from_dev(&b.copy_to, &b.copy_from);
+    // SAFETY: Set up above; destinations locked.
+    unsafe { bindings::migrate_vma_pages(&mut args) };
+    let moved = b.moved();
+    // SAFETY: Ends the migration set up above.
+    unsafe { bindings::migrate_vma_finalize(&mut args) };
+    pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
+    STATS.migrated_to_host.fetch_add(moved as u64, Ordering::Relaxed);
+    if oom && moved == 0 {
+        return Err(ENOMEM);
+    }
+    Ok(moved)
+}
+
+/// `dev_pagemap_ops::migrate_to_ram`: the CPU touched a device page.  The
+/// block around it comes back, not just the page.  Only core-MM locks are
+/// taken here (mmap or VMA lock held by the caller, page locks, the
+/// page-table lock in the invalidation): nothing a device fault holds while
+/// it waits, so CPU and device faults on one page cannot livelock.
+pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: Core MM passes a valid fault on a page of one of our pools.
+    let (page, vma, addr) = unsafe { ((*vmf).page, (*vmf).__bindgen_anon_1.vma, (*vmf).__bindgen_anon_1.address) };
+    // SAFETY: As above.
+    let pfn = unsafe { bindings::page_to_pfn(page) } as usize;
+    let Some(pool) = DevMem::lookup(pfn) else {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS as _;
+    };
+    pool.cpu_faults.fetch_add(1, Ordering::Relaxed);
+    STATS.cpu_devmem_faults.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: The faulting VMA, locked by the caller.
+    let (vs, ve) = unsafe { gmem_mm::vma_bounds(vma) };
+    let block = addr as usize & !(FAULT_BLOCK - 1);
+    let start = block.max(vs);
+    let end = (block + FAULT_BLOCK).min(ve);
+    // SAFETY: The VMA is locked and covers `[start, end)`.
+    match unsafe { migrate_to_host(pool, vma, start, end, page) } {
+        Ok(_) => 0,
+        Err(e) if e == ENOMEM => bindings::vm_fault_reason_VM_FAULT_OOM as _,
+        Err(_) => bindings::vm_fault_reason_VM_FAULT_SIGBUS as _,
+    }
+}
+
+/// Moves `ctx`'s device pages in `[start, end)` back to host memory.
+pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Result {
+    let Some(pool) = ctx.devmem() else { return Ok(()) };
+    // SAFETY: The address space holds `mm_count` on its mm.
+    let user = unsafe { MmUser::get(ctx.address_space().mm()) }.ok_or(ESRCH)?;
+    let mm = user.read_lock();
+    let mut addr = start;
+    while addr < end {
+        let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+        let stop = end.min(vma.end());
+        while addr < stop {
+            let next = ((addr & !(FAULT_BLOCK - 1)) + FAULT_BLOCK).min(stop);
+            // SAFETY: The VMA is read-locked and covers the block.
+            unsafe { migrate_to_host(pool, vma.as_ptr(), addr, next, core::ptr::null_mut())? };
+            addr = next;
+        }
+    }
+    Ok(())
+}
+
+/// Moves every page of `pool` still in use back to host memory, whoever
+/// maps it (device unregistration).
+pub(crate) fn evict_all(pool: &DevMem) {
+    const CHUNK: usize = 512;
+    let nofail = HOST_GFP | (1 << bindings::___GFP_NOFAIL_BIT);
+    let mut base = 0;
+    while base < pool.npages {
+        let n = CHUNK.min(pool.npages - base);
+        let mut b = loop {
+            match MigrateBufs::new(n) {
+                Ok(b) => break b,
+                // SAFETY: A plain sleep; memory may free up.
+                Err(_) => unsafe { bindings::msleep(10) },
+            }
+        };
+        // SAFETY: Our pagemap's pfns, arrays of `n` entries.
+        if unsafe { bindings::migrate_device_range(b.src.as_mut_ptr().cast(), (pool.base_pfn + base) as _, n as _) } != 0
+        {
+            base += n;
+            continue;
+        }
+        for i in 0..n {
+            if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
+                continue;
+            }
+            // SAFETY: A page allocation that cannot fail, then locked as
+            // migrate_device_pages() wants.
+            let pfn = unsafe {
+                let page = bindings::alloc_pages(nofail, 0);
+                bindings::lock_page(page);
+                bindings::page_to_pfn(page) as usize
+            };
+            b.dst[i] = migrate_pfn(pfn);
+            b.add_copy(pfn, base + i);
+        }
+        pool.device().copy_from_dev(&b.copy_to, &b.copy_from);
+        // SAFETY: Collected by migrate_device_range() above.
+        unsafe {
+            bindings::migrate_device_pages(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
+            bindings::migrate_device_finalize(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
+        }
+        let moved = b.moved() as u64;
+        pool.to_host.fetch_add(moved, Ordering::Relaxed);
+        STATS.migrated_to_host.fetch_add(moved, Ordering::Relaxed);
+        base += n;
+    }
 }

@@ -15,6 +15,9 @@ EXPORT_SYMBOL_GPL(gmem_ctx_detach);
 EXPORT_SYMBOL_GPL(gmem_ctx_drvctx);
 EXPORT_SYMBOL_GPL(gmem_ctx_set_policy);
 EXPORT_SYMBOL_GPL(gmem_dev_fault);
+EXPORT_SYMBOL_GPL(gmem_ctx_set_placement);
+EXPORT_SYMBOL_GPL(gmem_dev_add_memory);
+EXPORT_SYMBOL_GPL(gmem_prefetch);
 
 /*
  * Layout facts of C structures that the Rust code reads through bindgen's

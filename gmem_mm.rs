@@ -5,6 +5,7 @@
 //! `unsafe` fact about them is stated once here.
 
 use core::marker::PhantomData;
+use core::ptr;
 use kernel::bindings;
 use kernel::error::from_err_ptr;
 use kernel::prelude::*;
@@ -186,6 +187,27 @@ impl Vma<'_> {
     pub(crate) fn is_peer_shared(&self) -> bool {
         self.flags() & VM_PEER_SHARED != 0
     }
+
+    /// Private anonymous memory (no `vm_ops`), which pages may leave for a
+    /// device.
+    pub(crate) fn is_anonymous(&self) -> bool {
+        self.0.vm_ops.is_null()
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut bindings::vm_area_struct {
+        ptr::from_ref(self.0).cast_mut()
+    }
+}
+
+/// `[vm_start, vm_end)` of a VMA.
+///
+/// # Safety
+///
+/// `vma` must be valid and its mm (or the VMA itself) locked.
+pub(crate) unsafe fn vma_bounds(vma: *mut bindings::vm_area_struct) -> (usize, usize) {
+    // SAFETY: Per the function's contract.
+    let v = Vma(unsafe { &*vma });
+    (v.start(), v.end())
 }
 
 /// A static `mmu_interval_notifier_ops` table.

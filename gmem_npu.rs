@@ -113,6 +113,32 @@ static NUM_DEVICES_PARAM: KernelParam = KernelParam(bindings::kernel_param {
     },
 });
 
+/// MiB of device memory per NPU; written by the module loader.
+static mut DRAM_MIB: c_uint = 16;
+const MAX_DRAM_MIB: u32 = 1024;
+
+#[link_section = "__param"]
+#[used]
+static DRAM_MIB_PARAM: KernelParam = KernelParam(bindings::kernel_param {
+    name: c"dram_mib".as_ptr().cast(),
+    mod_: &raw mut __this_module,
+    ops: &raw const bindings::param_ops_uint,
+    perm: 0o444,
+    level: -1,
+    flags: 0,
+    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
+        arg: (&raw mut DRAM_MIB).cast(),
+    },
+});
+
+#[link_section = ".modinfo"]
+#[used]
+static DRAM_MIB_PARMTYPE: [u8; 23] = *b"parmtype=dram_mib:uint\0";
+
+#[link_section = ".modinfo"]
+#[used]
+static DRAM_MIB_PARM: [u8; 56] = *b"parm=dram_mib:MiB of device memory per NPU (default 16)\0";
+
 #[link_section = ".modinfo"]
 #[used]
 static NUM_DEVICES_PARMTYPE: [u8; 26] = *b"parmtype=num_devices:uint\0";
@@ -130,20 +156,31 @@ const LEAF_SHIFT: u32 = 21;
 const LEAF_ENTRIES: usize = 1 << (LEAF_SHIFT - PAGE_SHIFT);
 const TLB_ENTRIES: usize = 64;
 
-/// An NPU page-table entry: the host pfn, shifted, and permission bits.
+/// An NPU page-table entry: a host pfn or an index into the NPU's own
+/// memory (`DEVMEM`), shifted, and permission bits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Pte(u64);
 
 impl Pte {
     const VALID: u64 = 1 << 0;
     const WRITE: u64 = 1 << 1;
+    const DEVMEM: u64 = 1 << 2;
     const PFN_SHIFT: u32 = 12;
     const NONE: Pte = Pte(0);
 
+    /// An entry for what gmem passed to `map`: a host pfn, or
+    /// `PFN_DEVMEM | index` for a page of the NPU's memory.
     fn new(pfn: usize, writable: bool) -> Self {
-        Pte(((pfn as u64) << Self::PFN_SHIFT)
-            | Self::VALID
-            | if writable { Self::WRITE } else { 0 })
+        let (frame, dev) = if pfn & gmem_dev::PFN_DEVMEM != 0 {
+            (pfn & !gmem_dev::PFN_DEVMEM, Self::DEVMEM)
+        } else {
+            (pfn, 0)
+        };
+        Pte(((frame as u64) << Self::PFN_SHIFT) | Self::VALID | dev | if writable { Self::WRITE } else { 0 })
+    }
+
+    fn in_devmem(self) -> bool {
+        self.0 & Self::DEVMEM != 0
     }
 
     fn valid(self) -> bool {
@@ -217,8 +254,8 @@ struct Mmu {
 
 impl Mmu {
     /// Translates `va` for an access, through the TLB then the page table.
-    /// Returns the pfn, or `None` for a fault.
-    fn translate(&mut self, va: usize, write: bool, stats: &NpuStats) -> Option<usize> {
+    /// Returns the entry, or `None` for a fault.
+    fn translate(&mut self, va: usize, write: bool, stats: &NpuStats) -> Option<Pte> {
         let vpn = va >> PAGE_SHIFT;
         let slot = &mut self.tlb[vpn % TLB_ENTRIES];
         let pte = if slot.pte.valid() && slot.vpn == vpn {
@@ -231,7 +268,7 @@ impl Mmu {
             }
             pte
         };
-        (pte.valid() && (!write || pte.writable())).then(|| pte.pfn())
+        (pte.valid() && (!write || pte.writable())).then_some(pte)
     }
 
     fn flush_tlb(&mut self, start: usize, end: usize) {
@@ -257,11 +294,67 @@ struct NpuStats {
     faults: AtomicU64,
     tlb_misses: AtomicU64,
     invalidations: AtomicU64,
+    copied_to_dev: AtomicU64,
+    copied_to_host: AtomicU64,
+}
+
+/// The NPU's own memory: `pages` pages at `base` (vmalloc), the storage
+/// behind the device-private pages gmem hands to core MM.
+///
+/// # Invariants
+///
+/// `base` is a live `vzalloc` allocation of `pages * PAGE_SIZE` bytes.
+struct Dram {
+    base: *mut u8,
+    pages: usize,
+}
+
+// SAFETY: Plain memory, accessed under the MMU lock or by the copy engine
+// on pages nobody else uses during the copy (migration holds them locked).
+unsafe impl Send for Dram {}
+// SAFETY: As above.
+unsafe impl Sync for Dram {}
+
+impl Dram {
+    fn new(mib: usize) -> Result<Self> {
+        let pages = (mib << 20) / PAGE_SIZE;
+        // SAFETY: A plain allocation.
+        let base = unsafe { bindings::vzalloc(pages * PAGE_SIZE) }.cast::<u8>();
+        if base.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self { base, pages })
+    }
+
+    /// The storage of device page `idx`.
+    fn page(&self, idx: usize) -> *mut u8 {
+        assert!(idx < self.pages);
+        // SAFETY: In bounds (checked) of the allocation (type invariant).
+        unsafe { self.base.add(idx * PAGE_SIZE) }
+    }
+}
+
+impl Drop for Dram {
+    fn drop(&mut self) {
+        // SAFETY: Allocated in `new`.
+        unsafe { bindings::vfree(self.base.cast()) };
+    }
+}
+
+/// The kernel address of host page `pfn`.
+///
+/// # Safety
+///
+/// `pfn` must be a RAM page kept alive by the caller.
+unsafe fn host_page(pfn: usize) -> *mut u8 {
+    // SAFETY: Per the contract.
+    unsafe { bindings::page_address(bindings::pfn_to_page(pfn as c_ulong)).cast() }
 }
 
 /// The gmem-facing half of one NPU.
 struct NpuMmuOps {
     stats: Arc<NpuStats>,
+    dram: Arc<Dram>,
 }
 
 impl GmemDevOps for NpuMmuOps {
@@ -320,6 +413,32 @@ impl GmemDevOps for NpuMmuOps {
         mmu.pt.clear(start, end);
         mmu.flush_tlb(start, end);
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The copy engine, host to device.
+    fn copy_to_dev(&self, dst_idx: &[usize], src_pfns: &[usize]) {
+        for (&idx, &pfn) in dst_idx.iter().zip(src_pfns) {
+            let dst = self.dram.page(idx);
+            // SAFETY: Whole pages: the device page is locked by the
+            // migration, the host page held by it.
+            unsafe {
+                if pfn == gmem_dev::PFN_NONE {
+                    ptr::write_bytes(dst, 0, PAGE_SIZE);
+                } else {
+                    ptr::copy_nonoverlapping(host_page(pfn), dst, PAGE_SIZE);
+                }
+            }
+        }
+        self.stats.copied_to_dev.fetch_add(dst_idx.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The copy engine, device to host.
+    fn copy_from_dev(&self, dst_pfns: &[usize], src_idx: &[usize]) {
+        for (&pfn, &idx) in dst_pfns.iter().zip(src_idx) {
+            // SAFETY: As in `copy_to_dev`.
+            unsafe { ptr::copy_nonoverlapping(self.dram.page(idx), host_page(pfn), PAGE_SIZE) };
+        }
+        self.stats.copied_to_host.fetch_add(src_idx.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -461,16 +580,18 @@ impl JobRunner<'_> {
                 let mut ptrs = [ptr::null_mut::<u8>(); N];
                 for (i, &(va, write)) in vas.iter().enumerate() {
                     match mmu.translate(va, write, &self.file.npu.stats) {
-                        Some(pfn) => {
-                            // SAFETY: The pfn was mapped by gmem from
-                            // `hmm_range_fault()` and cannot be freed before
-                            // `invalidate` removes it, which needs the MMU
-                            // lock we hold.
-                            let page = unsafe {
-                                bindings::page_address(bindings::pfn_to_page(pfn as c_ulong))
+                        Some(pte) => {
+                            // The page was mapped by gmem and cannot be
+                            // freed or moved before `invalidate` removes it,
+                            // which needs the MMU lock we hold.
+                            let page = if pte.in_devmem() {
+                                self.file.npu.dram.page(pte.pfn())
+                            } else {
+                                // SAFETY: As just said.
+                                unsafe { host_page(pte.pfn()) }
                             };
                             // SAFETY: In-page offset of a mapped page.
-                            ptrs[i] = unsafe { page.cast::<u8>().add(va % PAGE_SIZE) };
+                            ptrs[i] = unsafe { page.add(va % PAGE_SIZE) };
                         }
                         None => {
                             missing = Some((va, write));
@@ -768,7 +889,9 @@ impl NpuFile {
         bindings::gmem_npu_info {
             dev_id: self.npu.gmem.id(),
             npu_index: self.npu.index,
-            caps: bindings::GMEM_DEV_CAP_REPLAYABLE,
+            caps: bindings::GMEM_DEV_CAP_REPLAYABLE
+                | bindings::GMEM_DEV_CAP_DEVMEM
+                | bindings::GMEM_DEV_CAP_COPY_ENGINE,
             tlb_entries: TLB_ENTRIES as u32,
             jobs_done: s.jobs_done.load(Ordering::Relaxed),
             faults: s.faults.load(Ordering::Relaxed),
@@ -817,7 +940,10 @@ struct Npu {
     name: CString,
     index: u32,
     stats: Arc<NpuStats>,
+    /// Dropped first: unregistration moves device pages back to the host,
+    /// reading `dram`.
     gmem: Registration<NpuMmuOps>,
+    dram: Arc<Dram>,
     engine: JobQueue,
 }
 
@@ -902,17 +1028,20 @@ static mut FOPS: Fops = Fops(bindings::file_operations {
 });
 
 impl Npu {
-    fn new(index: u32) -> Result<Pin<KBox<Npu>>> {
+    fn new(index: u32, dram_mib: usize) -> Result<Pin<KBox<Npu>>> {
         let name = CString::try_from_fmt(fmt!("gmem_npu{}", index))?;
         let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
+        let dram = Arc::new(Dram::new(dram_mib)?, GFP_KERNEL)?;
         let gmem_name = CString::try_from_fmt(fmt!("npu{}", index))?;
         let gmem = Registration::new(
             &gmem_name,
-            gmem_dev::caps::REPLAYABLE,
+            gmem_dev::caps::REPLAYABLE | gmem_dev::caps::DEVMEM | gmem_dev::caps::COPY_ENGINE,
             NpuMmuOps {
                 stats: stats.clone(),
+                dram: dram.clone(),
             },
         )?;
+        gmem.add_memory(dram.pages * PAGE_SIZE)?;
         let engine = JobQueue::new(&name)?;
         let npu = KBox::pin_init(
             try_pin_init!(Npu {
@@ -922,6 +1051,7 @@ impl Npu {
                 index,
                 stats,
                 gmem,
+                dram,
                 engine,
             }? Error),
             GFP_KERNEL,
@@ -1087,6 +1217,8 @@ const IOC_SUBMIT: u32 = _IOWR::<bindings::gmem_npu_submit>(IOC_MAGIC, 1);
 const IOC_WAIT: u32 = _IOWR::<bindings::gmem_npu_wait>(IOC_MAGIC, 2);
 const IOC_SET_MODE: u32 = _IOW::<bindings::gmem_npu_mode>(IOC_MAGIC, 3);
 const IOC_INFO: u32 = _IOR::<bindings::gmem_npu_info>(IOC_MAGIC, 4);
+const IOC_PREFETCH: u32 = _IOW::<bindings::gmem_npu_prefetch>(IOC_MAGIC, 5);
+const IOC_SET_PLACEMENT: u32 = _IOW::<bindings::gmem_npu_placement>(IOC_MAGIC, 6);
 
 fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
     if gmem_dev::current_mm() != f.mm {
@@ -1123,6 +1255,30 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
             }
         }
         IOC_INFO => write_arg(arg, &f.info()),
+        IOC_PREFETCH => {
+            let p: bindings::gmem_npu_prefetch = read_arg(arg)?;
+            let aligned = |x: u64| x % PAGE_SIZE as u64 == 0;
+            if p.pad != 0 || p.flags & !bindings::GMEM_NPU_PREFETCH_TO_HOST != 0 {
+                return Err(EINVAL);
+            }
+            if p.len == 0 || !aligned(p.addr) || !aligned(p.len) {
+                return Err(EINVAL);
+            }
+            check_range(p.addr, p.len)?;
+            let to_host = p.flags & bindings::GMEM_NPU_PREFETCH_TO_HOST != 0;
+            f.attachment.prefetch(p.addr as usize, (p.addr + p.len) as usize, to_host)
+        }
+        IOC_SET_PLACEMENT => {
+            let p: bindings::gmem_npu_placement = read_arg(arg)?;
+            if p.pad != 0 {
+                return Err(EINVAL);
+            }
+            match p.placement {
+                bindings::GMEM_NPU_PLACE_MIGRATE => f.attachment.set_place_host(false),
+                bindings::GMEM_NPU_PLACE_HOST => f.attachment.set_place_host(true),
+                _ => Err(EINVAL),
+            }
+        }
         _ => Err(ENOTTY),
     }
 }
@@ -1137,16 +1293,20 @@ impl kernel::Module for NpuModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         // SAFETY: Parameters are set before `init` and not written after
         // (0444); no other code runs yet.
-        let n = unsafe { *(&raw const NUM_DEVICES) };
+        let (n, dram_mib) = unsafe { (*(&raw const NUM_DEVICES), *(&raw const DRAM_MIB)) };
         if n == 0 || n > MAX_DEVICES {
             pr_err!("num_devices must be 1..={}\n", MAX_DEVICES);
+            return Err(EINVAL);
+        }
+        if dram_mib == 0 || dram_mib > MAX_DRAM_MIB {
+            pr_err!("dram_mib must be 1..={}\n", MAX_DRAM_MIB);
             return Err(EINVAL);
         }
         // SAFETY: No device exists yet, so nothing reads `FOPS`.
         unsafe { (*(&raw mut FOPS)).0.owner = module.as_ptr() };
         let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         for i in 0..n {
-            npus.push(Npu::new(i)?, GFP_KERNEL)?;
+            npus.push(Npu::new(i, dram_mib as usize)?, GFP_KERNEL)?;
             pr_info!(
                 "/dev/gmem_npu{} ready (gmem device {})\n",
                 i,

@@ -65,6 +65,14 @@ static inline int gmem_peer_shared_mapped(struct mm_struct *mm,
 					 GMEM_DEV_CAP_DEVMEM | \
 					 GMEM_DEV_CAP_COPY_ENGINE)
 
+/*
+ * In the pfn arrays gmem hands to @map: a page of the device's own memory,
+ * by index (0 = first page given to gmem_dev_add_memory()), not a host pfn.
+ */
+#define GMEM_PFN_DEVMEM			(1UL << 63)
+/* In @copy_to_dev source arrays: no source, fill the page with zeros. */
+#define GMEM_PFN_NONE			(~0UL)
+
 /* Protection of a device mapping. */
 #define GMEM_PROT_READ			(1U << 0)
 #define GMEM_PROT_WRITE			(1U << 1)
@@ -87,6 +95,12 @@ struct gmem_dev;
  *	set up is gone again) makes gmem retry the fault.
  * @invalidate: remove every mapping in [@start, @end) and flush the device
  *	TLB before returning.  Must not sleep: it runs from mmu notifiers.
+ * @copy_to_dev: device memory only (GMEM_DEV_CAP_DEVMEM): copy @npages
+ *	host pages (@src_pfns, or GMEM_PFN_NONE for zeros) into device pages
+ *	(@dst_idx), with the device's copy engine.  Must not fail; may sleep,
+ *	but must not take locks held around device faults (it runs from CPU
+ *	faults).
+ * @copy_from_dev: the other way: device pages @src_idx to host @dst_pfns.
  *
  * @drvdata is the pointer given to gmem_dev_register().  gmem calls @map
  * and @invalidate under the address space's page-table lock, so they are
@@ -110,6 +124,11 @@ struct gmem_dev_ops {
 		   unsigned int prot);
 	void (*invalidate)(void *drvdata, void *ctx, unsigned long start,
 			   unsigned long end);
+	void (*copy_to_dev)(void *drvdata, const unsigned long *dst_idx,
+			    const unsigned long *src_pfns, unsigned long npages);
+	void (*copy_from_dev)(void *drvdata, const unsigned long *dst_pfns,
+			      const unsigned long *src_idx,
+			      unsigned long npages);
 };
 
 int gmem_dev_register(const struct gmem_dev_ops *ops, void *drvdata,
@@ -132,6 +151,15 @@ int gmem_ctx_attach(struct gmem_dev *dev, struct mm_struct *mm,
 void gmem_ctx_detach(struct gmem_ctx *ctx);
 void *gmem_ctx_drvctx(struct gmem_ctx *ctx);
 int gmem_ctx_set_policy(struct gmem_ctx *ctx, u32 policy);
+
+/* Where a context's device faults put pages. */
+#define GMEM_PLACE_MIGRATE		0 /* to device memory (default) */
+#define GMEM_PLACE_HOST			1 /* in place, never migrate */
+
+int gmem_ctx_set_placement(struct gmem_ctx *ctx, u32 placement);
+int gmem_dev_add_memory(struct gmem_dev *dev, unsigned long size);
+int gmem_prefetch(struct gmem_ctx *ctx, unsigned long start,
+		  unsigned long end, bool to_host);
 long gmem_dev_fault(struct gmem_ctx *ctx, unsigned long addr,
 		    unsigned int flags);
 
