@@ -105,6 +105,7 @@ pub(crate) struct Stats {
     pub(crate) migrated_to_dev: AtomicU64,
     pub(crate) migrated_to_host: AtomicU64,
     pub(crate) cpu_devmem_faults: AtomicU64,
+    pub(crate) thrash_pins: AtomicU64,
 }
 
 impl Stats {
@@ -125,6 +126,7 @@ impl Stats {
             migrated_to_dev: AtomicU64::new(0),
             migrated_to_host: AtomicU64::new(0),
             cpu_devmem_faults: AtomicU64::new(0),
+            thrash_pins: AtomicU64::new(0),
         }
     }
 
@@ -146,6 +148,7 @@ impl Stats {
             ("migrated_to_dev", &self.migrated_to_dev),
             ("migrated_to_host", &self.migrated_to_host),
             ("cpu_devmem_faults", &self.cpu_devmem_faults),
+            ("thrash_pins", &self.thrash_pins),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -422,6 +425,9 @@ pub(crate) struct GmemAs {
     /// commits) with invalidations, and guards the context list.
     #[pin]
     pub(crate) pt: TryMutex<KVec<Arc<GmemCtx>>>,
+    /// Blocks bouncing between devices (see `gmem_fault::Bounces`).
+    #[pin]
+    pub(crate) bounces: gmem_fault::Bounces,
     work: Opaque<bindings::work_struct>,
 }
 
@@ -594,6 +600,7 @@ unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut binding
         refs: AtomicUsize::new(0),
         released: AtomicBool::new(false),
         regions <- new_mutex!(Regions::new(), "GmemAs::regions"),
+        bounces <- gmem_fault::Bounces::new(),
         pt <- TryMutex::new(KVec::new(), c_str!("GmemAs::pt"), kernel::static_lock_class!()),
         work: Opaque::uninit(),
     });
@@ -1019,7 +1026,7 @@ pub unsafe extern "C" fn gmem_dev_fault(
 }
 
 /// Entries of `gmem_c_layout`.
-const LAYOUT_FACTS: usize = 39;
+const LAYOUT_FACTS: usize = 51;
 
 extern "C" {
     /// Offsets and sizes as the C compiler lays them out (gmem_glue.c).
@@ -1072,6 +1079,18 @@ fn check_layouts() -> Result {
         size_of::<gmem_mm_hooks>(),
         size_of::<gmem_npu_wait>(),
         size_of::<gmem_npu_info>(),
+        offset_of!(vm_area_struct, vm_ops),
+        offset_of!(dev_pagemap, type_),
+        offset_of!(dev_pagemap, ops),
+        offset_of!(dev_pagemap, owner),
+        offset_of!(dev_pagemap, nr_range),
+        offset_of!(dev_pagemap, __bindgen_anon_1.range),
+        size_of::<dev_pagemap_ops>(),
+        size_of::<migrate_vma>(),
+        offset_of!(migrate_vma, fault_page),
+        offset_of!(vm_fault, __bindgen_anon_1.address),
+        offset_of!(vm_fault, page),
+        size_of::<gmem_npu_prefetch>(),
     ];
     // SAFETY: A constant array defined in gmem_glue.c.
     let c = unsafe { &*core::ptr::addr_of!(gmem_c_layout) };

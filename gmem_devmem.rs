@@ -235,13 +235,3 @@ unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
         }
     }
 }
-
-/// The kernel address of host page `pfn`.
-///
-/// # Safety
-///
-/// `pfn` must be a host RAM page the caller keeps alive.
-pub(crate) unsafe fn host_page(pfn: usize) -> *mut bindings::page {
-    // SAFETY: Per the contract.
-    unsafe { bindings::pfn_to_page(pfn as _) }
-}

@@ -72,7 +72,12 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
 
     // Migration passes left: one to bring the block to the device, and one
     // more if the device fault pulled pages back from another device.
-    let mut migrations = if migrate && ctx.devmem().is_some() { 2 } else { 0 };
+    let block_addr = addr & !(FAULT_BLOCK - 1);
+    let mut migrations = if migrate && ctx.devmem().is_some() && !ctx.address_space().bounces.pinned(block_addr) {
+        2
+    } else {
+        0
+    };
     let mut migrate_now = migrations > 0;
     for _ in 0..MAX_ATTEMPTS {
         let found = as_.regions.lock().find(addr);
@@ -97,16 +102,21 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
         if migrate_now {
             migrate_now = false;
             migrations -= 1;
-            let (s, e) = {
+            let (s, e, allowed) = {
                 let mm = user.read_lock();
                 let vma = mm.vma_at(addr).ok_or(EFAULT)?;
                 if !ctx.allows(&vma) {
                     return Err(EACCES);
                 }
-                (start.max(vma.start()), end.min(vma.end()))
+                // Only what the access may touch moves; the fault below
+                // reports the protection error otherwise.
+                let need = u64::from(bindings::VM_READ) | if write { u64::from(bindings::VM_WRITE) } else { 0 };
+                (start.max(vma.start()), end.min(vma.end()), vma.flags() & need == need)
             };
-            // Whatever does not move is used in place.
-            let _ = migrate_to_device(ctx, &user, s, e);
+            if allowed {
+                // Whatever does not move is used in place.
+                let _ = migrate_to_device(ctx, &user, s, e);
+            }
         }
         // SAFETY: The region's notifier stays registered until it is
         // retired, and a retired one only makes the commit below retry.
@@ -141,11 +151,32 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
         }
 
         let npages = (end - start) / PAGE_SIZE;
+        let fault_idx = (addr - start) / PAGE_SIZE;
+        if write && pfns[fault_idx] & HMM_PFN_WRITE == 0 {
+            // hmm_range_fault() hands back our own device pages as they
+            // are: read-only ones (shared copy-on-write after fork) must
+            // come home for the CPU's write fault to copy them.
+            let pool = ctx.devmem().ok_or(EFAULT)?;
+            let mm = user.read_lock();
+            let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+            if vma.flags() & u64::from(bindings::VM_WRITE) == 0 {
+                return Err(EPERM);
+            }
+            // SAFETY: The VMA is read-locked and covers the block.
+            unsafe { migrate_to_host(pool, vma.as_ptr(), start, end, core::ptr::null_mut())? };
+            migrations = 0;
+            continue;
+        }
         if migrations > 0 && ctx.devmem().is_some_and(|p| p.has_free()) && has_host_pages(ctx, &pfns[..npages]) {
             // Pages another device held came back to the host during the
-            // fault: take them too.
-            migrate_now = true;
-            continue;
+            // fault: take them too, unless the block keeps bouncing
+            // between devices, in which case it stays on the host, mapped
+            // in place by both, for a while (as UVM pins thrashing pages).
+            if ctx.address_space().bounces.bounce(block_addr) {
+                migrate_now = true;
+                continue;
+            }
+            migrations = 0;
         }
         ctx.prepare(start, end)?;
         let pt = as_.pt.lock();
@@ -283,7 +314,7 @@ pub(crate) fn migrate_to_device(ctx: &GmemCtx, user: &MmUser, start: usize, end:
         start: start as _,
         end: end as _,
         pgmap_owner: pool.owner(),
-        flags: bindings::MIGRATE_VMA_SELECT_SYSTEM as _,
+        flags: bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM as _,
         fault_page: core::ptr::null_mut(),
     };
     // SAFETY: `args` describes a range of a VMA of a read-locked mm, with
@@ -340,7 +371,7 @@ unsafe fn migrate_to_host(
         start: start as _,
         end: end as _,
         pgmap_owner: pool.owner(),
-        flags: bindings::MIGRATE_VMA_SELECT_DEVICE_PRIVATE as _,
+        flags: bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE as _,
         fault_page,
     };
     // SAFETY: Per the function's contract, with arrays of `n` entries.
@@ -472,5 +503,71 @@ pub(crate) fn evict_all(pool: &DevMem) {
         pool.to_host.fetch_add(moved, Ordering::Relaxed);
         STATS.migrated_to_host.fetch_add(moved, Ordering::Relaxed);
         base += n;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Thrashing between devices.
+
+/// Slots of the bounce table (direct-mapped by block).
+const BOUNCE_SLOTS: usize = 64;
+
+#[derive(Clone, Copy, Default)]
+struct Bounce {
+    block: usize,
+    last: u64,
+    pinned_until: u64,
+}
+
+/// Recent device-to-device bounces of blocks of one address space.
+///
+/// A block pulled from one device to another twice within
+/// [`BOUNCE_WINDOW_MS`] is pinned to host memory for [`BOUNCE_PIN_MS`]:
+/// every device maps it in place meanwhile.  A direct-mapped table: a
+/// collision forgets an older block, which at worst bounces once more.
+#[pin_data]
+pub(crate) struct Bounces {
+    #[pin]
+    slots: kernel::sync::SpinLock<[Bounce; BOUNCE_SLOTS]>,
+}
+
+const BOUNCE_WINDOW_MS: u64 = 100;
+const BOUNCE_PIN_MS: u64 = 300;
+
+fn now_ms() -> u64 {
+    // SAFETY: Reading the jiffies counter, a word on 64-bit.
+    unsafe { bindings::jiffies64_to_msecs(core::ptr::read_volatile(&raw const bindings::jiffies_64)) }
+}
+
+impl Bounces {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            slots <- kernel::sync::new_spinlock!([Bounce::default(); BOUNCE_SLOTS], "Bounces::slots"),
+        })
+    }
+
+    fn slot(block: usize) -> usize {
+        (block / FAULT_BLOCK) % BOUNCE_SLOTS
+    }
+
+    /// Whether `block` is pinned to host memory now.
+    pub(crate) fn pinned(&self, block: usize) -> bool {
+        let s = self.slots.lock()[Self::slot(block)];
+        s.block == block && now_ms() < s.pinned_until
+    }
+
+    /// Records a device-to-device pull of `block`; returns whether it may
+    /// migrate (false: it bounced too often and is now pinned to the host).
+    pub(crate) fn bounce(&self, block: usize) -> bool {
+        let now = now_ms();
+        let mut slots = self.slots.lock();
+        let s = &mut slots[Self::slot(block)];
+        if s.block == block && now.saturating_sub(s.last) < BOUNCE_WINDOW_MS {
+            s.pinned_until = now + BOUNCE_PIN_MS;
+            STATS.thrash_pins.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        *s = Bounce { block, last: now, pinned_until: 0 };
+        true
     }
 }

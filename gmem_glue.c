@@ -27,6 +27,8 @@ EXPORT_SYMBOL_GPL(gmem_prefetch);
  */
 #include <linux/fs.h>
 #include <linux/hmm.h>
+#include <linux/memremap.h>
+#include <linux/migrate.h>
 #include <linux/miscdevice.h>
 #include <linux/mm_types.h>
 #include <linux/mmu_notifier.h>
@@ -74,6 +76,18 @@ const unsigned long gmem_c_layout[] = {
 	sizeof(struct gmem_mm_hooks),
 	sizeof(struct gmem_npu_wait),
 	sizeof(struct gmem_npu_info),
+	offsetof(struct vm_area_struct, vm_ops),
+	offsetof(struct dev_pagemap, type),
+	offsetof(struct dev_pagemap, ops),
+	offsetof(struct dev_pagemap, owner),
+	offsetof(struct dev_pagemap, nr_range),
+	offsetof(struct dev_pagemap, range),
+	sizeof(struct dev_pagemap_ops),
+	sizeof(struct migrate_vma),
+	offsetof(struct migrate_vma, fault_page),
+	offsetof(struct vm_fault, address),
+	offsetof(struct vm_fault, page),
+	sizeof(struct gmem_npu_prefetch),
 };
 
 /*

@@ -298,13 +298,14 @@ struct NpuStats {
     copied_to_host: AtomicU64,
 }
 
-/// The NPU's own memory: `pages` pages at `base` (vmalloc), the storage
-/// behind the device-private pages gmem hands to core MM.
+/// The NPU's own memory: `pages` pages (vmalloc), the storage behind the
+/// device-private pages gmem hands to core MM.
 ///
 /// # Invariants
 ///
-/// `base` is a live `vzalloc` allocation of `pages * PAGE_SIZE` bytes.
+/// `base` points to the `pages * PAGE_SIZE` bytes of `_buf`.
 struct Dram {
+    _buf: VVec<u8>,
     base: *mut u8,
     pages: usize,
 }
@@ -318,12 +319,9 @@ unsafe impl Sync for Dram {}
 impl Dram {
     fn new(mib: usize) -> Result<Self> {
         let pages = (mib << 20) / PAGE_SIZE;
-        // SAFETY: A plain allocation.
-        let base = unsafe { bindings::vzalloc(pages * PAGE_SIZE) }.cast::<u8>();
-        if base.is_null() {
-            return Err(ENOMEM);
-        }
-        Ok(Self { base, pages })
+        let mut buf = VVec::from_elem(0u8, pages * PAGE_SIZE, GFP_KERNEL)?;
+        let base = buf.as_mut_ptr();
+        Ok(Self { _buf: buf, base, pages })
     }
 
     /// The storage of device page `idx`.
@@ -331,13 +329,6 @@ impl Dram {
         assert!(idx < self.pages);
         // SAFETY: In bounds (checked) of the allocation (type invariant).
         unsafe { self.base.add(idx * PAGE_SIZE) }
-    }
-}
-
-impl Drop for Dram {
-    fn drop(&mut self) {
-        // SAFETY: Allocated in `new`.
-        unsafe { bindings::vfree(self.base.cast()) };
     }
 }
 
@@ -450,6 +441,8 @@ const USER_END: u64 = 1 << bindings::GMEM_NPU_VA_BITS;
 const MAX_OUTSTANDING: usize = 1024;
 const MAX_ATOMIC_INCS: u64 = 1 << 20;
 const ATOMIC_BATCH: u64 = 4096;
+/// Replays of one access before the job fails with EAGAIN.
+const MAX_REPLAYS: u32 = 64;
 
 /// A validated job.
 #[derive(Clone, Copy)]
@@ -566,6 +559,7 @@ impl JobRunner<'_> {
         f: impl FnOnce([*mut u8; N]) -> R,
     ) -> core::result::Result<R, Fault> {
         let ctx = self.file.attachment.driver_ctx();
+        let mut replays = 0;
         loop {
             if self.file.closing.load(Ordering::Relaxed) {
                 // The file is going away: stop between accesses.
@@ -604,6 +598,12 @@ impl JobRunner<'_> {
                 }
             }
             let (va, write) = missing.unwrap_or((0, false));
+            // gmem maps what a fault asks for; a page taken away again each
+            // time (other devices, the CPU) is given up on, not spun on.
+            replays += 1;
+            if replays > MAX_REPLAYS {
+                return Err(Fault { err: EAGAIN, addr: va });
+            }
             self.faults += 1;
             self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
             // Replayable fault: the job waits for gmem, then replays.

@@ -1,7 +1,7 @@
 # Runs in the test VM (busybox sh): every gmem selftest, then the upstream
 # hmm-tests as a reference.  Markers let the host count the results.
 export GMEM_MODDIR=/lib/modules/gmem
-if ! insmod $GMEM_MODDIR/gmem.ko || ! insmod $GMEM_MODDIR/gmem_npu.ko num_devices=2; then
+if ! insmod $GMEM_MODDIR/gmem.ko || ! insmod $GMEM_MODDIR/gmem_npu.ko num_devices=2 dram_mib=16; then
 	echo "GMEM-SETUP-FAILED loading gmem.ko and gmem_npu.ko"
 	exit 1
 fi

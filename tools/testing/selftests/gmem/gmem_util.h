@@ -57,6 +57,49 @@ static inline long gmem_stat_wait(const char *name, long want, int ms)
 }
 
 /*
+ * Value of @key (as in "devmem_used") on the line of device @dev (as in
+ * "npu0") of debugfs gmem/devices, or -1 if there is no such line or key.
+ * A line reads
+ *   <id> <name> caps=0x<hex> devmem_pages=<n> devmem_used=<n> to_dev=<n> ...
+ */
+static inline long dev_stat(const char *dev, const char *key)
+{
+	char line[512], name[64], pat[64];
+	unsigned int id;
+	long found = -1;
+	FILE *f = fopen(GMEM_DEBUGFS "/devices", "r");
+	char *p;
+
+	if (!f)
+		return -1;
+	snprintf(pat, sizeof(pat), " %s=", key);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%u %63s", &id, name) != 2 ||
+		    strcmp(name, dev))
+			continue;
+		p = strstr(line, pat);
+		if (p)
+			found = strtol(p + strlen(pat), NULL, 0);
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Waits up to @ms for dev_stat(@dev, @key) to equal @want; the last value. */
+static inline long dev_stat_wait(const char *dev, const char *key, long want,
+				 int ms)
+{
+	long v = dev_stat(dev, key);
+
+	for (; v != want && ms > 0; ms -= 10) {
+		usleep(10000);
+		v = dev_stat(dev, key);
+	}
+	return v;
+}
+
+/*
  * The VmFlags line of the VMA containing @addr in /proc/self/smaps, copied
  * to @buf; returns false if there is no such VMA.
  */
@@ -129,13 +172,14 @@ static inline int load_module_params(const char *name, const char *params)
 }
 
 /*
- * Loads @name.ko as the test runner does: gmem_npu with two devices, so
- * that tests of two NPUs run.
+ * Loads @name.ko as the test runner does: gmem_npu with two devices of
+ * 16 MiB of memory each, so that tests of two NPUs and of device memory
+ * filling up run.
  */
 static inline int load_module(const char *name)
 {
 	return load_module_params(name, strcmp(name, "gmem_npu") ?
-				  "" : "num_devices=2");
+				  "" : "num_devices=2 dram_mib=16");
 }
 
 /* Unloads @name without waiting; 0 or -errno (EAGAIN/EWOULDBLOCK if in use). */
