@@ -994,10 +994,12 @@ pub unsafe extern "C" fn gmem_prefetch(ctx: *mut bindings::gmem_ctx, start: usiz
             gmem_fault::prefetch_to_host(ctx, start, end)?;
             return Ok(0);
         }
+        // Block by block, each clipped to its VMA: every page is visited,
+        // and a hole fails with EFAULT.
         let mut addr = start;
         while addr < end {
-            gmem_fault::fault_block(ctx, addr, false, true)?;
-            addr = (addr & !(gmem_fault::FAULT_BLOCK - 1)) + gmem_fault::FAULT_BLOCK;
+            let (_, covered) = gmem_fault::fault_block(ctx, addr, false, true)?;
+            addr = covered;
         }
         Ok(0)
     })

@@ -54,12 +54,13 @@ const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS as usize;
 /// address space is exiting, `ENODEV` the context was torn down, `EAGAIN`
 /// endless invalidation races.
 pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<usize> {
-    fault_block(ctx, addr, write, ctx.migrates())
+    fault_block(ctx, addr, write, ctx.migrates()).map(|(n, _)| n)
 }
 
 /// As [`device_fault`]; `migrate` says whether to move the block to device
-/// memory first (placement policy, or an explicit prefetch).
-pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool) -> Result<usize> {
+/// memory first (placement policy, or an explicit prefetch).  Returns the
+/// pages mapped and the end of the range they cover.
+pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool) -> Result<(usize, usize)> {
     let as_ = ctx.address_space();
     if as_.is_released() {
         return Err(ESRCH);
@@ -206,7 +207,7 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
         STATS
             .fault_pages
             .fetch_add(npages as u64, Ordering::Relaxed);
-        return Ok(npages);
+        return Ok((npages, end));
     }
     Err(EAGAIN)
 }
