@@ -10,6 +10,7 @@
 
 #include "../kselftest_harness.h"
 #include "gmem_util.h"
+#include "npu_util.h"
 
 static void reload_all(struct __test_metadata *_metadata)
 {
@@ -164,6 +165,52 @@ TEST_F(mods, double_load_is_eexist)
 {
 	ASSERT_EQ(load_module("gmem"), -EEXIST);
 	ASSERT_EQ(load_module("gmem_npu"), -EEXIST);
+}
+
+/*
+ * Unloading the NPU driver while a process still has data in the NPU's
+ * memory (its file closed) moves that data back to host memory first: the
+ * process loses nothing and the device memory is all free again.
+ */
+TEST_F(mods, unload_npu_evicts_device_memory)
+{
+	size_t len = 4 * MiB, n = len / sizeof(__u32), i;
+	int go[2], done[2], status;
+	char c;
+	pid_t pid;
+
+	ASSERT_EQ(pipe(go), 0);
+	ASSERT_EQ(pipe(done), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		__u32 *p = peer_mmap(len);
+		int fd = open("/dev/gmem_npu0", O_RDWR);
+
+		if (p == MAP_FAILED || fd < 0)
+			_exit(1);
+		for (i = 0; i < n; i++)
+			p[i] = pattern(i, 7);
+		if (npu_prefetch(fd, p, len, 0))
+			_exit(2);
+		close(fd);
+		if (write(done[1], "p", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(3);
+		/* The driver is gone: every word must be back, intact. */
+		for (i = 0; i < n; i++)
+			if (p[i] != pattern(i, 7))
+				_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ(read(done[0], &c, 1), 1);
+	ASSERT_GE(gmem_stat("devmem_used"), (long)(len / 4096));
+	ASSERT_EQ(unload_module_wait("gmem_npu", 2000), 0);
+	ASSERT_EQ(gmem_stat("devmem_used"), 0);
+	ASSERT_EQ(gmem_stat("devmem_pages"), 0);
+	ASSERT_EQ(write(go[1], "g", 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0) TH_LOG("child status %d", WEXITSTATUS(status));
 }
 
 TEST_HARNESS_MAIN
