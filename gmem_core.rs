@@ -217,7 +217,14 @@ impl GmemDev {
         if let Some(copy) = self.ops().copy_to_dev {
             // SAFETY: Arrays of the same length; the driver's data is valid
             // while registered.
-            unsafe { copy(self.drvdata, dst_idx.as_ptr().cast(), src_pfns.as_ptr().cast(), dst_idx.len() as _) };
+            unsafe {
+                copy(
+                    self.drvdata,
+                    dst_idx.as_ptr().cast(),
+                    src_pfns.as_ptr().cast(),
+                    dst_idx.len() as _,
+                )
+            };
         }
     }
 
@@ -225,7 +232,14 @@ impl GmemDev {
     pub(crate) fn copy_from_dev(&self, dst_pfns: &[usize], src_idx: &[usize]) {
         if let Some(copy) = self.ops().copy_from_dev {
             // SAFETY: As in `copy_to_dev`.
-            unsafe { copy(self.drvdata, dst_pfns.as_ptr().cast(), src_idx.as_ptr().cast(), src_idx.len() as _) };
+            unsafe {
+                copy(
+                    self.drvdata,
+                    dst_pfns.as_ptr().cast(),
+                    src_idx.as_ptr().cast(),
+                    src_idx.len() as _,
+                )
+            };
         }
     }
 
@@ -943,18 +957,29 @@ pub unsafe extern "C" fn gmem_dev_add_memory(dev: *mut bindings::gmem_dev, size:
         // SAFETY: A registered device is a live `GmemDev`.
         let d = unsafe { &*dev.cast::<GmemDev>() };
         let o = d.ops();
-        if d.caps & bindings::GMEM_DEV_CAP_DEVMEM == 0 || o.copy_to_dev.is_none() || o.copy_from_dev.is_none() {
+        if d.caps & bindings::GMEM_DEV_CAP_DEVMEM == 0
+            || o.copy_to_dev.is_none()
+            || o.copy_from_dev.is_none()
+        {
             return Err(EINVAL);
         }
         let pool = DevMem::new(d, size)?;
         // SAFETY: Leaked here, taken back by `gmem_dev_unregister`.
         let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(pool) });
-        if d.devmem.compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if d.devmem
+            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             // SAFETY: Not published.
             DevMem::remove(unsafe { Pin::new_unchecked(KBox::from_raw(raw)) });
             return Err(EBUSY);
         }
-        pr_info!("device {} ({}): {} MiB of device memory\n", d.id, d.name(), size >> 20);
+        pr_info!(
+            "device {} ({}): {} MiB of device memory\n",
+            d.id,
+            d.name(),
+            size >> 20
+        );
         Ok(0)
     })
 }
@@ -965,7 +990,10 @@ pub unsafe extern "C" fn gmem_dev_add_memory(dev: *mut bindings::gmem_dev, size:
 ///
 /// `ctx` must be attached.
 #[no_mangle]
-pub unsafe extern "C" fn gmem_ctx_set_placement(ctx: *mut bindings::gmem_ctx, placement: u32) -> c_int {
+pub unsafe extern "C" fn gmem_ctx_set_placement(
+    ctx: *mut bindings::gmem_ctx,
+    placement: u32,
+) -> c_int {
     // SAFETY: Attached contexts are live `GmemCtx`s.
     let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
     match placement {
@@ -983,7 +1011,12 @@ pub unsafe extern "C" fn gmem_ctx_set_placement(ctx: *mut bindings::gmem_ctx, pl
 ///
 /// `ctx` must be attached.  May sleep.
 #[no_mangle]
-pub unsafe extern "C" fn gmem_prefetch(ctx: *mut bindings::gmem_ctx, start: usize, end: usize, to_host: bool) -> c_int {
+pub unsafe extern "C" fn gmem_prefetch(
+    ctx: *mut bindings::gmem_ctx,
+    start: usize,
+    end: usize,
+    to_host: bool,
+) -> c_int {
     // SAFETY: Attached contexts are live `GmemCtx`s.
     let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
     from_result(|| {
@@ -1134,7 +1167,7 @@ impl kernel::Module for GmemModule {
             })),
             GFP_KERNEL,
         )?;
-        let wq = gmem_sync::Workqueue::new(c_str!("gmem"))?;
+        let wq = gmem_sync::Workqueue::new(c_str!("gmem"), false)?;
         let reg = KBox::pin_init(
             pin_init!(Registry {
                 devices <- new_mutex!(RBTree::new(), "Registry::devices"),

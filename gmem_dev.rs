@@ -211,7 +211,11 @@ impl<T: GmemDevOps> Attachment<T> {
     /// Keeps this context's pages in host memory (`true`) or lets device
     /// faults migrate them to device memory (`false`, the default).
     pub(crate) fn set_place_host(&self, host: bool) -> Result {
-        let p = if host { bindings::GMEM_PLACE_HOST } else { bindings::GMEM_PLACE_MIGRATE };
+        let p = if host {
+            bindings::GMEM_PLACE_HOST
+        } else {
+            bindings::GMEM_PLACE_MIGRATE
+        };
         // SAFETY: Attached (type invariant).
         to_result(unsafe { bindings::gmem_ctx_set_placement(self.ctx, p) })
     }
@@ -334,7 +338,12 @@ impl<T: GmemDevOps> Adapter<T> {
         })
     }
 
-    unsafe extern "C" fn copy_to_dev(drvdata: *mut c_void, dst: *const c_ulong, src: *const c_ulong, n: c_ulong) {
+    unsafe extern "C" fn copy_to_dev(
+        drvdata: *mut c_void,
+        dst: *const c_ulong,
+        src: *const c_ulong,
+        n: c_ulong,
+    ) {
         // SAFETY: gmem passes the driver data of a registered device and two
         // arrays of `n` entries.
         let (data, dst, src) = unsafe {
@@ -347,7 +356,12 @@ impl<T: GmemDevOps> Adapter<T> {
         data.copy_to_dev(dst, src);
     }
 
-    unsafe extern "C" fn copy_from_dev(drvdata: *mut c_void, dst: *const c_ulong, src: *const c_ulong, n: c_ulong) {
+    unsafe extern "C" fn copy_from_dev(
+        drvdata: *mut c_void,
+        dst: *const c_ulong,
+        src: *const c_ulong,
+        n: c_ulong,
+    ) {
         // SAFETY: As in `copy_to_dev`.
         let (data, dst, src) = unsafe {
             (

@@ -35,7 +35,8 @@ const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 const MAX_POOLS: usize = 16;
 
 /// Every live pool, for lookups by pfn.
-static POOLS: [AtomicPtr<DevMem>; MAX_POOLS] = [const { AtomicPtr::new(ptr::null_mut()) }; MAX_POOLS];
+static POOLS: [AtomicPtr<DevMem>; MAX_POOLS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_POOLS];
 
 #[repr(transparent)]
 struct PgmapOps(bindings::dev_pagemap_ops);
@@ -115,9 +116,14 @@ impl DevMem {
         let (start, end) = unsafe { ((*res).start as usize, (*res).end as usize) };
         let release = kernel::types::ScopeGuard::new(|| {
             // SAFETY: Requested above and not handed to anyone.
-            unsafe { bindings::__release_region(&raw mut bindings::iomem_resource, start as _, size as _) };
+            unsafe {
+                bindings::__release_region(&raw mut bindings::iomem_resource, start as _, size as _)
+            };
         });
-        let slot = POOLS.iter().position(|p| p.load(Ordering::Acquire).is_null()).ok_or(ENOSPC)?;
+        let slot = POOLS
+            .iter()
+            .position(|p| p.load(Ordering::Acquire).is_null())
+            .ok_or(ENOSPC)?;
         let pool = KBox::pin_init(
             pin_init!(DevMem {
                 // SAFETY: All-zero is an unused pagemap.
@@ -136,7 +142,10 @@ impl DevMem {
             GFP_KERNEL,
         )?;
         let raw = ptr::from_ref::<DevMem>(&pool).cast_mut();
-        if POOLS[slot].compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if POOLS[slot]
+            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return Err(EBUSY);
         }
         // SAFETY: The pagemap is pinned in the box and not yet in use; the
@@ -158,7 +167,9 @@ impl DevMem {
             return Err(e);
         }
         release.dismiss();
-        STATS.devmem_pages.fetch_add(npages as u64, Ordering::Relaxed);
+        STATS
+            .devmem_pages
+            .fetch_add(npages as u64, Ordering::Relaxed);
         Ok(pool)
     }
 
@@ -214,7 +225,9 @@ impl DevMem {
             let (start, size) = ((*self.res).start, (*self.res).end - (*self.res).start + 1);
             bindings::__release_region(&raw mut bindings::iomem_resource, start, size)
         };
-        STATS.devmem_pages.fetch_sub(self.npages as u64, Ordering::Relaxed);
+        STATS
+            .devmem_pages
+            .fetch_sub(self.npages as u64, Ordering::Relaxed);
     }
 
     fn free_page(&self, idx: usize) {

@@ -60,7 +60,12 @@ pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<us
 /// As [`device_fault`]; `migrate` says whether to move the block to device
 /// memory first (placement policy, or an explicit prefetch).  Returns the
 /// pages mapped and the end of the range they cover.
-pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool) -> Result<(usize, usize)> {
+pub(crate) fn fault_block(
+    ctx: &GmemCtx,
+    addr: usize,
+    write: bool,
+    migrate: bool,
+) -> Result<(usize, usize)> {
     let as_ = ctx.address_space();
     if as_.is_released() {
         return Err(ESRCH);
@@ -74,11 +79,12 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
     // Migration passes left: one to bring the block to the device, and one
     // more if the device fault pulled pages back from another device.
     let block_addr = addr & !(FAULT_BLOCK - 1);
-    let mut migrations = if migrate && ctx.devmem().is_some() && !ctx.address_space().bounces.pinned(block_addr) {
-        2
-    } else {
-        0
-    };
+    let mut migrations =
+        if migrate && ctx.devmem().is_some() && !ctx.address_space().bounces.pinned(block_addr) {
+            2
+        } else {
+            0
+        };
     let mut migrate_now = migrations > 0;
     for _ in 0..MAX_ATTEMPTS {
         let found = as_.regions.lock().find(addr);
@@ -111,8 +117,17 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
                 }
                 // Only what the access may touch moves; the fault below
                 // reports the protection error otherwise.
-                let need = u64::from(bindings::VM_READ) | if write { u64::from(bindings::VM_WRITE) } else { 0 };
-                (start.max(vma.start()), end.min(vma.end()), vma.flags() & need == need)
+                let need = u64::from(bindings::VM_READ)
+                    | if write {
+                        u64::from(bindings::VM_WRITE)
+                    } else {
+                        0
+                    };
+                (
+                    start.max(vma.start()),
+                    end.min(vma.end()),
+                    vma.flags() & need == need,
+                )
             };
             if allowed {
                 // Whatever does not move is used in place.
@@ -168,7 +183,10 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
             migrations = 0;
             continue;
         }
-        if migrations > 0 && ctx.devmem().is_some_and(|p| p.has_free()) && has_host_pages(ctx, &pfns[..npages]) {
+        if migrations > 0
+            && ctx.devmem().is_some_and(|p| p.has_free())
+            && has_host_pages(ctx, &pfns[..npages])
+        {
             // Pages another device held came back to the host during the
             // fault: take them too, unless the block keeps bouncing
             // between devices, in which case it stays on the host, mapped
@@ -215,7 +233,9 @@ pub(crate) fn fault_block(ctx: &GmemCtx, addr: usize, write: bool, migrate: bool
 /// Whether any page of a fault's result is in host memory.
 fn has_host_pages(ctx: &GmemCtx, hmm_pfns: &[usize]) -> bool {
     let pool = ctx.devmem();
-    hmm_pfns.iter().any(|&p| pool.is_none_or(|pool| pool.index_of(p & !HMM_PFN_FLAGS).is_none()))
+    hmm_pfns
+        .iter()
+        .any(|&p| pool.is_none_or(|pool| pool.index_of(p & !HMM_PFN_FLAGS).is_none()))
 }
 
 /// Maps `hmm_pfns` (from `hmm_range_fault`) at `start`, one driver call per
@@ -290,15 +310,26 @@ impl MigrateBufs {
     }
 
     fn moved(&self) -> usize {
-        self.src.iter().zip(self.dst.iter()).filter(|(s, d)| **d != 0 && **s & MIGRATE_PFN_MIGRATE != 0).count()
+        self.src
+            .iter()
+            .zip(self.dst.iter())
+            .filter(|(s, d)| **d != 0 && **s & MIGRATE_PFN_MIGRATE != 0)
+            .count()
     }
 }
 
 /// Moves the host pages of `[start, end)`, inside one anonymous VMA, to the
 /// device memory of `ctx`'s device, as far as it has free pages; returns
 /// how many moved.  Never-touched pages become zeroed device pages.
-pub(crate) fn migrate_to_device(ctx: &GmemCtx, user: &MmUser, start: usize, end: usize) -> Result<usize> {
-    let Some(pool) = ctx.devmem() else { return Ok(0) };
+pub(crate) fn migrate_to_device(
+    ctx: &GmemCtx,
+    user: &MmUser,
+    start: usize,
+    end: usize,
+) -> Result<usize> {
+    let Some(pool) = ctx.devmem() else {
+        return Ok(0);
+    };
     let n = (end - start) / PAGE_SIZE;
     let mut b = MigrateBufs::new(n)?;
     let mm = user.read_lock();
@@ -330,9 +361,14 @@ pub(crate) fn migrate_to_device(ctx: &GmemCtx, user: &MmUser, start: usize, end:
             let Some(idx) = pool.alloc() else { break };
             // SAFETY: A free page of our pagemap: initialise (ref 1,
             // locked) as migrate_vma_pages() wants its destinations.
-            unsafe { bindings::zone_device_page_init(bindings::pfn_to_page((pool.base_pfn + idx) as _)) };
+            unsafe {
+                bindings::zone_device_page_init(bindings::pfn_to_page((pool.base_pfn + idx) as _))
+            };
             b.dst[i] = migrate_pfn(pool.base_pfn + idx);
-            b.add_copy(idx, mpfn_pfn(b.src[i]).unwrap_or(bindings::GMEM_PFN_NONE as usize));
+            b.add_copy(
+                idx,
+                mpfn_pfn(b.src[i]).unwrap_or(bindings::GMEM_PFN_NONE as usize),
+            );
         }
         pool.device().copy_to_dev(&b.copy_to, &b.copy_from);
         // SAFETY: The setup above succeeded; destinations are locked.
@@ -343,7 +379,9 @@ pub(crate) fn migrate_to_device(ctx: &GmemCtx, user: &MmUser, start: usize, end:
     // freed (back to the pool through `page_free`).
     unsafe { bindings::migrate_vma_finalize(&mut args) };
     pool.to_dev.fetch_add(moved as u64, Ordering::Relaxed);
-    STATS.migrated_to_dev.fetch_add(moved as u64, Ordering::Relaxed);
+    STATS
+        .migrated_to_dev
+        .fetch_add(moved as u64, Ordering::Relaxed);
     Ok(moved)
 }
 
@@ -382,7 +420,9 @@ unsafe fn migrate_to_host(
         if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
             continue;
         }
-        let Some(idx) = mpfn_pfn(b.src[i]).and_then(|p| pool.index_of(p)) else { continue };
+        let Some(idx) = mpfn_pfn(b.src[i]).and_then(|p| pool.index_of(p)) else {
+            continue;
+        };
         // SAFETY: Plain page allocation.
         let page = unsafe { bindings::alloc_pages(HOST_GFP, 0) };
         if page.is_null() {
@@ -404,7 +444,9 @@ unsafe fn migrate_to_host(
     // SAFETY: Ends the migration set up above.
     unsafe { bindings::migrate_vma_finalize(&mut args) };
     pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
-    STATS.migrated_to_host.fetch_add(moved as u64, Ordering::Relaxed);
+    STATS
+        .migrated_to_host
+        .fetch_add(moved as u64, Ordering::Relaxed);
     if oom && moved == 0 {
         return Err(ENOMEM);
     }
@@ -416,9 +458,17 @@ unsafe fn migrate_to_host(
 /// taken here (mmap or VMA lock held by the caller, page locks, the
 /// page-table lock in the invalidation): nothing a device fault holds while
 /// it waits, so CPU and device faults on one page cannot livelock.
-pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
+    vmf: *mut bindings::vm_fault,
+) -> bindings::vm_fault_t {
     // SAFETY: Core MM passes a valid fault on a page of one of our pools.
-    let (page, vma, addr) = unsafe { ((*vmf).page, (*vmf).__bindgen_anon_1.vma, (*vmf).__bindgen_anon_1.address) };
+    let (page, vma, addr) = unsafe {
+        (
+            (*vmf).page,
+            (*vmf).__bindgen_anon_1.vma,
+            (*vmf).__bindgen_anon_1.address,
+        )
+    };
     // SAFETY: As above.
     let pfn = unsafe { bindings::page_to_pfn(page) } as usize;
     let Some(pool) = DevMem::lookup(pfn) else {
@@ -441,7 +491,9 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(vmf: *mut bindings::vm_fau
 
 /// Moves `ctx`'s device pages in `[start, end)` back to host memory.
 pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Result {
-    let Some(pool) = ctx.devmem() else { return Ok(()) };
+    let Some(pool) = ctx.devmem() else {
+        return Ok(());
+    };
     // SAFETY: The address space holds `mm_count` on its mm.
     let user = unsafe { MmUser::get(ctx.address_space().mm()) }.ok_or(ESRCH)?;
     let mm = user.read_lock();
@@ -475,7 +527,13 @@ pub(crate) fn evict_all(pool: &DevMem) {
             }
         };
         // SAFETY: Our pagemap's pfns, arrays of `n` entries.
-        if unsafe { bindings::migrate_device_range(b.src.as_mut_ptr().cast(), (pool.base_pfn + base) as _, n as _) } != 0
+        if unsafe {
+            bindings::migrate_device_range(
+                b.src.as_mut_ptr().cast(),
+                (pool.base_pfn + base) as _,
+                n as _,
+            )
+        } != 0
         {
             base += n;
             continue;
@@ -497,8 +555,16 @@ pub(crate) fn evict_all(pool: &DevMem) {
         pool.device().copy_from_dev(&b.copy_to, &b.copy_from);
         // SAFETY: Collected by migrate_device_range() above.
         unsafe {
-            bindings::migrate_device_pages(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
-            bindings::migrate_device_finalize(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
+            bindings::migrate_device_pages(
+                b.src.as_mut_ptr().cast(),
+                b.dst.as_mut_ptr().cast(),
+                n as _,
+            );
+            bindings::migrate_device_finalize(
+                b.src.as_mut_ptr().cast(),
+                b.dst.as_mut_ptr().cast(),
+                n as _,
+            );
         }
         let moved = b.moved() as u64;
         pool.to_host.fetch_add(moved, Ordering::Relaxed);
@@ -537,7 +603,9 @@ const BOUNCE_PIN_MS: u64 = 300;
 
 fn now_ms() -> u64 {
     // SAFETY: Reading the jiffies counter, a word on 64-bit.
-    unsafe { bindings::jiffies64_to_msecs(core::ptr::read_volatile(&raw const bindings::jiffies_64)) }
+    unsafe {
+        bindings::jiffies64_to_msecs(core::ptr::read_volatile(&raw const bindings::jiffies_64))
+    }
 }
 
 impl Bounces {
@@ -568,7 +636,11 @@ impl Bounces {
             STATS.thrash_pins.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        *s = Bounce { block, last: now, pinned_until: 0 };
+        *s = Bounce {
+            block,
+            last: now,
+            pinned_until: 0,
+        };
         true
     }
 }

@@ -57,6 +57,9 @@ use kernel::uaccess::UserSlice;
 use kernel::{c_str, fmt};
 
 mod gmem_dev;
+// Shared with gmem.ko; the NPU uses its workqueue and work items only.
+#[allow(dead_code)]
+mod gmem_sync;
 
 use gmem_dev::{Attachment, GmemDevOps, Prot, Registration};
 
@@ -85,67 +88,77 @@ fn errno(e: u32) -> Error {
 
 const MAX_DEVICES: u32 = 8;
 
-/// Written by the module loader before `init` runs, read-only afterwards.
-static mut NUM_DEVICES: c_uint = 1;
+/// Declares a `uint` module parameter: what `module_param(name, uint, 0444)`
+/// and `MODULE_PARM_DESC` expand to in C, for the variable `$var`.
+macro_rules! uint_param {
+    ($var:ident, $name:literal, $param:ident, $type:ident, $desc:ident, $desc_text:literal) => {
+        #[link_section = "__param"]
+        #[used]
+        static $param: KernelParam = KernelParam(bindings::kernel_param {
+            name: concat!($name, "\0").as_ptr().cast(),
+            mod_: &raw mut __this_module,
+            ops: &raw const bindings::param_ops_uint,
+            perm: 0o444,
+            level: -1,
+            flags: 0,
+            __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
+                arg: (&raw mut $var).cast(),
+            },
+        });
+
+        #[link_section = ".modinfo"]
+        #[used]
+        static $type: [u8; concat!("parmtype=", $name, ":uint\0").len()] =
+            *konst_bytes(concat!("parmtype=", $name, ":uint\0"));
+
+        #[link_section = ".modinfo"]
+        #[used]
+        static $desc: [u8; concat!("parm=", $name, ":", $desc_text, "\0").len()] =
+            *konst_bytes(concat!("parm=", $name, ":", $desc_text, "\0"));
+    };
+}
+
+/// The bytes of a string literal as an array reference, in a constant.
+const fn konst_bytes<const N: usize>(s: &'static str) -> &'static [u8; N] {
+    match s.as_bytes().first_chunk::<N>() {
+        Some(a) => a,
+        None => panic!("length mismatch"),
+    }
+}
 
 #[repr(transparent)]
 struct KernelParam(bindings::kernel_param);
 
 // SAFETY: The loader and sysfs serialise access to parameters; Rust code
-// only reads the value, in `init`.
+// only reads the values, in `init`.
 unsafe impl Sync for KernelParam {}
 
 extern "C" {
     static mut __this_module: bindings::module;
 }
 
-#[link_section = "__param"]
-#[used]
-static NUM_DEVICES_PARAM: KernelParam = KernelParam(bindings::kernel_param {
-    name: c"num_devices".as_ptr().cast(),
-    mod_: &raw mut __this_module,
-    ops: &raw const bindings::param_ops_uint,
-    perm: 0o444,
-    level: -1,
-    flags: 0,
-    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
-        arg: (&raw mut NUM_DEVICES).cast(),
-    },
-});
+/// Written by the module loader before `init` runs, read-only afterwards.
+static mut NUM_DEVICES: c_uint = 1;
+uint_param!(
+    NUM_DEVICES,
+    "num_devices",
+    NUM_DEVICES_PARAM,
+    NUM_DEVICES_TYPE,
+    NUM_DEVICES_DESC,
+    "Number of NPUs (default 1, <=8)"
+);
 
 /// MiB of device memory per NPU; written by the module loader.
 static mut DRAM_MIB: c_uint = 16;
 const MAX_DRAM_MIB: u32 = 1024;
-
-#[link_section = "__param"]
-#[used]
-static DRAM_MIB_PARAM: KernelParam = KernelParam(bindings::kernel_param {
-    name: c"dram_mib".as_ptr().cast(),
-    mod_: &raw mut __this_module,
-    ops: &raw const bindings::param_ops_uint,
-    perm: 0o444,
-    level: -1,
-    flags: 0,
-    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
-        arg: (&raw mut DRAM_MIB).cast(),
-    },
-});
-
-#[link_section = ".modinfo"]
-#[used]
-static DRAM_MIB_PARMTYPE: [u8; 23] = *b"parmtype=dram_mib:uint\0";
-
-#[link_section = ".modinfo"]
-#[used]
-static DRAM_MIB_PARM: [u8; 56] = *b"parm=dram_mib:MiB of device memory per NPU (default 16)\0";
-
-#[link_section = ".modinfo"]
-#[used]
-static NUM_DEVICES_PARMTYPE: [u8; 26] = *b"parmtype=num_devices:uint\0";
-
-#[link_section = ".modinfo"]
-#[used]
-static NUM_DEVICES_PARM: [u8; 49] = *b"parm=num_devices:Number of NPUs (default 1, <=8)\0";
+uint_param!(
+    DRAM_MIB,
+    "dram_mib",
+    DRAM_MIB_PARAM,
+    DRAM_MIB_TYPE,
+    DRAM_MIB_DESC,
+    "MiB of device memory per NPU (default 16)"
+);
 
 // ---------------------------------------------------------------------------
 // The NPU MMU.
@@ -176,7 +189,10 @@ impl Pte {
         } else {
             (pfn, 0)
         };
-        Pte(((frame as u64) << Self::PFN_SHIFT) | Self::VALID | dev | if writable { Self::WRITE } else { 0 })
+        Pte(((frame as u64) << Self::PFN_SHIFT)
+            | Self::VALID
+            | dev
+            | if writable { Self::WRITE } else { 0 })
     }
 
     fn in_devmem(self) -> bool {
@@ -321,7 +337,11 @@ impl Dram {
         let pages = (mib << 20) / PAGE_SIZE;
         let mut buf = VVec::from_elem(0u8, pages * PAGE_SIZE, GFP_KERNEL)?;
         let base = buf.as_mut_ptr();
-        Ok(Self { _buf: buf, base, pages })
+        Ok(Self {
+            _buf: buf,
+            base,
+            pages,
+        })
     }
 
     /// The storage of device page `idx`.
@@ -420,7 +440,9 @@ impl GmemDevOps for NpuMmuOps {
                 }
             }
         }
-        self.stats.copied_to_dev.fetch_add(dst_idx.len() as u64, Ordering::Relaxed);
+        self.stats
+            .copied_to_dev
+            .fetch_add(dst_idx.len() as u64, Ordering::Relaxed);
     }
 
     /// The copy engine, device to host.
@@ -429,7 +451,9 @@ impl GmemDevOps for NpuMmuOps {
             // SAFETY: As in `copy_to_dev`.
             unsafe { ptr::copy_nonoverlapping(self.dram.page(idx), host_page(pfn), PAGE_SIZE) };
         }
-        self.stats.copied_to_host.fetch_add(src_idx.len() as u64, Ordering::Relaxed);
+        self.stats
+            .copied_to_host
+            .fetch_add(src_idx.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -602,7 +626,10 @@ impl JobRunner<'_> {
             // time (other devices, the CPU) is given up on, not spun on.
             replays += 1;
             if replays > MAX_REPLAYS {
-                return Err(Fault { err: EAGAIN, addr: va });
+                return Err(Fault {
+                    err: EAGAIN,
+                    addr: va,
+                });
             }
             self.faults += 1;
             self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
@@ -844,7 +871,12 @@ impl NpuFile {
         // SAFETY: `work` is the first field of the leaked box; it is
         // initialised here and owned by the work item from now on.
         unsafe {
-            init_work((*job).work.get());
+            gmem_sync::init_work(
+                (*job).work.get(),
+                job_work,
+                c_str!("gmem_npu_job"),
+                kernel::static_lock_class!(),
+            );
             self.npu.engine.queue((*job).work.get());
         }
         Ok(seqno)
@@ -911,19 +943,6 @@ impl NpuFile {
     }
 }
 
-fn init_work(work: *mut bindings::work_struct) {
-    // SAFETY: `work` is valid and not queued (callers own it).
-    unsafe {
-        bindings::init_work_with_key(
-            work,
-            Some(job_work),
-            false,
-            c_str!("gmem_npu_job").as_char_ptr().cast(),
-            lock_class_ptr(kernel::static_lock_class!()),
-        )
-    };
-}
-
 // ---------------------------------------------------------------------------
 // The device and its file operations.
 
@@ -944,57 +963,7 @@ struct Npu {
     /// reading `dram`.
     gmem: Registration<NpuMmuOps>,
     dram: Arc<Dram>,
-    engine: JobQueue,
-}
-
-/// The device's job engine: an ordered workqueue (jobs run one at a time,
-/// in submission order).
-struct JobQueue {
-    wq: *mut bindings::workqueue_struct,
-}
-
-// SAFETY: Workqueues are used from any thread.
-unsafe impl Send for JobQueue {}
-// SAFETY: As above.
-unsafe impl Sync for JobQueue {}
-
-impl JobQueue {
-    fn new(name: &CStr) -> Result<Self> {
-        // SAFETY: `name` is a NUL-terminated string used as "%s".
-        let wq = unsafe {
-            bindings::alloc_workqueue(
-                c_str!("%s").as_char_ptr().cast(),
-                bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags___WQ_ORDERED,
-                1,
-                name.as_char_ptr(),
-            )
-        };
-        if wq.is_null() {
-            return Err(ENOMEM);
-        }
-        Ok(Self { wq })
-    }
-
-    /// # Safety
-    ///
-    /// `work` must be initialised and own itself until it runs.
-    unsafe fn queue(&self, work: *mut bindings::work_struct) {
-        // SAFETY: Per the function's contract; `wq` lives until drop.
-        unsafe {
-            bindings::queue_work_on(
-                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
-                self.wq,
-                work,
-            )
-        };
-    }
-}
-
-impl Drop for JobQueue {
-    fn drop(&mut self) {
-        // SAFETY: Allocated in `new`; drains what is queued.
-        unsafe { bindings::destroy_workqueue(self.wq) };
-    }
+    engine: gmem_sync::Workqueue,
 }
 
 // SAFETY: Shared state is behind locks or atomics; `misc` is only touched
@@ -1042,7 +1011,8 @@ impl Npu {
             },
         )?;
         gmem.add_memory(dram.pages * PAGE_SIZE)?;
-        let engine = JobQueue::new(&name)?;
+        // The job engine: jobs run one at a time, in submission order.
+        let engine = gmem_sync::Workqueue::new(&name, true)?;
         let npu = KBox::pin_init(
             try_pin_init!(Npu {
                 // SAFETY: Zeroed is the unregistered state of a miscdevice.
@@ -1266,7 +1236,8 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
             }
             check_range(p.addr, p.len)?;
             let to_host = p.flags & bindings::GMEM_NPU_PREFETCH_TO_HOST != 0;
-            f.attachment.prefetch(p.addr as usize, (p.addr + p.len) as usize, to_host)
+            f.attachment
+                .prefetch(p.addr as usize, (p.addr + p.len) as usize, to_host)
         }
         IOC_SET_PLACEMENT => {
             let p: bindings::gmem_npu_placement = read_arg(arg)?;

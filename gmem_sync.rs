@@ -118,14 +118,24 @@ unsafe impl Send for Workqueue {}
 unsafe impl Sync for Workqueue {}
 
 impl Workqueue {
-    /// An unbound workqueue called `name`.
-    pub(crate) fn new(name: &'static CStr) -> Result<Self> {
-        // SAFETY: `name` is a NUL-terminated format without conversions.
+    /// An unbound workqueue called `name`; `ordered` runs one item at a
+    /// time, in queueing order.
+    pub(crate) fn new(name: &CStr, ordered: bool) -> Result<Self> {
+        let (flags, max_active) = if ordered {
+            (
+                bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags___WQ_ORDERED,
+                1,
+            )
+        } else {
+            (bindings::wq_flags_WQ_UNBOUND, 0)
+        };
+        // SAFETY: `name` is NUL-terminated and passed for "%s".
         let wq = unsafe {
             bindings::alloc_workqueue(
-                name.as_char_ptr().cast::<c_char>(),
-                bindings::wq_flags_WQ_UNBOUND,
-                0,
+                c"%s".as_ptr().cast::<c_char>(),
+                flags,
+                max_active,
+                name.as_char_ptr(),
             )
         };
         if wq.is_null() {
