@@ -309,6 +309,30 @@ impl MigrateBufs {
         let _ = self.copy_from.push(from, GFP_ATOMIC);
     }
 
+    /// A `migrate_vma` over `[start, end)` of `vma` with these arrays.
+    fn args(
+        &mut self,
+        vma: *mut bindings::vm_area_struct,
+        start: usize,
+        end: usize,
+        owner: *mut kernel::ffi::c_void,
+        select: bindings::migrate_vma_direction,
+        fault_page: *mut bindings::page,
+    ) -> bindings::migrate_vma {
+        bindings::migrate_vma {
+            vma,
+            dst: self.dst.as_mut_ptr().cast(),
+            src: self.src.as_mut_ptr().cast(),
+            cpages: 0,
+            npages: 0,
+            start: start as _,
+            end: end as _,
+            pgmap_owner: owner,
+            flags: select as _,
+            fault_page,
+        }
+    }
+
     fn moved(&self) -> usize {
         self.src
             .iter()
@@ -337,18 +361,14 @@ pub(crate) fn migrate_to_device(
     if vma.end() < end || !vma.is_anonymous() {
         return Ok(0);
     }
-    let mut args = bindings::migrate_vma {
-        vma: vma.as_ptr(),
-        dst: b.dst.as_mut_ptr().cast(),
-        src: b.src.as_mut_ptr().cast(),
-        cpages: 0,
-        npages: 0,
-        start: start as _,
-        end: end as _,
-        pgmap_owner: pool.owner(),
-        flags: bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM as _,
-        fault_page: core::ptr::null_mut(),
-    };
+    let mut args = b.args(
+        vma.as_ptr(),
+        start,
+        end,
+        pool.owner(),
+        bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM,
+        core::ptr::null_mut(),
+    );
     // SAFETY: `args` describes a range of a VMA of a read-locked mm, with
     // arrays of `n` entries.
     kernel::error::to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
@@ -401,18 +421,14 @@ unsafe fn migrate_to_host(
 ) -> Result<usize> {
     let n = (end - start) / PAGE_SIZE;
     let mut b = MigrateBufs::new(n)?;
-    let mut args = bindings::migrate_vma {
+    let mut args = b.args(
         vma,
-        dst: b.dst.as_mut_ptr().cast(),
-        src: b.src.as_mut_ptr().cast(),
-        cpages: 0,
-        npages: 0,
-        start: start as _,
-        end: end as _,
-        pgmap_owner: pool.owner(),
-        flags: bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE as _,
+        start,
+        end,
+        pool.owner(),
+        bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
         fault_page,
-    };
+    );
     // SAFETY: Per the function's contract, with arrays of `n` entries.
     kernel::error::to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
     let mut oom = false;
