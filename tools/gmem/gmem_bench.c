@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * gmem_bench: what in-place shared memory costs, measured in one run.
+ * gmem_bench: what shared memory costs, in place and migrated, measured in
+ * one run.
  *
  *  a. CPU first touch of MAP_PEER_SHARED memory vs plain anonymous memory:
  *     a fresh 128 MiB mapping of each, one byte written per page, ns/page.
@@ -11,34 +12,68 @@
  *     "cold" is the first access to a fresh buffer (device faults
  *     included; a fresh file descriptor for the HMM driver), "warm" the
  *     second access with the device mappings in place.
- *  c. memcpy of 64 MiB between warm buffers, the ceiling for b.
+ *  c. memcpy of 64 MiB between warm buffers, the ceiling for b and f.
  *  d. Device faults: one GMEM_NPU_OP_TOUCH read job over a 1 GiB and over
  *     a 16 MiB MAP_PEER_SHARED mapping the CPU never touched, ns/page.
+ *  e. Fault-driven migration: the CPU fills a fresh 64 MiB MAP_PEER_SHARED
+ *     buffer, then one TOUCH read job (one word per page) on a context with
+ *     the default placement moves every page to the NPU's memory on its
+ *     device faults (a 2 MiB block per fault), in MiB/s; the job's sum is
+ *     checked against the CPU's, and debugfs gmem/stats migrated_to_dev
+ *     must rise by exactly the buffer's pages (16384 of 4 KiB).
+ *  f. Explicit prefetch: GMEM_NPU_IOC_PREFETCH of a fresh CPU-filled
+ *     64 MiB buffer to the NPU, in MiB/s; migrated_to_dev checked as in e,
+ *     then an NPU REDUCE_SUM of the buffer checks the data it holds.
+ *  g. CPU fault-back: after f, the CPU reads one word per page of the
+ *     device-resident buffer; the first touch of a device page faults and
+ *     gmem brings its 2 MiB block back, in MiB/s; the words, the whole
+ *     buffer and migrated_to_host (all pages back) are checked.
+ *     Baseline of e, f and g: HMM_DMIRROR_MIGRATE_TO_DEV of 64 MiB of
+ *     CPU-filled anonymous memory (the device's copy, which test_hmm hands
+ *     back in cmd.ptr on every migration, checked), then the CPU reading
+ *     one word per page of it, each page coming back on its own fault
+ *     (test_hmm's migrate_to_ram moves one page); the data is checked.
+ *     test_hmm allocates its device memory on first use, so one untimed
+ *     migration comes first; the NPU's exists from module load.
+ *  After each repetition of e, f and g the buffer is unmapped, which frees
+ *  its device memory.
+ *
+ * Targets (the RATIO block): first touch peer/anon <= 1.10; in-place NPU
+ * read >= 1.5x the HMM driver's, cold and warm; fault cost per page 1 GiB
+ * vs 16 MiB <= 1.2; fault-driven migration >= 1.0x and prefetch >= 1.5x
+ * HMM_DMIRROR_MIGRATE_TO_DEV; prefetch >= 0.40 of memcpy; CPU fault-back
+ * >= 2.0x the HMM driver's page-at-a-time fault-back.
  *
  * Every measurement is repeated REPS times, each on fresh mappings where
  * it says so, and the median is reported; the table shows the raw median
  * with the minimum and maximum, and a last block compares the ratios with
- * their targets (OK or MISS).  The process keeps /dev/gmem_npu0 open for
- * the whole run, as an application using the NPU would, so its address
- * space is attached to gmem during (a) too.
+ * their targets (OK or MISS).  The process keeps two file descriptors of
+ * /dev/gmem_npu0 open for the whole run, as an application using the NPU
+ * would, so its address space is attached to gmem during (a) too: one with
+ * the default placement (pages migrate to the NPU on its touch) for e, f
+ * and g, and one set to GMEM_NPU_PLACE_HOST for the in-place work of b and
+ * d.
  *
  * Exit status: 0 when everything ran, even if a target is missed (this is a
- * benchmark, not a test); 1 on an error: wrong data, a failed mmap, open or
- * ioctl.  Without /dev/hmm_dmirror0 the HMM driver lines are skipped.
+ * benchmark, not a test); 1 on an error: wrong data, a migration that moved
+ * the wrong number of pages, a failed mmap, open or ioctl, no debugfs.
+ * Without /dev/hmm_dmirror0 the HMM driver lines are skipped.
  *
- * Run as root with gmem.ko, gmem_npu.ko num_devices=2 and test_hmm.ko
- * loaded.  In gmem's VM:
+ * Run as root with debugfs mounted, gmem.ko, gmem_npu.ko num_devices=2
+ * dram_mib=160 (64 MiB must fit in an NPU's memory, with room) and
+ * test_hmm.ko loaded.  In gmem's VM:
  *
  *	make bench
  *
  * or, by hand on the run kernel:
  *
- *	make vm FLAVOR=run CMD='insmod /lib/modules/gmem/test_hmm.ko &&
- *		/opt/gmem/tools/gmem_bench'
+ *	make vm FLAVOR=run LOAD=0 CMD='cd /lib/modules/gmem &&
+ *		insmod gmem.ko && insmod gmem_npu.ko num_devices=2 dram_mib=160 &&
+ *		insmod test_hmm.ko && /opt/gmem/tools/gmem_bench'
  *
- * (make vm loads gmem.ko and gmem_npu.ko first; add LOAD=0 and insmod
- * gmem_npu.ko num_devices=2 yourself to get two NPUs.)  The test kernel
- * works too, but KASAN and lockdep dominate its numbers.
+ * (without LOAD=0, make vm loads gmem_npu.ko with its default 16 MiB of
+ * device memory, too little for e and f.)  The test kernel works too, but
+ * KASAN and lockdep dominate its numbers.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -67,12 +102,14 @@
 #define READ_LEN		(64 * MiB)	/* (b) and (c) */
 #define FAULT_LEN_BIG		(1 * GiB)	/* (d) */
 #define FAULT_LEN_SMALL		(16 * MiB)
+#define MIGRATE_LEN		(64 * MiB)	/* (e), (f) and (g) */
 
 /* A job still running after this long is an error, not a measurement. */
 #define JOB_TIMEOUT_NS		(120LL * 1000000000LL)
 
 #define NPU_DEV			"/dev/gmem_npu0"
 #define DMIRROR_DEV		"/dev/hmm_dmirror0"
+#define GMEM_STATS		"/sys/kernel/debug/gmem/stats"
 
 #define U64(p)			((__u64)(uintptr_t)(p))
 
@@ -187,6 +224,83 @@ static __u64 fill_pattern(void *p, size_t len, __u32 seed)
 		sum += u[i];
 	}
 	return sum;
+}
+
+/* Index of the first u32 of @p that is not the pattern of @seed, or -1. */
+static ssize_t check_pattern(const void *p, size_t len, __u32 seed)
+{
+	const __u32 *u = p;
+
+	for (size_t i = 0; i < len / 4; i++)
+		if (u[i] != pattern(i, seed))
+			return i;
+	return -1;
+}
+
+/* Sum of the first u64 of every page of @p, as a TOUCH read job sums. */
+static __u64 first_words_sum(const void *p, size_t len)
+{
+	__u64 sum = 0;
+
+	for (size_t off = 0; off < len; off += page_size)
+		sum += *(const __u64 *)((const char *)p + off);
+	return sum;
+}
+
+/*
+ * The CPU reads the first u64 of every page of @p, timed into *@ns;
+ * returns their sum.
+ */
+static __u64 cpu_read_words(const void *p, size_t len, int64_t *ns)
+{
+	__u64 sum = 0;
+	int64_t t0 = now_ns();
+
+	for (size_t off = 0; off < len; off += page_size)
+		sum += *(const volatile __u64 *)((const char *)p + off);
+	*ns = now_ns() - t0;
+	return sum;
+}
+
+/* Counter @name of debugfs gmem/stats, or -1 (reported). */
+static long long gmem_stat(const char *name)
+{
+	char key[64];
+	long long val;
+	FILE *f = fopen(GMEM_STATS, "r");
+
+	if (!f) {
+		fail("open %s: %s (is debugfs mounted?)", GMEM_STATS,
+		     strerror(errno));
+		return -1;
+	}
+	while (fscanf(f, "%63s %lld", key, &val) == 2) {
+		if (!strcmp(key, name)) {
+			fclose(f);
+			return val;
+		}
+	}
+	fclose(f);
+	fail("no %s in %s", name, GMEM_STATS);
+	return -1;
+}
+
+/*
+ * Checks that counter @name rose from @before by the pages of @len bytes;
+ * the rise goes to *@delta.  0, or -1 (reported).
+ */
+static int check_stat_rise(const char *name, long long before, size_t len,
+			   long long *delta)
+{
+	long long after = gmem_stat(name);
+
+	if (after < 0)
+		return -1;
+	*delta = after - before;
+	if (*delta != (long long)(len / page_size))
+		return fail("gmem/stats %s rose by %lld pages, not %zu", name,
+			    *delta, len / page_size);
+	return 0;
 }
 
 /*
@@ -469,6 +583,222 @@ static int bench_device_faults(int npu)
 	return 0;
 }
 
+/* (e) fault-driven migration to the NPU */
+
+static struct sample npu_mig;
+static __u64 npu_mig_faults;
+static long long npu_mig_to_dev;
+
+static int bench_npu_fault_migrate(int npu)
+{
+	progress("(e) NPU TOUCH read migrating 64 MiB of host-resident memory");
+	for (int r = 0; r < REPS; r++) {
+		void *buf = map_anon(MIGRATE_LEN, true);
+		struct gmem_npu_job job = { .op = GMEM_NPU_OP_TOUCH,
+					    .dst = U64(buf),
+					    .len = MIGRATE_LEN };
+		struct gmem_npu_wait w;
+		long long before;
+		__u64 want;
+		int64_t t0;
+		int ret;
+
+		if (!buf)
+			return -1;
+		fill_pattern(buf, MIGRATE_LEN, 0xe0000000 + r);
+		want = first_words_sum(buf, MIGRATE_LEN);
+		before = gmem_stat("migrated_to_dev");
+		ret = before < 0 ? -1 : 0;
+		if (!ret) {
+			t0 = now_ns();
+			ret = npu_run(npu, &job, &w);
+			npu_mig.ns[r] = now_ns() - t0;
+		}
+		if (!ret) {
+			npu_mig_faults = w.faults;
+			if (w.result != want)
+				ret = fail("NPU TOUCH read (migrating) summed to %llu, the CPU computed %llu",
+					   (unsigned long long)w.result,
+					   (unsigned long long)want);
+		}
+		if (!ret)
+			ret = check_stat_rise("migrated_to_dev", before,
+					      MIGRATE_LEN, &npu_mig_to_dev);
+		munmap(buf, MIGRATE_LEN);	/* frees the device memory */
+		if (ret)
+			return -1;
+	}
+	return 0;
+}
+
+/* (f) explicit prefetch to the NPU and (g) the CPU faulting it back */
+
+static struct sample npu_pf, gm_back;
+static long long npu_pf_to_dev, gm_back_to_host, gm_back_faults;
+
+static int prefetch_once(int npu, int r)
+{
+	void *buf = map_anon(MIGRATE_LEN, true);
+	struct gmem_npu_prefetch pf = { .addr = U64(buf), .len = MIGRATE_LEN };
+	__u32 seed = 0xf0000000 + r;
+	long long before, faults;
+	__u64 want_sum, want, got, npu_faults;
+	int64_t t0, ns;
+	ssize_t bad;
+	int ret = 0;
+
+	if (!buf)
+		return -1;
+	want_sum = fill_pattern(buf, MIGRATE_LEN, seed);
+	want = first_words_sum(buf, MIGRATE_LEN);
+
+	/* (f) */
+	before = gmem_stat("migrated_to_dev");
+	if (before < 0)
+		goto fail;
+	t0 = now_ns();
+	while (ioctl(npu, GMEM_NPU_IOC_PREFETCH, &pf))
+		if (errno != EINTR) {
+			fail("GMEM_NPU_IOC_PREFETCH of 64 MiB: %s",
+			     strerror(errno));
+			goto fail;
+		}
+	npu_pf.ns[r] = now_ns() - t0;
+	if (check_stat_rise("migrated_to_dev", before, MIGRATE_LEN,
+			    &npu_pf_to_dev))
+		goto fail;
+	/* The NPU's memory holds the data. */
+	if (npu_sum_timed(npu, buf, MIGRATE_LEN, want_sum, &ns, &npu_faults))
+		goto fail;
+
+	/* (g) */
+	before = gmem_stat("migrated_to_host");
+	faults = gmem_stat("cpu_devmem_faults");
+	if (before < 0 || faults < 0)
+		goto fail;
+	got = cpu_read_words(buf, MIGRATE_LEN, &gm_back.ns[r]);
+	gm_back_faults = gmem_stat("cpu_devmem_faults");
+	if (gm_back_faults < 0)
+		goto fail;
+	gm_back_faults -= faults;
+	if (got != want) {
+		fail("CPU read of device-resident memory summed to %llu, not %llu",
+		     (unsigned long long)got, (unsigned long long)want);
+		goto fail;
+	}
+	if (check_stat_rise("migrated_to_host", before, MIGRATE_LEN,
+			    &gm_back_to_host))
+		goto fail;
+	bad = check_pattern(buf, MIGRATE_LEN, seed);
+	if (bad >= 0) {
+		fail("after the CPU fault-back, u32 %zd differs", bad);
+		goto fail;
+	}
+	goto out;
+fail:
+	ret = -1;
+out:
+	munmap(buf, MIGRATE_LEN);	/* frees any device memory left */
+	return ret;
+}
+
+static int bench_npu_prefetch(int npu)
+{
+	progress("(f) GMEM_NPU_IOC_PREFETCH of 64 MiB, (g) the CPU reading it back");
+	for (int r = 0; r < REPS; r++)
+		if (prefetch_once(npu, r))
+			return -1;
+	return 0;
+}
+
+/* Baseline of (e), (f) and (g): the HMM test driver's migration */
+
+static struct sample dm_mig, dm_back;
+static bool have_dmirror_mig;
+
+/*
+ * HMM_DMIRROR_MIGRATE_TO_DEV of a fresh CPU-filled buffer, then the CPU
+ * reading one word per page back; times into *@mig_ns and *@back_ns.
+ * test_hmm copies the migrated data to cmd.ptr, @bounce.
+ */
+static int dmirror_migrate_once(void *bounce, __u32 seed, int64_t *mig_ns,
+				int64_t *back_ns)
+{
+	void *buf = map_anon(MIGRATE_LEN, false);
+	struct hmm_dmirror_cmd cmd = { .addr = U64(buf), .ptr = U64(bounce),
+				       .npages = MIGRATE_LEN / page_size };
+	__u64 want, got;
+	int64_t t0;
+	ssize_t bad;
+	int fd, ret = 0;
+
+	if (!buf)
+		return -1;
+	fill_pattern(buf, MIGRATE_LEN, seed);
+	want = first_words_sum(buf, MIGRATE_LEN);
+	memset(bounce, 0, MIGRATE_LEN);
+	fd = open(DMIRROR_DEV, O_RDWR);
+	if (fd < 0) {
+		munmap(buf, MIGRATE_LEN);
+		return fail("open %s: %s", DMIRROR_DEV, strerror(errno));
+	}
+	t0 = now_ns();
+	if (ioctl(fd, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd)) {
+		ret = fail("HMM_DMIRROR_MIGRATE_TO_DEV: %s", strerror(errno));
+		goto out;
+	}
+	*mig_ns = now_ns() - t0;
+	if (cmd.cpages != cmd.npages) {
+		ret = fail("HMM_DMIRROR_MIGRATE_TO_DEV migrated %llu of %llu pages",
+			   (unsigned long long)cmd.cpages,
+			   (unsigned long long)cmd.npages);
+		goto out;
+	}
+	bad = check_pattern(bounce, MIGRATE_LEN, seed);
+	if (bad >= 0) {
+		ret = fail("HMM_DMIRROR_MIGRATE_TO_DEV: the device's u32 %zd differs",
+			   bad);
+		goto out;
+	}
+	got = cpu_read_words(buf, MIGRATE_LEN, back_ns);
+	if (got != want) {
+		ret = fail("CPU read of HMM device memory summed to %llu, not %llu",
+			   (unsigned long long)got, (unsigned long long)want);
+		goto out;
+	}
+	bad = check_pattern(buf, MIGRATE_LEN, seed);
+	if (bad >= 0)
+		ret = fail("after the CPU fault-back from the HMM driver, u32 %zd differs",
+			   bad);
+out:
+	/* Unmapped first: the device pages go while their mirror exists. */
+	munmap(buf, MIGRATE_LEN);
+	close(fd);
+	return ret;
+}
+
+static int bench_dmirror_migrate(void)
+{
+	int64_t warm_mig, warm_back;
+	void *bounce;
+	int ret;
+
+	if (access(DMIRROR_DEV, F_OK))
+		return 0;	/* said in (b) */
+	progress("(e-g) HMM_DMIRROR_MIGRATE_TO_DEV of 64 MiB, the CPU reading it back");
+	bounce = map_anon(MIGRATE_LEN, false);
+	if (!bounce)
+		return -1;
+	/* Untimed: test_hmm allocates its device memory on first use. */
+	ret = dmirror_migrate_once(bounce, 0xa0000000, &warm_mig, &warm_back);
+	for (int r = 0; r < REPS && !ret; r++)
+		ret = dmirror_migrate_once(bounce, 0xd1000000 + r,
+					   &dm_mig.ns[r], &dm_back.ns[r]);
+	munmap(bounce, MIGRATE_LEN);
+	have_dmirror_mig = !ret;
+	return ret;
+}
+
 /* Reporting */
 
 static int print_header(int npu)
@@ -491,6 +821,7 @@ static int print_header(int npu)
 	printf("# THP enabled: %s\n", thp);
 	printf("# %s: gmem device %u, tlb_entries %u, caps 0x%x\n", NPU_DEV,
 	       info.dev_id, info.tlb_entries, info.caps);
+	printf("# (b) and (d) on a context with GMEM_NPU_PLACE_HOST, (e)-(g) on one with the default placement\n");
 	return 0;
 }
 
@@ -549,6 +880,26 @@ static void print_table(void)
 	table_row("npu_touch_fresh_1G", &fault_big,
 		  ns_per_page(FAULT_LEN_BIG, median(&fault_big)),
 		  "ns/page", note);
+
+	snprintf(note, sizeof(note), "faults %llu, migrated_to_dev +%lld",
+		 (unsigned long long)npu_mig_faults, npu_mig_to_dev);
+	table_row("npu_fault_migrate_64M", &npu_mig,
+		  mib_per_s(MIGRATE_LEN, median(&npu_mig)), "MiB/s", note);
+	snprintf(note, sizeof(note), "migrated_to_dev +%lld", npu_pf_to_dev);
+	table_row("npu_prefetch_64M", &npu_pf,
+		  mib_per_s(MIGRATE_LEN, median(&npu_pf)), "MiB/s", note);
+	snprintf(note, sizeof(note), "cpu faults %lld, migrated_to_host +%lld",
+		 gm_back_faults, gm_back_to_host);
+	table_row("cpu_faultback_gmem_64M", &gm_back,
+		  mib_per_s(MIGRATE_LEN, median(&gm_back)), "MiB/s", note);
+	if (have_dmirror_mig) {
+		table_row("dmirror_migrate_64M", &dm_mig,
+			  mib_per_s(MIGRATE_LEN, median(&dm_mig)), "MiB/s",
+			  "includes test_hmm's copy to cmd.ptr");
+		table_row("cpu_faultback_dmirror_64M", &dm_back,
+			  mib_per_s(MIGRATE_LEN, median(&dm_back)), "MiB/s",
+			  "one page per cpu fault");
+	}
 }
 
 /* One line of the final block; a @target of 0 means none (information). */
@@ -567,6 +918,9 @@ static void print_ratios(void)
 {
 	double npu_c = mib_per_s(READ_LEN, median(&npu_cold));
 	double npu_w = mib_per_s(READ_LEN, median(&npu_warm));
+	double npu_m = mib_per_s(MIGRATE_LEN, median(&npu_mig));
+	double npu_p = mib_per_s(MIGRATE_LEN, median(&npu_pf));
+	double gm_b = mib_per_s(MIGRATE_LEN, median(&gm_back));
 
 	printf("\n");
 	ratio("first_touch_peer_vs_anon",
@@ -585,11 +939,26 @@ static void print_ratios(void)
 	ratio("fault_per_page_1g_vs_16m",
 	      ns_per_page(FAULT_LEN_BIG, median(&fault_big)) /
 	      ns_per_page(FAULT_LEN_SMALL, median(&fault_small)), '<', 1.2);
+	if (have_dmirror_mig) {
+		double dm_m = mib_per_s(MIGRATE_LEN, median(&dm_mig));
+
+		ratio("npu_fault_migrate_vs_dmirror", npu_m / dm_m, '>', 1.0);
+		ratio("npu_prefetch_vs_dmirror", npu_p / dm_m, '>', 1.5);
+		ratio("cpu_faultback_vs_dmirror",
+		      gm_b / mib_per_s(MIGRATE_LEN, median(&dm_back)), '>',
+		      2.0);
+	} else {
+		printf("RATIO npu_fault_migrate_vs_dmirror, npu_prefetch_vs_dmirror, cpu_faultback_vs_dmirror: skipped, no %s\n",
+		       DMIRROR_DEV);
+	}
+	ratio("npu_prefetch_vs_memcpy",
+	      npu_p / mib_per_s(READ_LEN, median(&cpy)), '>', 0.40);
 }
 
 int main(void)
 {
-	int npu, ret;
+	struct gmem_npu_placement host = { .placement = GMEM_NPU_PLACE_HOST };
+	int npu, npu_host, ret;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	page_size = sysconf(_SC_PAGE_SIZE);
@@ -599,17 +968,36 @@ int main(void)
 		     strerror(errno));
 		return 1;
 	}
-	ret = print_header(npu);
+	/* In-place work (b, d): a context that never migrates. */
+	npu_host = open(NPU_DEV, O_RDWR);
+	if (npu_host < 0) {
+		fail("open %s: %s", NPU_DEV, strerror(errno));
+		close(npu);
+		return 1;
+	}
+	ret = 0;
+	if (ioctl(npu_host, GMEM_NPU_IOC_SET_PLACEMENT, &host))
+		ret = fail("GMEM_NPU_IOC_SET_PLACEMENT (GMEM_NPU_PLACE_HOST): %s",
+			   strerror(errno));
+	if (!ret)
+		ret = print_header(npu);
 	if (!ret)
 		ret = bench_first_touch();
 	if (!ret)
-		ret = bench_npu_read(npu);
+		ret = bench_npu_read(npu_host);
 	if (!ret)
 		ret = bench_dmirror_read();
 	if (!ret)
 		ret = bench_memcpy();
 	if (!ret)
-		ret = bench_device_faults(npu);
+		ret = bench_device_faults(npu_host);
+	if (!ret)
+		ret = bench_npu_fault_migrate(npu);
+	if (!ret)
+		ret = bench_npu_prefetch(npu);
+	if (!ret)
+		ret = bench_dmirror_migrate();
+	close(npu_host);
 	close(npu);
 	if (ret)
 		return 1;
