@@ -96,7 +96,7 @@ macro_rules! uint_param {
         #[used]
         static $param: KernelParam = KernelParam(bindings::kernel_param {
             name: concat!($name, "\0").as_ptr().cast(),
-            mod_: &raw mut __this_module,
+            mod_: (&raw mut __this_module).cast(),
             ops: &raw const bindings::param_ops_uint,
             perm: 0o444,
             level: -1,
@@ -134,7 +134,7 @@ struct KernelParam(bindings::kernel_param);
 unsafe impl Sync for KernelParam {}
 
 extern "C" {
-    static mut __this_module: bindings::module;
+    static mut __this_module: Opaque<bindings::module>;
 }
 
 /// Written by the module loader before `init` runs, read-only afterwards.
