@@ -133,6 +133,10 @@ struct KernelParam(bindings::kernel_param);
 // only reads the values, in `init`.
 unsafe impl Sync for KernelParam {}
 
+// Only its address is taken; `struct module` has empty members in some
+// configurations, which the FFI lint dislikes (the module! macro has the
+// same declaration).
+#[allow(improper_ctypes)]
 extern "C" {
     static mut __this_module: Opaque<bindings::module>;
 }
