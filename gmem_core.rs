@@ -48,6 +48,10 @@
 //!    notifier callbacks, with `try_lock` when they may not sleep) and by
 //!    the fault path to commit device mappings.
 //!
+//! Leaf locks, under which nothing else is taken: `GmemCtx::drv_lock`
+//! (around `prepare` and `ctx_destroy`), `DevMem::free`, `Bounces::slots`,
+//! and the drivers' own MMU locks.
+//!
 //! A driver's `map` and `invalidate` run under `GmemAs::pt` and must not
 //! call back into gmem; `ctx_create` and `ctx_destroy` run with no gmem
 //! lock held.  Notifiers are never inserted or removed under a gmem lock:

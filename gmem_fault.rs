@@ -20,6 +20,17 @@
 //! So a device never maps a page core MM has already decided to change or
 //! free: that is gmem's coherence guarantee.
 //!
+//! # Migration
+//!
+//! With device memory and the default placement, step 1 is preceded by a
+//! migration pass (`migrate_vma_*`) that moves the block's host and empty
+//! pages to the device; `hmm_range_fault()` then returns them as the
+//! device's own pages (`dev_private_owner`).  Pages on another device are
+//! pulled back to the host by that fault and taken over by a second pass,
+//! unless the block bounces between devices ([`Bounces`]).  A CPU touch of
+//! a device page brings its block home (`devmem_migrate_to_ram`); device
+//! unregistration brings every page home (`evict_all`).
+//!
 //! # Fault-ahead
 //!
 //! A fault resolves the whole [`FAULT_BLOCK`]-aligned block around the
@@ -86,6 +97,8 @@ pub(crate) fn fault_block(
             0
         };
     let mut migrate_now = migrations > 0;
+    // Pages of the block the last migration pass could not look at.
+    let mut foreign = 0;
     for _ in 0..MAX_ATTEMPTS {
         let found = as_.regions.lock().find(addr);
         let Some(region) = found else {
@@ -131,7 +144,9 @@ pub(crate) fn fault_block(
             };
             if allowed {
                 // Whatever does not move is used in place.
-                let _ = migrate_to_device(ctx, &user, s, e);
+                if let Ok((_, f)) = migrate_to_device(ctx, &user, s, e) {
+                    foreign = f;
+                }
             }
         }
         // SAFETY: The region's notifier stays registered until it is
@@ -184,6 +199,7 @@ pub(crate) fn fault_block(
             continue;
         }
         if migrations > 0
+            && foreign > 0
             && ctx.devmem().is_some_and(|p| p.has_free())
             && has_host_pages(ctx, &pfns[..npages])
         {
@@ -343,23 +359,26 @@ impl MigrateBufs {
 }
 
 /// Moves the host pages of `[start, end)`, inside one anonymous VMA, to the
-/// device memory of `ctx`'s device, as far as it has free pages; returns
-/// how many moved.  Never-touched pages become zeroed device pages.
+/// device memory of `ctx`'s device, as far as it has free pages.
+/// Never-touched pages become zeroed device pages.  Returns how many moved,
+/// and how many could not even be looked at: neither host pages nor empty,
+/// which means (mostly) pages on another device, that the fault will pull
+/// back to the host.
 pub(crate) fn migrate_to_device(
     ctx: &GmemCtx,
     user: &MmUser,
     start: usize,
     end: usize,
-) -> Result<usize> {
+) -> Result<(usize, usize)> {
     let Some(pool) = ctx.devmem() else {
-        return Ok(0);
+        return Ok((0, 0));
     };
     let n = (end - start) / PAGE_SIZE;
     let mut b = MigrateBufs::new(n)?;
     let mm = user.read_lock();
     let vma = mm.vma_at(start).ok_or(EFAULT)?;
     if vma.end() < end || !vma.is_anonymous() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let mut args = b.args(
         vma.as_ptr(),
@@ -395,6 +414,7 @@ pub(crate) fn migrate_to_device(
         unsafe { bindings::migrate_vma_pages(&mut args) };
     }
     let moved = b.moved();
+    let foreign = b.src.iter().filter(|&&s| s == 0).count();
     // SAFETY: Ends the migration set up above; unmigrated destinations are
     // freed (back to the pool through `page_free`).
     unsafe { bindings::migrate_vma_finalize(&mut args) };
@@ -402,7 +422,7 @@ pub(crate) fn migrate_to_device(
     STATS
         .migrated_to_dev
         .fetch_add(moved as u64, Ordering::Relaxed);
-    Ok(moved)
+    Ok((moved, foreign))
 }
 
 /// Moves `pool`'s pages in `[start, end)` of `vma` back to host memory.
@@ -470,10 +490,12 @@ unsafe fn migrate_to_host(
 }
 
 /// `dev_pagemap_ops::migrate_to_ram`: the CPU touched a device page.  The
-/// block around it comes back, not just the page.  Only core-MM locks are
-/// taken here (mmap or VMA lock held by the caller, page locks, the
-/// page-table lock in the invalidation): nothing a device fault holds while
-/// it waits, so CPU and device faults on one page cannot livelock.
+/// block around it comes back, not just the page.  What is taken here: the
+/// mmap or VMA lock (held by the caller), page locks (tried, by core MM),
+/// and, inside the invalidation, gmem's page-table lock and the driver's
+/// MMU lock, both only held briefly and never while waiting for anything
+/// else.  No lock is held across a device fault's wait, so CPU and device
+/// faults on one page cannot livelock (drm_gpusvm's lesson).
 pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {

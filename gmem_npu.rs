@@ -11,8 +11,8 @@
 //! - `/dev/gmem_npuN`, `num_devices` of them (module parameter, default 1).
 //!   Opening one attaches the caller's address space (a gmem context).
 //! - Its MMU has a page table of its own format ([`PageTable`]: a directory
-//!   of 2 MiB blocks, each a leaf of 512 [`Pte`]s holding a host pfn and a
-//!   writable bit) and a small direct-mapped TLB per context.  gmem writes
+//!   of 2 MiB blocks, each a leaf of 512 [`Pte`]s holding a host pfn or an
+//!   index into the NPU's memory, and permission bits) and a small direct-mapped TLB per context.  gmem writes
 //!   it through `map` and clears it through `invalidate`, which also
 //!   flushes the TLB.
 //! - Faults are replayable: an access that misses the TLB and the page

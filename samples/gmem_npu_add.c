@@ -7,8 +7,10 @@
  * and b and never touches c.  One GMEM_NPU_OP_ADD job on /dev/gmem_npu0
  * computes c = a + b (modulo 2^32): the NPU faults on each operand, gmem
  * maps the host pages into the NPU's MMU, a whole 2 MiB block per fault,
- * and the job replays.  The CPU then checks every element of c.  Nothing is
- * copied: the CPU and the NPU use the same pages.
+ * and the job replays.  The CPU then checks every element of c.  The file
+ * descriptor asks for GMEM_NPU_PLACE_HOST, so nothing is copied: the CPU and
+ * the NPU use the same pages (samples/gmem_migrate.c shows the default,
+ * migration to the NPU's memory).
  *
  * Prints the job's device faults and run time, and gmem's device_faults,
  * fault_pages and invalidations counters (debugfs gmem/stats) before the
@@ -206,6 +208,11 @@ int main(void)
 	}
 	if (ioctl(fd, GMEM_NPU_IOC_INFO, &info)) {
 		perror("GMEM_NPU_IOC_INFO");
+		return 1;
+	}
+	if (ioctl(fd, GMEM_NPU_IOC_SET_PLACEMENT,
+		  &(struct gmem_npu_placement){ .placement = GMEM_NPU_PLACE_HOST })) {
+		perror("GMEM_NPU_IOC_SET_PLACEMENT");
 		return 1;
 	}
 	printf("opened %s: npu%u, gmem device %u\n", NPU_DEV, info.npu_index,

@@ -88,8 +88,9 @@ struct gmem_dev;
  *	or afterwards.  May sleep.
  * @prepare: optional; allocate what mapping [@start, @end) will need (page
  *	table levels).  Called before @map without gmem locks; may sleep.
- * @map: map @npages host pages, whose pfns are in @pfns, at device virtual
- *	address @va (page aligned) with @prot (GMEM_PROT_*).  Must not
+ * @map: map @npages pages at device virtual address @va (page aligned)
+ *	with @prot (GMEM_PROT_*); @pfns holds host pfns, or GMEM_PFN_DEVMEM |
+ *	index for pages of the device's own memory.  Must not
  *	allocate memory that can enter reclaim: invalidations run from reclaim
  *	and take the lock @map is called under.  -EAGAIN (something @prepare
  *	set up is gone again) makes gmem retry the fault.
@@ -97,10 +98,11 @@ struct gmem_dev;
  *	TLB before returning.  Must not sleep: it runs from mmu notifiers.
  * @copy_to_dev: device memory only (GMEM_DEV_CAP_DEVMEM): copy @npages
  *	host pages (@src_pfns, or GMEM_PFN_NONE for zeros) into device pages
- *	(@dst_idx), with the device's copy engine.  Must not fail; may sleep,
- *	but must not take locks held around device faults (it runs from CPU
- *	faults).
- * @copy_from_dev: the other way: device pages @src_idx to host @dst_pfns.
+ *	(@dst_idx), with the device's copy engine, from device faults and
+ *	prefetch.  Must not fail; may sleep.  @npages may be 0.
+ * @copy_from_dev: the other way, device pages @src_idx to host @dst_pfns,
+ *	from CPU faults and eviction: it must not take any lock held around
+ *	device faults, or CPU and device faults could livelock.
  *
  * @drvdata is the pointer given to gmem_dev_register().  gmem calls @map
  * and @invalidate under the address space's page-table lock, so they are

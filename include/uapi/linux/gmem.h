@@ -113,8 +113,9 @@ struct gmem_npu_placement {
 
 /*
  * Explicit migration of [addr, addr + len), page aligned, synchronous: to
- * this NPU's memory (as far as it has room; those pages are also mapped
- * into the NPU), or with GMEM_NPU_PREFETCH_TO_HOST back to host memory.
+ * this NPU's memory, by whole 2 MiB blocks (clipped to each mapping) as far
+ * as it has room, also mapping them into the NPU; or, with
+ * GMEM_NPU_PREFETCH_TO_HOST, exactly that range back to host memory.
  * Errors: EINVAL (alignment, flags), EFAULT (a hole or PROT_NONE), EACCES
  * (outside the policy), ENOMEM.
  */
@@ -148,6 +149,8 @@ struct gmem_npu_info {
 	_IOW(GMEM_NPU_IOC_MAGIC, 6, struct gmem_npu_placement)
 
 /* Capabilities reported in gmem_npu_info.caps (same as <linux/gmem.h>). */
-#define GMEM_NPU_CAP_REPLAYABLE	(1U << 0)
+#define GMEM_NPU_CAP_REPLAYABLE	(1U << 0)	/* faults pause and replay */
+#define GMEM_NPU_CAP_DEVMEM	(1U << 1)	/* has its own memory */
+#define GMEM_NPU_CAP_COPY_ENGINE (1U << 2)	/* copies host<->device */
 
 #endif /* _UAPI_LINUX_GMEM_H */
