@@ -338,6 +338,28 @@ impl<T: GmemDevOps> Adapter<T> {
         })
     }
 
+    /// The driver data and the two page arrays of a copy call.
+    ///
+    /// # Safety
+    ///
+    /// `drvdata` as for [`Self::data`]; `dst` and `src` must point to `n`
+    /// entries each, valid for `'a`.
+    unsafe fn copy_args<'a>(
+        drvdata: *mut c_void,
+        dst: *const c_ulong,
+        src: *const c_ulong,
+        n: c_ulong,
+    ) -> (&'a T, &'a [usize], &'a [usize]) {
+        // SAFETY: Per the function's contract.
+        unsafe {
+            (
+                Self::data(drvdata),
+                core::slice::from_raw_parts(dst.cast::<usize>(), n as usize),
+                core::slice::from_raw_parts(src.cast::<usize>(), n as usize),
+            )
+        }
+    }
+
     unsafe extern "C" fn copy_to_dev(
         drvdata: *mut c_void,
         dst: *const c_ulong,
@@ -346,13 +368,7 @@ impl<T: GmemDevOps> Adapter<T> {
     ) {
         // SAFETY: gmem passes the driver data of a registered device and two
         // arrays of `n` entries.
-        let (data, dst, src) = unsafe {
-            (
-                Self::data(drvdata),
-                core::slice::from_raw_parts(dst.cast::<usize>(), n as usize),
-                core::slice::from_raw_parts(src.cast::<usize>(), n as usize),
-            )
-        };
+        let (data, dst, src) = unsafe { Self::copy_args(drvdata, dst, src, n) };
         data.copy_to_dev(dst, src);
     }
 
@@ -363,13 +379,7 @@ impl<T: GmemDevOps> Adapter<T> {
         n: c_ulong,
     ) {
         // SAFETY: As in `copy_to_dev`.
-        let (data, dst, src) = unsafe {
-            (
-                Self::data(drvdata),
-                core::slice::from_raw_parts(dst.cast::<usize>(), n as usize),
-                core::slice::from_raw_parts(src.cast::<usize>(), n as usize),
-            )
-        };
+        let (data, dst, src) = unsafe { Self::copy_args(drvdata, dst, src, n) };
         data.copy_from_dev(dst, src);
     }
 

@@ -33,15 +33,10 @@
 /* How long freeing device memory may lag behind munmap or exit. */
 #define FREE_DELAY_MS		2000
 
-/*
- * @len bytes (a multiple of BLOCK) of MAP_PEER_SHARED memory at a
- * BLOCK-aligned address, so that every migration block lies inside it and
- * the page counts of a migration are exact.
- */
-static void *peer_mmap_block(size_t len)
+/* A mapping of @len bytes (a multiple of BLOCK) at a BLOCK-aligned address. */
+static void *mmap_block(size_t len, int prot, int flags)
 {
-	char *p = mmap(NULL, len + BLOCK, PROT_READ | PROT_WRITE, PEER_FLAGS,
-		       -1, 0);
+	char *p = mmap(NULL, len + BLOCK, prot, flags, -1, 0);
 	uintptr_t a;
 
 	if (p == MAP_FAILED)
@@ -53,20 +48,19 @@ static void *peer_mmap_block(size_t len)
 	return (void *)a;
 }
 
+/*
+ * MAP_PEER_SHARED memory on a block boundary, so that every migration block
+ * lies inside it and the page counts of a migration are exact.
+ */
+static void *peer_mmap_block(size_t len)
+{
+	return mmap_block(len, PROT_READ | PROT_WRITE, PEER_FLAGS);
+}
+
 /* A BLOCK-aligned PROT_NONE reservation of @len bytes, for mremap. */
 static void *reserve_block(size_t len)
 {
-	char *p = mmap(NULL, len + BLOCK, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uintptr_t a;
-
-	if (p == MAP_FAILED)
-		return p;
-	a = ((uintptr_t)p + BLOCK - 1) & ~(uintptr_t)(BLOCK - 1);
-	if (a > (uintptr_t)p)
-		munmap(p, a - (uintptr_t)p);
-	munmap((char *)a + len, (uintptr_t)p + BLOCK - a);
-	return (void *)a;
+	return mmap_block(len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS);
 }
 
 /* The device-memory counters of one NPU in debugfs gmem/devices. */
