@@ -164,8 +164,8 @@ impl Stats {
 pub(crate) static STATS: Stats = Stats::new();
 
 /// Removes `target` from `v` (order is not kept).
-fn remove_arc<T>(v: &mut KVec<Arc<T>>, target: &Arc<T>) -> Option<Arc<T>> {
-    let i = v.iter().position(|x| Arc::ptr_eq(x, target))?;
+fn remove_arc<T>(v: &mut KVec<Arc<T>>, target: &T) -> Option<Arc<T>> {
+    let i = v.iter().position(|x| ptr::eq::<T>(&**x, target))?;
     let last = v.len() - 1;
     v.as_mut_slice().swap(i, last);
     // SAFETY: Element `last` is initialised; shrinking the length by one
@@ -404,10 +404,7 @@ impl GmemCtx {
                 return false;
             }
             self.invalidate(0, usize::MAX);
-            let me = pt.iter().find(|c| ptr::eq::<GmemCtx>(&***c, self)).cloned();
-            if let Some(me) = me {
-                remove_arc(&mut pt, &me);
-            }
+            remove_arc(&mut pt, self);
         }
         let _drv = self.drv_lock.lock();
         if let Some(destroy) = self.dev.ops().ctx_destroy {

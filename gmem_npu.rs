@@ -805,6 +805,8 @@ struct FileState {
     next_seqno: u64,
     /// Jobs submitted and not yet waited for; `None` while running.
     results: RBTree<u64, Option<JobResult>>,
+    /// Entries of `results` (the RB tree does not count them).
+    outstanding: usize,
     /// Jobs submitted and not yet completed.
     pending: usize,
 }
@@ -862,7 +864,7 @@ impl NpuFile {
             GFP_KERNEL,
         )?;
         let mut st = self.state.lock();
-        if st.results.iter().count() >= MAX_OUTSTANDING {
+        if st.outstanding >= MAX_OUTSTANDING {
             return Err(EBUSY);
         }
         let seqno = st.next_seqno;
@@ -870,6 +872,7 @@ impl NpuFile {
         st.results.try_create_and_insert(seqno, None, GFP_KERNEL)?;
         st.next_seqno += 1;
         st.pending += 1;
+        st.outstanding += 1;
         drop(st);
         let job = KBox::into_raw(job);
         // SAFETY: `work` is the first field of the leaked box; it is
@@ -900,6 +903,7 @@ impl NpuFile {
                 Some(Some(res)) => {
                     let res = *res;
                     st.results.remove(&seqno);
+                    st.outstanding -= 1;
                     return Ok(res);
                 }
                 Some(None) => {}
@@ -1067,7 +1071,7 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
                 attachment,
                 mm: gmem_dev::current_mm(),
                 closing: AtomicBool::new(false),
-                state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), pending: 0 }),
+                state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), outstanding: 0, pending: 0 }),
                 done <- new_condvar!(),
                 // SAFETY: `__init_waitqueue_head` initialises the slot.
                 poll_wq <- unsafe {

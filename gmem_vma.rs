@@ -140,16 +140,21 @@ impl Regions {
             .map(|c| *c.current().0)
     }
 
-    /// The largest part of `[lo, hi)` around `addr` that no region covers
-    /// (empty if `addr` is covered).
-    fn gap_around(&mut self, addr: usize, lo: usize, hi: usize) -> (usize, usize) {
+    /// The largest part of `[lo, hi)` around `addr` that no region covers,
+    /// or `Err(end)` with the end of the region covering `addr`.
+    fn gap_around(
+        &mut self,
+        addr: usize,
+        lo: usize,
+        hi: usize,
+    ) -> core::result::Result<(usize, usize), usize> {
         let below = self.floor(addr);
-        if below.as_ref().is_some_and(|r| r.contains(addr)) {
-            return (addr, addr);
+        if let Some(r) = below.as_ref().filter(|r| r.contains(addr)) {
+            return Err(r.end);
         }
         let start = below.map_or(lo, |r| r.end.max(lo));
         let end = self.next_start(addr).map_or(hi, |s| s.min(hi));
-        (start, end)
+        Ok((start, end))
     }
 
     fn overlaps(&mut self, start: usize, end: usize) -> bool {
@@ -192,12 +197,13 @@ fn retire(as_: &GmemAs, region: Arc<Region>) {
 pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end: usize) -> Result {
     let mut addr = start;
     while addr < end {
-        let (gs, ge) = as_.regions.lock().gap_around(addr, start, end);
-        if gs == ge {
-            // Covered: skip to the end of the covering region.
-            addr = as_.regions.lock().find(addr).map_or(addr + 1, |r| r.end);
-            continue;
-        }
+        let (gs, ge) = match as_.regions.lock().gap_around(addr, start, end) {
+            Ok(gap) => gap,
+            Err(covered_to) => {
+                addr = covered_to;
+                continue;
+            }
+        };
         let mm = match &mm {
             MmRef::WriteLocked(m) => MmRef::WriteLocked(m),
             MmRef::User(u) => MmRef::User(u),
