@@ -49,13 +49,16 @@
 //!    the fault path to commit device mappings.
 //!
 //! Leaf locks, under which nothing else is taken: `GmemCtx::drv_lock`
-//! (around `prepare` and `ctx_destroy`), `DevMem::free`, `Bounces::slots`,
+//! (around `prepare` and `ctx_destroy`), `DevMem::chunks`, `Thrash::slots`,
 //! and the drivers' own MMU locks.
 //!
 //! A driver's `map` and `invalidate` run under `GmemAs::pt` and must not
 //! call back into gmem; `ctx_create` and `ctx_destroy` run with no gmem
 //! lock held.  Notifiers are never inserted or removed under a gmem lock:
 //! insertion may take `mmap_lock` and removal waits for callbacks.
+
+// `pin_init!` of the larger structures nests deeper than the default.
+#![recursion_limit = "256"]
 
 use core::fmt::Write;
 use core::ptr;
@@ -73,6 +76,7 @@ use kernel::{c_str, fmt};
 mod gmem_debugfs;
 mod gmem_devmem;
 mod gmem_fault;
+mod gmem_ioctl;
 mod gmem_mm;
 mod gmem_sync;
 mod gmem_vma;
@@ -110,6 +114,10 @@ pub(crate) struct Stats {
     pub(crate) migrated_to_host: AtomicU64,
     pub(crate) cpu_devmem_faults: AtomicU64,
     pub(crate) thrash_pins: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) evicted_pages: AtomicU64,
+    pub(crate) oom_faults: AtomicU64,
+    pub(crate) discarded_pages: AtomicU64,
 }
 
 impl Stats {
@@ -131,6 +139,10 @@ impl Stats {
             migrated_to_host: AtomicU64::new(0),
             cpu_devmem_faults: AtomicU64::new(0),
             thrash_pins: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            evicted_pages: AtomicU64::new(0),
+            oom_faults: AtomicU64::new(0),
+            discarded_pages: AtomicU64::new(0),
         }
     }
 
@@ -153,6 +165,10 @@ impl Stats {
             ("migrated_to_host", &self.migrated_to_host),
             ("cpu_devmem_faults", &self.cpu_devmem_faults),
             ("thrash_pins", &self.thrash_pins),
+            ("evictions", &self.evictions),
+            ("evicted_pages", &self.evicted_pages),
+            ("oom_faults", &self.oom_faults),
+            ("discarded_pages", &self.discarded_pages),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -261,7 +277,6 @@ pub(crate) struct Registry {
     /// Registered devices by id.
     #[pin]
     devices: Mutex<RBTree<u32, Arc<GmemDev>>>,
-    next_id: AtomicU32,
     /// Runs the address spaces' deferred region maintenance.
     wq: gmem_sync::Workqueue,
 }
@@ -359,6 +374,11 @@ impl GmemCtx {
         self.dev.devmem()
     }
 
+    /// The device's gmem id.
+    pub(crate) fn dev_id(&self) -> u32 {
+        self.dev.id
+    }
+
     /// Whether this context's faults move pages to device memory.
     pub(crate) fn migrates(&self) -> bool {
         self.migrate.load(Ordering::Relaxed) && self.devmem().is_some()
@@ -440,9 +460,6 @@ pub(crate) struct GmemAs {
     /// commits) with invalidations, and guards the context list.
     #[pin]
     pub(crate) pt: TryMutex<KVec<Arc<GmemCtx>>>,
-    /// Blocks bouncing between devices (see `gmem_fault::Bounces`).
-    #[pin]
-    pub(crate) bounces: gmem_fault::Bounces,
     work: Opaque<bindings::work_struct>,
 }
 
@@ -583,6 +600,17 @@ impl GmemAs {
         true
     }
 
+    /// Makes every device fault on `[start, end)` again under a policy that
+    /// just changed: mappings go, and faults that looked at the old policy
+    /// do not commit.
+    pub(crate) fn repolicy(&self, start: usize, end: usize) {
+        let pt = self.pt.lock();
+        for ctx in pt.iter() {
+            ctx.policy_gen.fetch_add(1, Ordering::Release);
+            ctx.invalidate(start, end);
+        }
+    }
+
     /// Schedules region maintenance (see `gmem_vma`).
     pub(crate) fn queue_resync(&self) {
         self.get_ref();
@@ -615,7 +643,6 @@ unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut binding
         refs: AtomicUsize::new(0),
         released: AtomicBool::new(false),
         regions <- new_mutex!(Regions::new(), "GmemAs::regions"),
-        bounces <- gmem_fault::Bounces::new(),
         pt <- TryMutex::new(KVec::new(), c_str!("GmemAs::pt"), kernel::static_lock_class!()),
         work: Opaque::uninit(),
     });
@@ -689,7 +716,15 @@ unsafe extern "C" fn gmem_peer_shared_hook(
     from_result(|| {
         let end = start.checked_add(len).ok_or(EINVAL)?;
         let as_ = GmemAs::get_locked(&mm)?;
-        let res = gmem_vma::ensure_covered(as_, MmRef::WriteLocked(&mm), start, end);
+        // A new mapping has no hints, whatever an old one here had.
+        let cleared = as_
+            .regions
+            .lock()
+            .attrs
+            .update(start, end, |a| *a = gmem_vma::Attrs::default());
+        let res = cleared.and_then(|()| {
+            gmem_vma::ensure_covered(as_, MmRef::WriteLocked(&mm), start, end)
+        });
         as_.put();
         res?;
         STATS.peer_shared_mmaps.fetch_add(1, Ordering::Relaxed);
@@ -738,21 +773,25 @@ pub unsafe extern "C" fn gmem_dev_register(
         }
         let reg = registry();
         let name = CString::try_from_fmt(fmt!("{}", name))?;
+        let mut devices = reg.devices.lock();
+        // The lowest free id: ids index the device masks of hints.
+        let id = (0..bindings::GMEM_MAX_DEVICES)
+            .find(|id| devices.get(id).is_none())
+            .ok_or(ENOSPC)?;
         let dev = Arc::pin_init(
             pin_init!(GmemDev {
                 ops,
                 drvdata,
                 name,
                 caps,
-                id: reg.next_id.fetch_add(1, Ordering::Relaxed),
+                id,
                 ctxs <- new_mutex!(Some(KVec::new()), "GmemDev::ctxs"),
                 devmem: AtomicPtr::new(ptr::null_mut()),
             }),
             GFP_KERNEL,
         )?;
-        reg.devices
-            .lock()
-            .try_create_and_insert(dev.id, dev.clone(), GFP_KERNEL)?;
+        devices.try_create_and_insert(dev.id, dev.clone(), GFP_KERNEL)?;
+        drop(devices);
         // SAFETY: Pins gmem.ko while the device exists; dropped in
         // `gmem_dev_unregister`.
         unsafe { bindings::__module_get(THIS_MODULE.as_ptr()) };
@@ -1032,7 +1071,7 @@ pub unsafe extern "C" fn gmem_prefetch(
         // and a hole fails with EFAULT.
         let mut addr = start;
         while addr < end {
-            let (_, covered) = gmem_fault::fault_block(ctx, addr, false, true)?;
+            let (_, covered) = gmem_fault::fault_block(ctx, addr, false, gmem_fault::Place::Device)?;
             addr = covered;
         }
         Ok(0)
@@ -1062,7 +1101,7 @@ pub unsafe extern "C" fn gmem_dev_fault(
 }
 
 /// Entries of `gmem_c_layout`.
-const LAYOUT_FACTS: usize = 51;
+const LAYOUT_FACTS: usize = 55;
 
 extern "C" {
     /// Offsets and sizes as the C compiler lays them out (gmem_glue.c).
@@ -1127,6 +1166,10 @@ fn check_layouts() -> Result {
         offset_of!(vm_fault, __bindgen_anon_1.address),
         offset_of!(vm_fault, page),
         size_of::<gmem_npu_prefetch>(),
+        offset_of!(vm_area_struct, vm_mm),
+        offset_of!(vm_fault, __bindgen_anon_1.vma),
+        size_of::<gmem_advise>(),
+        size_of::<gmem_range_attrs>(),
     ];
     // SAFETY: A constant array defined in gmem_glue.c.
     let c = unsafe { &*core::ptr::addr_of!(gmem_c_layout) };
@@ -1151,6 +1194,8 @@ struct GmemModule {
     registry: *mut Registry,
     /// Removed first on exit: its files read the registry.
     debugfs: Option<gmem_debugfs::Dir>,
+    /// `/dev/gmem`; its open files pin the module.
+    misc: Option<gmem_ioctl::Misc>,
 }
 
 // SAFETY: The module object is only touched by init and exit.
@@ -1172,7 +1217,6 @@ impl kernel::Module for GmemModule {
         let reg = KBox::pin_init(
             pin_init!(Registry {
                 devices <- new_mutex!(RBTree::new(), "Registry::devices"),
-                next_id: AtomicU32::new(0),
                 wq,
             }),
             GFP_KERNEL,
@@ -1199,7 +1243,7 @@ impl kernel::Module for GmemModule {
                     res = match d.devmem() {
                         Some(p) => writeln!(
                             w,
-                            "{} {} caps={:#x} devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={}",
+                            "{} {} caps={:#x} devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={} evictions={} evicted={} thrash={} oom={} pinned={}",
                             d.id,
                             d.name(),
                             d.caps,
@@ -1207,7 +1251,12 @@ impl kernel::Module for GmemModule {
                             p.used.load(Ordering::Relaxed),
                             p.to_dev.load(Ordering::Relaxed),
                             p.to_host.load(Ordering::Relaxed),
-                            p.cpu_faults.load(Ordering::Relaxed)
+                            p.cpu_faults.load(Ordering::Relaxed),
+                            p.evictions.load(Ordering::Relaxed),
+                            p.evicted.load(Ordering::Relaxed),
+                            p.thrash.pins.load(Ordering::Relaxed),
+                            p.oom.load(Ordering::Relaxed),
+                            p.pinned_pages()
                         ),
                         None => writeln!(w, "{} {} caps={:#x} devmem_pages=0", d.id, d.name(), d.caps),
                     };
@@ -1216,11 +1265,24 @@ impl kernel::Module for GmemModule {
             res
         });
 
+        let misc = match gmem_ioctl::Misc::register(module) {
+            Ok(m) => m,
+            Err(e) => {
+                // SAFETY: Registered above.
+                unsafe { bindings::gmem_unregister_mm_hooks(hooks.0.get()) };
+                drop(debugfs);
+                REGISTRY.store(ptr::null_mut(), Ordering::Release);
+                // SAFETY: Not published anywhere any more.
+                drop(unsafe { KBox::from_raw(reg) });
+                return Err(e);
+            }
+        };
         pr_info!("loaded\n");
         Ok(GmemModule {
             hooks,
             registry: reg,
             debugfs: Some(debugfs),
+            misc: Some(misc),
         })
     }
 }
@@ -1229,6 +1291,7 @@ impl Drop for GmemModule {
     fn drop(&mut self) {
         // SAFETY: Registered in `init` (the invariant of `MmHooks`).
         unsafe { bindings::gmem_unregister_mm_hooks(self.hooks.0.get()) };
+        drop(self.misc.take());
         drop(self.debugfs.take());
         // No address space or device is left (each pinned the module), but
         // an address space's free or work item may still be running its

@@ -19,6 +19,27 @@
 //! (`memunmap_pages`).  Pools are found from a pfn through [`POOLS`], a
 //! fixed table read without locks: an entry is cleared only after
 //! `memunmap_pages`, when no page callback can run any more.
+//!
+//! # Chunks, the LRU and eviction
+//!
+//! The memory is cut into chunks of [`CHUNK_PAGES`] pages, one 2 MiB
+//! block of address space each, as UVM cuts GPU memory into root chunks: a
+//! page at offset `i` of a block lives at page `i` of the block's chunk.  A
+//! chunk is the unit of eviction, found by pfn range, so evicting needs no
+//! address-space lock (`migrate_device_range`).  Each chunk carries a stamp
+//! from a clock bumped when pages are allocated in it or the device maps
+//! it; the oldest unpinned chunk is the victim when a block needs a chunk
+//! and none is free.  A partly used chunk wastes the rest of its pages:
+//! the price of evicting whole blocks without looking up what maps them.
+//!
+//! # Thrashing
+//!
+//! [`Thrash`] remembers, per block, when it last left the device (evicted,
+//! pulled back by a CPU fault or by another device).  A block that left
+//! [`THRASH_THRESHOLD`] times within [`THRASH_WINDOW_MS`] of each other is
+//! thrashing: the device then maps it where it is, in host memory, for
+//! [`THRASH_PIN_MS`] instead of migrating it again (UVM's pinning, with a
+//! window scaled to this machine).
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use core::{mem, ptr};
@@ -33,6 +54,80 @@ use crate::{gmem_fault, GmemDev, STATS};
 
 const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 const MAX_POOLS: usize = 16;
+/// Pages of a chunk: one fault block.
+pub(crate) const CHUNK_PAGES: usize = gmem_fault::FAULT_BLOCK / PAGE_SIZE;
+const CHUNK_WORDS: usize = CHUNK_PAGES / 64;
+
+/// A block of one address space: the mm (as a number, never dereferenced)
+/// and the block's aligned address.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BlockKey {
+    pub(crate) mm: usize,
+    pub(crate) block: usize,
+}
+
+impl BlockKey {
+    pub(crate) fn new(mm: *mut bindings::mm_struct, addr: usize) -> Self {
+        Self {
+            mm: mm as usize,
+            block: addr & !(gmem_fault::FAULT_BLOCK - 1),
+        }
+    }
+}
+
+/// One chunk of device memory.  Free when `used` is 0 and it is not being
+/// evicted; `key` and `pinned` only mean something while it is in use.
+#[derive(Clone, Copy, Default)]
+struct Chunk {
+    key: BlockKey,
+    used: u32,
+    bits: [u64; CHUNK_WORDS],
+    stamp: u64,
+    pinned: bool,
+    evicting: bool,
+}
+
+impl Chunk {
+    fn is_free(&self) -> bool {
+        self.used == 0 && !self.evicting
+    }
+}
+
+/// The chunk table and the LRU clock.
+struct Chunks {
+    v: KVec<Chunk>,
+    clock: u64,
+}
+
+impl Chunks {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// The chunk in use for `key`, or a free one, now given to `key`.
+    fn for_key(&mut self, key: BlockKey) -> Option<usize> {
+        if let Some(c) = self.v.iter().position(|c| c.used > 0 && c.key == key) {
+            return Some(c);
+        }
+        let c = self.v.iter().position(Chunk::is_free)?;
+        self.v[c] = Chunk {
+            key,
+            ..Chunk::default()
+        };
+        Some(c)
+    }
+}
+
+/// What [`DevMem::pick_victim`] found.
+pub(crate) enum Victim {
+    /// This chunk, holding this block, is now being evicted by the caller.
+    Chunk(usize, BlockKey),
+    /// Every chunk in use is pinned: nothing can be evicted.
+    AllPinned,
+    /// Others are evicting what could be; try again shortly.
+    Busy,
+}
 
 /// Every live pool, for lookups by pfn.
 static POOLS: [AtomicPtr<DevMem>; MAX_POOLS] =
@@ -67,14 +162,18 @@ pub(crate) struct DevMem {
     pub(crate) npages: usize,
     dev: *const GmemDev,
     slot: usize,
-    /// Free page indices.  Its capacity is `npages`, so pushing never
-    /// allocates (pages are freed from any context).
+    /// The chunks, allocated up front: pages are freed from any context.
     #[pin]
-    free: SpinLock<KVec<usize>>,
+    chunks: SpinLock<Chunks>,
+    #[pin]
+    pub(crate) thrash: Thrash,
     pub(crate) used: AtomicU64,
     pub(crate) to_dev: AtomicU64,
     pub(crate) to_host: AtomicU64,
     pub(crate) cpu_faults: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) oom: AtomicU64,
 }
 
 // SAFETY: Shared state is atomic or behind the spinlock; the raw pointers
@@ -83,14 +182,6 @@ unsafe impl Send for DevMem {}
 // SAFETY: As above.
 unsafe impl Sync for DevMem {}
 
-fn pop(v: &mut KVec<usize>) -> Option<usize> {
-    let n = v.len().checked_sub(1)?;
-    let x = v[n];
-    // SAFETY: Shrinks over an initialised `usize`; nothing to drop.
-    unsafe { v.set_len(n) };
-    Some(x)
-}
-
 impl DevMem {
     /// Gives core MM `size` bytes of device memory for `dev`.
     pub(crate) fn new(dev: &GmemDev, size: usize) -> Result<Pin<KBox<DevMem>>> {
@@ -98,10 +189,7 @@ impl DevMem {
         if npages == 0 {
             return Err(EINVAL);
         }
-        let mut free = KVec::with_capacity(npages, GFP_KERNEL)?;
-        for i in (0..npages).rev() {
-            free.push(i, GFP_KERNEL)?;
-        }
+        let chunks = KVec::from_elem(Chunk::default(), npages.div_ceil(CHUNK_PAGES), GFP_KERNEL)?;
         // SAFETY: `iomem_resource` is the root of physical address space;
         // the name is static.
         let res = unsafe {
@@ -133,11 +221,15 @@ impl DevMem {
                 npages,
                 dev: ptr::from_ref(dev),
                 slot,
-                free <- new_spinlock!(free, "DevMem::free"),
+                chunks <- new_spinlock!(Chunks { v: chunks, clock: 0 }, "DevMem::chunks"),
+                thrash <- Thrash::new(),
                 used: AtomicU64::new(0),
                 to_dev: AtomicU64::new(0),
                 to_host: AtomicU64::new(0),
                 cpu_faults: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+                oom: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -183,17 +275,119 @@ impl DevMem {
         unsafe { &*self.dev }
     }
 
-    /// Takes a free page; `None` when the device memory is full.
-    pub(crate) fn alloc(&self) -> Option<usize> {
-        let idx = pop(&mut self.free.lock())?;
+    /// Takes page `off` of the chunk of `key` (given a free chunk if it has
+    /// none), `pinned` making that chunk unevictable.  `None` when no chunk
+    /// is free or that page is taken (a block remapped by mremap may find
+    /// its old pages still there): the page is then used in place.
+    pub(crate) fn alloc(&self, key: BlockKey, off: usize, pinned: bool) -> Option<usize> {
+        let mut chunks = self.chunks.lock();
+        let c = chunks.for_key(key)?;
+        let idx = c * CHUNK_PAGES + off;
+        let (w, bit) = (off / 64, 1u64 << (off % 64));
+        if idx >= self.npages || chunks.v[c].bits[w] & bit != 0 {
+            return None;
+        }
+        let stamp = chunks.tick();
+        let chunk = &mut chunks.v[c];
+        chunk.bits[w] |= bit;
+        chunk.used += 1;
+        chunk.stamp = stamp;
+        chunk.pinned |= pinned;
+        drop(chunks);
         self.used.fetch_add(1, Ordering::Relaxed);
         STATS.devmem_used.fetch_add(1, Ordering::Relaxed);
         Some(idx)
     }
 
-    /// Whether a page is free (a hint: it may be gone when allocating).
-    pub(crate) fn has_free(&self) -> bool {
-        !self.free.lock().is_empty()
+    /// Whether a block could get a page now without evicting.
+    pub(crate) fn has_room(&self, key: BlockKey) -> bool {
+        let chunks = self.chunks.lock();
+        chunks
+            .v
+            .iter()
+            .any(|c| c.is_free() || (c.used > 0 && c.key == key))
+    }
+
+    /// Marks the chunk of page `idx` recently used: the device mapped it.
+    pub(crate) fn touch(&self, idx: usize) {
+        let mut chunks = self.chunks.lock();
+        let stamp = chunks.tick();
+        if let Some(c) = chunks.v.get_mut(idx / CHUNK_PAGES) {
+            c.stamp = stamp;
+        }
+    }
+
+    /// Picks the least recently used chunk that is neither pinned nor
+    /// `keep`'s, and marks it being evicted; [`end_evict`] ends that.
+    ///
+    /// [`end_evict`]: Self::end_evict
+    pub(crate) fn pick_victim(&self, keep: BlockKey) -> Victim {
+        let mut chunks = self.chunks.lock();
+        let mut best: Option<usize> = None;
+        let mut busy = false;
+        for (i, c) in chunks.v.iter().enumerate() {
+            if c.used == 0 || c.pinned || c.key == keep {
+                continue;
+            }
+            if c.evicting {
+                busy = true;
+            } else if best.is_none_or(|b| c.stamp < chunks.v[b].stamp) {
+                best = Some(i);
+            }
+        }
+        match best {
+            Some(i) => {
+                chunks.v[i].evicting = true;
+                Victim::Chunk(i, chunks.v[i].key)
+            }
+            None if busy => Victim::Busy,
+            None => Victim::AllPinned,
+        }
+    }
+
+    /// Ends the eviction of chunk `c`; pages that could not move (locked
+    /// by a racing fault) keep it in use, now as the most recent.
+    pub(crate) fn end_evict(&self, c: usize) {
+        let mut chunks = self.chunks.lock();
+        let stamp = chunks.tick();
+        chunks.v[c].evicting = false;
+        chunks.v[c].stamp = stamp;
+    }
+
+    /// Pages and number of chunk `c`.
+    pub(crate) fn chunk_range(&self, c: usize) -> (usize, usize) {
+        let first = c * CHUNK_PAGES;
+        (first, CHUNK_PAGES.min(self.npages - first))
+    }
+
+    /// Number of chunks.
+    pub(crate) fn nchunks(&self) -> usize {
+        self.npages.div_ceil(CHUNK_PAGES)
+    }
+
+    /// Pins (or unpins) the chunks holding blocks of `mm` in `[start,
+    /// end)`; returns how many chunks changed.
+    pub(crate) fn set_pinned(&self, mm: usize, start: usize, end: usize, pinned: bool) -> usize {
+        let first = start & !(gmem_fault::FAULT_BLOCK - 1);
+        let mut n = 0;
+        for c in self.chunks.lock().v.iter_mut() {
+            if c.used > 0 && c.key.mm == mm && (first..end).contains(&c.key.block) {
+                n += usize::from(c.pinned != pinned);
+                c.pinned = pinned;
+            }
+        }
+        n
+    }
+
+    /// Pages in pinned chunks.
+    pub(crate) fn pinned_pages(&self) -> usize {
+        let chunks = self.chunks.lock();
+        chunks
+            .v
+            .iter()
+            .filter(|c| c.used > 0 && c.pinned)
+            .map(|c| c.used as usize)
+            .sum()
     }
 
     /// The index of `pfn` in this pool, if it is one of its pages.
@@ -231,8 +425,18 @@ impl DevMem {
     }
 
     fn free_page(&self, idx: usize) {
-        // Within the capacity reserved in `new`: never allocates.
-        let _ = self.free.lock().push(idx, GFP_ATOMIC);
+        {
+            let mut chunks = self.chunks.lock();
+            let Some(c) = chunks.v.get_mut(idx / CHUNK_PAGES) else {
+                return;
+            };
+            let off = idx % CHUNK_PAGES;
+            c.bits[off / 64] &= !(1u64 << (off % 64));
+            c.used -= 1;
+            if c.used == 0 {
+                c.pinned = false;
+            }
+        }
         self.used.fetch_sub(1, Ordering::Relaxed);
         STATS.devmem_used.fetch_sub(1, Ordering::Relaxed);
     }
@@ -246,5 +450,95 @@ unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
         if let Some(idx) = pool.index_of(pfn) {
             pool.free_page(idx);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Thrashing.
+
+/// Slots of the thrashing table (direct-mapped by block).
+const THRASH_SLOTS: usize = 64;
+/// Departures of one block within this long of each other count together.
+pub(crate) const THRASH_WINDOW_MS: u64 = 200;
+/// Departures that make a block thrashing.
+pub(crate) const THRASH_THRESHOLD: u32 = 3;
+/// How long a thrashing block stays in host memory, mapped in place.
+pub(crate) const THRASH_PIN_MS: u64 = 300;
+
+#[derive(Clone, Copy, Default)]
+struct ThrashSlot {
+    key: BlockKey,
+    departures: u32,
+    last: u64,
+    pinned_until: u64,
+}
+
+/// Recent departures of blocks from one device.  A direct-mapped table: a
+/// collision forgets an older block, which at worst migrates once more.
+#[pin_data]
+pub(crate) struct Thrash {
+    #[pin]
+    slots: SpinLock<[ThrashSlot; THRASH_SLOTS]>,
+    pub(crate) pins: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    // SAFETY: Reading the jiffies counter, a word on 64-bit.
+    unsafe {
+        bindings::jiffies64_to_msecs(core::ptr::read_volatile(&raw const bindings::jiffies_64))
+    }
+}
+
+impl Thrash {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            slots <- new_spinlock!([ThrashSlot::default(); THRASH_SLOTS], "Thrash::slots"),
+            pins: AtomicU64::new(0),
+        })
+    }
+
+    fn slot(key: BlockKey) -> usize {
+        (key.block / gmem_fault::FAULT_BLOCK ^ key.mm / 64) % THRASH_SLOTS
+    }
+
+    /// Records that `key`'s pages left the device.
+    pub(crate) fn departed(&self, key: BlockKey) {
+        let now = now_ms();
+        let mut slots = self.slots.lock();
+        let s = &mut slots[Self::slot(key)];
+        if s.key == key && now.saturating_sub(s.last) < THRASH_WINDOW_MS {
+            s.departures += 1;
+            s.last = now;
+        } else if s.key != key || now >= s.pinned_until {
+            *s = ThrashSlot {
+                key,
+                departures: 1,
+                last: now,
+                pinned_until: 0,
+            };
+        }
+    }
+
+    /// Whether `key` must stay where it is rather than migrate to the
+    /// device: it is pinned for thrashing, or starts to be now.
+    pub(crate) fn holds_back(&self, key: BlockKey) -> bool {
+        let now = now_ms();
+        let mut slots = self.slots.lock();
+        let s = &mut slots[Self::slot(key)];
+        if s.key != key {
+            return false;
+        }
+        if now < s.pinned_until {
+            return true;
+        }
+        if s.departures >= THRASH_THRESHOLD && now.saturating_sub(s.last) < THRASH_WINDOW_MS {
+            s.pinned_until = now + THRASH_PIN_MS;
+            s.departures = 0;
+            drop(slots);
+            self.pins.fetch_add(1, Ordering::Relaxed);
+            STATS.thrash_pins.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 }

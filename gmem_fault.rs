@@ -26,10 +26,24 @@
 //! migration pass (`migrate_vma_*`) that moves the block's host and empty
 //! pages to the device; `hmm_range_fault()` then returns them as the
 //! device's own pages (`dev_private_owner`).  Pages on another device are
-//! pulled back to the host by that fault and taken over by a second pass,
-//! unless the block bounces between devices ([`Bounces`]).  A CPU touch of
-//! a device page brings its block home (`devmem_migrate_to_ram`); device
-//! unregistration brings every page home (`evict_all`).
+//! pulled back to the host by that fault and taken over by a second pass.
+//! A CPU touch of a device page brings its block home
+//! (`devmem_migrate_to_ram`); device unregistration brings every page home
+//! (`evict_all`).
+//!
+//! Whether a block migrates is the placement policy: the range's hints
+//! (`gmem_vma::Attrs`) first, then the context's placement, and no block
+//! the device's thrashing table holds back (`gmem_devmem::Thrash`).
+//!
+//! # Eviction
+//!
+//! A block needs a chunk of device memory; when none is free,
+//! [`make_room`] evicts the least recently used unpinned chunk back to host
+//! memory by pfn range (`migrate_device_range`), holding no gmem lock and
+//! no `mmap_lock` it needs: page locks are only tried, so an eviction
+//! racing a CPU fault, a device fault, munmap or exit on the same pages
+//! skips what is busy and moves on.  If every chunk in use is pinned, the
+//! fault fails with `ENOMEM`.
 //!
 //! # Fault-ahead
 //!
@@ -42,7 +56,7 @@ use core::sync::atomic::Ordering;
 use kernel::bindings;
 use kernel::prelude::*;
 
-use crate::gmem_devmem::DevMem;
+use crate::gmem_devmem::{BlockKey, DevMem, Victim, CHUNK_PAGES};
 use crate::gmem_mm::{self, MmRef, MmUser};
 use crate::{gmem_vma, GmemCtx, STATS};
 
@@ -62,20 +76,30 @@ const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS as usize;
 ///
 /// Errors: `EFAULT` no mapping or `PROT_NONE`, `EPERM` write to read-only
 /// memory, `EACCES` memory the context's policy excludes, `ESRCH` the
-/// address space is exiting, `ENODEV` the context was torn down, `EAGAIN`
-/// endless invalidation races.
+/// address space is exiting, `ENODEV` the context was torn down, `ENOMEM`
+/// the device's memory is all pinned, `EAGAIN` endless invalidation races.
 pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<usize> {
-    fault_block(ctx, addr, write, ctx.migrates()).map(|(n, _)| n)
+    fault_block(ctx, addr, write, Place::Policy).map(|(n, _)| n)
 }
 
-/// As [`device_fault`]; `migrate` says whether to move the block to device
-/// memory first (placement policy, or an explicit prefetch).  Returns the
-/// pages mapped and the end of the range they cover.
+/// Where a fault puts the block it maps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// As the hints and the context's placement say (a device fault).
+    Policy,
+    /// In device memory (a prefetch or pin).
+    Device,
+    /// Wherever it is (accessed-by: mapping in place).
+    InPlace,
+}
+
+/// As [`device_fault`], with the placement `place`.  Returns the pages
+/// mapped and the end of the range they cover.
 pub(crate) fn fault_block(
     ctx: &GmemCtx,
     addr: usize,
     write: bool,
-    migrate: bool,
+    place: Place,
 ) -> Result<(usize, usize)> {
     let as_ = ctx.address_space();
     if as_.is_released() {
@@ -89,18 +113,18 @@ pub(crate) fn fault_block(
 
     // Migration passes left: one to bring the block to the device, and one
     // more if the device fault pulled pages back from another device.
-    let block_addr = addr & !(FAULT_BLOCK - 1);
-    let mut migrations =
-        if migrate && ctx.devmem().is_some() && !ctx.address_space().bounces.pinned(block_addr) {
-            2
-        } else {
-            0
-        };
-    let mut migrate_now = migrations > 0;
+    let key = BlockKey::new(as_.mm(), addr);
+    let mut passes = 0;
+    let mut migrate_next = false;
+    let mut pinned = false;
     // Pages of the block the last migration pass could not look at.
     let mut foreign = 0;
+    let mut decided = false;
     for _ in 0..MAX_ATTEMPTS {
-        let found = as_.regions.lock().find(addr);
+        let (found, attrs) = {
+            let mut regions = as_.regions.lock();
+            (regions.find(addr), regions.attrs.get(addr))
+        };
         let Some(region) = found else {
             // Not covered yet (mremap, fork, system-allocator mode): cover
             // the VMA if the policy allows it, then fault.
@@ -115,13 +139,30 @@ pub(crate) fn fault_block(
             gmem_vma::ensure_covered(as_, MmRef::User(&user), start, end)?;
             continue;
         };
-
+        if !decided {
+            decided = true;
+            pinned = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
+            if let Some(pool) = ctx.devmem() {
+                let wanted = match place {
+                    Place::Policy => {
+                        attrs.migrates_for(ctx.dev_id(), ctx.migrates())
+                            && (pinned || !pool.thrash.holds_back(key))
+                    }
+                    Place::Device => true,
+                    Place::InPlace => false,
+                };
+                if wanted {
+                    passes = 2;
+                    migrate_next = true;
+                }
+            }
+        }
         let block = addr & !(FAULT_BLOCK - 1);
         let mut start = block.max(region.start);
         let mut end = (block + FAULT_BLOCK).min(region.end);
-        if migrate_now {
-            migrate_now = false;
-            migrations -= 1;
+        if migrate_next {
+            migrate_next = false;
+            passes -= 1;
             let (s, e, allowed) = {
                 let mm = user.read_lock();
                 let vma = mm.vma_at(addr).ok_or(EFAULT)?;
@@ -143,9 +184,12 @@ pub(crate) fn fault_block(
                 )
             };
             if allowed {
-                // Whatever does not move is used in place.
-                if let Ok((_, f)) = migrate_to_device(ctx, &user, s, e) {
-                    foreign = f;
+                // Whatever does not move is used in place, unless the
+                // device has no room it may make.
+                match migrate_to_device(ctx, &user, s, e, pinned) {
+                    Ok((_, f)) => foreign = f,
+                    Err(e) if e == ENOMEM => return Err(ENOMEM),
+                    Err(_) => {}
                 }
             }
         }
@@ -195,23 +239,23 @@ pub(crate) fn fault_block(
             }
             // SAFETY: The VMA is read-locked and covers the block.
             unsafe { migrate_to_host(pool, vma.as_ptr(), start, end, core::ptr::null_mut())? };
-            migrations = 0;
+            passes = 0;
             continue;
         }
-        if migrations > 0
-            && foreign > 0
-            && ctx.devmem().is_some_and(|p| p.has_free())
-            && has_host_pages(ctx, &pfns[..npages])
-        {
+        if passes > 0 && foreign > 0 && has_host_pages(ctx, &pfns[..npages]) {
             // Pages another device held came back to the host during the
             // fault: take them too, unless the block keeps bouncing
             // between devices, in which case it stays on the host, mapped
-            // in place by both, for a while (as UVM pins thrashing pages).
-            if ctx.address_space().bounces.bounce(block_addr) {
-                migrate_now = true;
+            // in place by both, for a while (see `gmem_devmem::Thrash`).
+            passes = 0;
+            if ctx
+                .devmem()
+                .is_some_and(|p| pinned || place == Place::Device || !p.thrash.holds_back(key))
+            {
+                migrate_next = true;
+                passes = 1;
                 continue;
             }
-            migrations = 0;
         }
         ctx.prepare(start, end)?;
         let pt = as_.pt.lock();
@@ -267,7 +311,13 @@ fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
         while j < hmm_pfns.len() && (hmm_pfns[j] & HMM_PFN_WRITE != 0) == writable {
             let pfn = hmm_pfns[j] & !HMM_PFN_FLAGS;
             hmm_pfns[j] = match pool.and_then(|p| p.index_of(pfn)) {
-                Some(idx) => bindings::GMEM_PFN_DEVMEM as usize | idx,
+                Some(idx) => {
+                    if j == i || idx % CHUNK_PAGES == 0 {
+                        // The device uses it: last in line for eviction.
+                        pool.inspect(|p| p.touch(idx));
+                    }
+                    bindings::GMEM_PFN_DEVMEM as usize | idx
+                }
                 None => pfn,
             };
             j += 1;
@@ -358,21 +408,26 @@ impl MigrateBufs {
     }
 }
 
-/// Moves the host pages of `[start, end)`, inside one anonymous VMA, to the
-/// device memory of `ctx`'s device, as far as it has free pages.
-/// Never-touched pages become zeroed device pages.  Returns how many moved,
-/// and how many could not even be looked at: neither host pages nor empty,
-/// which means (mostly) pages on another device, that the fault will pull
-/// back to the host.
+/// Moves the host pages of `[start, end)`, inside one anonymous VMA and one
+/// block, to the device memory of `ctx`'s device, evicting to make room
+/// (`pinned`: never to be evicted itself).  Never-touched pages become
+/// zeroed device pages.  Returns how many moved, and how many could not
+/// even be looked at: neither host pages nor empty, which means (mostly)
+/// pages on another device, that the fault will pull back to the host.
 pub(crate) fn migrate_to_device(
     ctx: &GmemCtx,
     user: &MmUser,
     start: usize,
     end: usize,
+    pinned: bool,
 ) -> Result<(usize, usize)> {
     let Some(pool) = ctx.devmem() else {
         return Ok((0, 0));
     };
+    let key = BlockKey::new(user.as_ptr(), start);
+    // Before taking mmap_lock: eviction unmaps pages of any mm, this one
+    // included, and must not wait for a lock a fault on them holds.
+    make_room(pool, key)?;
     let n = (end - start) / PAGE_SIZE;
     let mut b = MigrateBufs::new(n)?;
     let mm = user.read_lock();
@@ -396,8 +451,11 @@ pub(crate) fn migrate_to_device(
             if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
                 continue;
             }
-            // Full: the rest stays on the host and is used in place.
-            let Some(idx) = pool.alloc() else { break };
+            // No room after all (taken meanwhile): used in place.
+            let off = (start - key.block) / PAGE_SIZE + i;
+            let Some(idx) = pool.alloc(key, off, pinned) else {
+                continue;
+            };
             // SAFETY: A free page of our pagemap: initialise (ref 1,
             // locked) as migrate_vma_pages() wants its destinations.
             unsafe {
@@ -516,6 +574,9 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     STATS.cpu_devmem_faults.fetch_add(1, Ordering::Relaxed);
     // SAFETY: The faulting VMA, locked by the caller.
     let (vs, ve) = unsafe { gmem_mm::vma_bounds(vma) };
+    // SAFETY: As above.
+    pool.thrash
+        .departed(BlockKey::new(unsafe { gmem_mm::vma_mm(vma) }, addr as usize));
     let block = addr as usize & !(FAULT_BLOCK - 1);
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
@@ -552,133 +613,91 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
 /// Moves every page of `pool` still in use back to host memory, whoever
 /// maps it (device unregistration).
 pub(crate) fn evict_all(pool: &DevMem) {
-    const CHUNK: usize = 512;
     let nofail = HOST_GFP | (1 << bindings::___GFP_NOFAIL_BIT);
-    let mut base = 0;
-    while base < pool.npages {
-        let n = CHUNK.min(pool.npages - base);
-        let mut b = loop {
-            match MigrateBufs::new(n) {
-                Ok(b) => break b,
+    for c in 0..pool.nchunks() {
+        let (first, n) = pool.chunk_range(c);
+        let moved = loop {
+            match evict_pages(pool, first, n, nofail) {
+                Ok(moved) => break moved,
                 // SAFETY: A plain sleep; memory may free up.
                 Err(_) => unsafe { bindings::msleep(10) },
             }
         };
-        // SAFETY: Our pagemap's pfns, arrays of `n` entries.
-        if unsafe {
-            bindings::migrate_device_range(
-                b.src.as_mut_ptr().cast(),
-                (pool.base_pfn + base) as _,
-                n as _,
-            )
-        } != 0
-        {
-            base += n;
+        pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
+        STATS
+            .migrated_to_host
+            .fetch_add(moved as u64, Ordering::Relaxed);
+    }
+}
+
+/// Makes sure block `key` can get device memory in `pool`: while no chunk
+/// is free, evicts the least recently used one.  `ENOMEM` if everything in
+/// use is pinned; `EAGAIN` if evictions keep failing (pages busy).
+fn make_room(pool: &DevMem, key: BlockKey) -> Result {
+    let mut tries = 2 * pool.nchunks() + 8;
+    while !pool.has_room(key) {
+        if tries == 0 {
+            return Err(EAGAIN);
+        }
+        tries -= 1;
+        match pool.pick_victim(key) {
+            Victim::Chunk(c, victim) => {
+                let (first, n) = pool.chunk_range(c);
+                let moved = evict_pages(pool, first, n, HOST_GFP).unwrap_or(0) as u64;
+                pool.end_evict(c);
+                pool.thrash.departed(victim);
+                pool.evictions.fetch_add(1, Ordering::Relaxed);
+                pool.evicted.fetch_add(moved, Ordering::Relaxed);
+                pool.to_host.fetch_add(moved, Ordering::Relaxed);
+                STATS.evictions.fetch_add(1, Ordering::Relaxed);
+                STATS.evicted_pages.fetch_add(moved, Ordering::Relaxed);
+                STATS.migrated_to_host.fetch_add(moved, Ordering::Relaxed);
+            }
+            Victim::AllPinned => {
+                pool.oom.fetch_add(1, Ordering::Relaxed);
+                STATS.oom_faults.fetch_add(1, Ordering::Relaxed);
+                return Err(ENOMEM);
+            }
+            // SAFETY: A plain sleep while another eviction finishes.
+            Victim::Busy => unsafe { bindings::msleep(1) },
+        }
+    }
+    Ok(())
+}
+
+/// Moves pages `[first, first + n)` of `pool` that are in use back to host
+/// memory, whoever maps them, allocating host pages with `gfp`; returns
+/// how many moved.  Pages that are locked (being faulted or migrated by
+/// someone else) or cannot get a host page stay.
+fn evict_pages(pool: &DevMem, first: usize, n: usize, gfp: bindings::gfp_t) -> Result<usize> {
+    let mut b = MigrateBufs::new(n)?;
+    // SAFETY: Our pagemap's pfns, arrays of `n` entries.
+    kernel::error::to_result(unsafe {
+        bindings::migrate_device_range(b.src.as_mut_ptr().cast(), (pool.base_pfn + first) as _, n as _)
+    })?;
+    for i in 0..n {
+        if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
             continue;
         }
-        for i in 0..n {
-            if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
-                continue;
-            }
-            // SAFETY: A page allocation that cannot fail, then locked as
-            // migrate_device_pages() wants.
-            let pfn = unsafe {
-                let page = bindings::alloc_pages(nofail, 0);
-                bindings::lock_page(page);
-                bindings::page_to_pfn(page) as usize
-            };
-            b.dst[i] = migrate_pfn(pfn);
-            b.add_copy(pfn, base + i);
+        // SAFETY: Plain page allocation.
+        let page = unsafe { bindings::alloc_pages(gfp, 0) };
+        if page.is_null() {
+            continue;
         }
-        pool.device().copy_from_dev(&b.copy_to, &b.copy_from);
-        // SAFETY: Collected by migrate_device_range() above.
-        unsafe {
-            bindings::migrate_device_pages(
-                b.src.as_mut_ptr().cast(),
-                b.dst.as_mut_ptr().cast(),
-                n as _,
-            );
-            bindings::migrate_device_finalize(
-                b.src.as_mut_ptr().cast(),
-                b.dst.as_mut_ptr().cast(),
-                n as _,
-            );
-        }
-        let moved = b.moved() as u64;
-        pool.to_host.fetch_add(moved, Ordering::Relaxed);
-        STATS.migrated_to_host.fetch_add(moved, Ordering::Relaxed);
-        base += n;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Thrashing between devices.
-
-/// Slots of the bounce table (direct-mapped by block).
-const BOUNCE_SLOTS: usize = 64;
-
-#[derive(Clone, Copy, Default)]
-struct Bounce {
-    block: usize,
-    last: u64,
-    pinned_until: u64,
-}
-
-/// Recent device-to-device bounces of blocks of one address space.
-///
-/// A block pulled from one device to another twice within
-/// [`BOUNCE_WINDOW_MS`] is pinned to host memory for [`BOUNCE_PIN_MS`]:
-/// every device maps it in place meanwhile.  A direct-mapped table: a
-/// collision forgets an older block, which at worst bounces once more.
-#[pin_data]
-pub(crate) struct Bounces {
-    #[pin]
-    slots: kernel::sync::SpinLock<[Bounce; BOUNCE_SLOTS]>,
-}
-
-const BOUNCE_WINDOW_MS: u64 = 100;
-const BOUNCE_PIN_MS: u64 = 300;
-
-fn now_ms() -> u64 {
-    // SAFETY: Reading the jiffies counter, a word on 64-bit.
-    unsafe {
-        bindings::jiffies64_to_msecs(core::ptr::read_volatile(&raw const bindings::jiffies_64))
-    }
-}
-
-impl Bounces {
-    pub(crate) fn new() -> impl PinInit<Self> {
-        pin_init!(Self {
-            slots <- kernel::sync::new_spinlock!([Bounce::default(); BOUNCE_SLOTS], "Bounces::slots"),
-        })
-    }
-
-    fn slot(block: usize) -> usize {
-        (block / FAULT_BLOCK) % BOUNCE_SLOTS
-    }
-
-    /// Whether `block` is pinned to host memory now.
-    pub(crate) fn pinned(&self, block: usize) -> bool {
-        let s = self.slots.lock()[Self::slot(block)];
-        s.block == block && now_ms() < s.pinned_until
-    }
-
-    /// Records a device-to-device pull of `block`; returns whether it may
-    /// migrate (false: it bounced too often and is now pinned to the host).
-    pub(crate) fn bounce(&self, block: usize) -> bool {
-        let now = now_ms();
-        let mut slots = self.slots.lock();
-        let s = &mut slots[Self::slot(block)];
-        if s.block == block && now.saturating_sub(s.last) < BOUNCE_WINDOW_MS {
-            s.pinned_until = now + BOUNCE_PIN_MS;
-            STATS.thrash_pins.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        *s = Bounce {
-            block,
-            last: now,
-            pinned_until: 0,
+        // SAFETY: A new page of ours, locked as migrate_device_pages() wants.
+        let pfn = unsafe {
+            bindings::lock_page(page);
+            bindings::page_to_pfn(page) as usize
         };
-        true
+        b.dst[i] = migrate_pfn(pfn);
+        b.add_copy(pfn, first + i);
     }
+    pool.device().copy_from_dev(&b.copy_to, &b.copy_from);
+    // SAFETY: Collected by migrate_device_range() above; pages without a
+    // destination are left where they are.
+    unsafe {
+        bindings::migrate_device_pages(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
+        bindings::migrate_device_finalize(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
+    }
+    Ok(b.moved())
 }

@@ -88,6 +88,10 @@ const unsigned long gmem_c_layout[] = {
 	offsetof(struct vm_fault, address),
 	offsetof(struct vm_fault, page),
 	sizeof(struct gmem_npu_prefetch),
+	offsetof(struct vm_area_struct, vm_mm),
+	offsetof(struct vm_fault, vma),
+	sizeof(struct gmem_advise),
+	sizeof(struct gmem_range_attrs),
 };
 
 /*

@@ -67,6 +67,48 @@ int gmem_peer_shared_mapped(struct mm_struct *mm, unsigned long start,
 }
 
 /**
+ * gmem_discard - drop the contents of a range (GMEM_ADV_DISCARD)
+ * @mm: the address space, with a users reference; mmap_lock not held
+ * @start: page-aligned start
+ * @len: page-aligned length
+ *
+ * The range reads as zeros afterwards, wherever its pages were: host pages
+ * and device-private entries alike are zapped, as MADV_DONTNEED does, and
+ * device mappings go through the mmu notifiers.
+ *
+ * Return: 0; -EFAULT if part of the range is not mapped, -EINVAL if part of
+ * it is locked or not ordinary memory; nothing is discarded then.
+ */
+int gmem_discard(struct mm_struct *mm, unsigned long start, size_t len)
+{
+	unsigned long addr, end = start + len;
+	struct vm_area_struct *vma;
+	int ret = 0;
+
+	mmap_read_lock(mm);
+	for (addr = start; addr < end; addr = vma->vm_end) {
+		vma = vma_lookup(mm, addr);
+		if (!vma) {
+			ret = -EFAULT;
+			goto out;
+		}
+		if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	for (addr = start; addr < end; addr = vma->vm_end) {
+		vma = vma_lookup(mm, addr);
+		zap_page_range_single(vma, addr, min(end, vma->vm_end) - addr,
+				      NULL);
+	}
+out:
+	mmap_read_unlock(mm);
+	return ret;
+}
+EXPORT_SYMBOL_GPL(gmem_discard);
+
+/**
  * gmem_register_mm_hooks - install gmem.ko's hooks
  * @hooks: the hooks; must stay valid until unregistered
  *

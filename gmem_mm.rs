@@ -107,6 +107,16 @@ impl MmUser {
         }
     }
 
+    /// The calling task's mm, unless it has none (a kernel thread).
+    pub(crate) fn current() -> Option<Self> {
+        // Through get_task_mm(), not `task_struct::mm`: bindgen's layout of
+        // `task_struct` was seen to differ from the compiler's.
+        // SAFETY: `current` is a valid task; the result holds a users
+        // reference, which this object owns.
+        let mm = unsafe { bindings::get_task_mm(bindings::get_current()) };
+        (!mm.is_null()).then_some(Self { mm })
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
         self.mm
     }
@@ -208,6 +218,16 @@ pub(crate) unsafe fn vma_bounds(vma: *mut bindings::vm_area_struct) -> (usize, u
     // SAFETY: Per the function's contract.
     let v = Vma(unsafe { &*vma });
     (v.start(), v.end())
+}
+
+/// The mm a VMA belongs to.
+///
+/// # Safety
+///
+/// `vma` must be a valid VMA.
+pub(crate) unsafe fn vma_mm(vma: *mut bindings::vm_area_struct) -> *mut bindings::mm_struct {
+    // SAFETY: Per the function's contract; `vm_mm` never changes.
+    unsafe { (*vma).vm_mm }
 }
 
 /// A static `mmu_interval_notifier_ops` table.

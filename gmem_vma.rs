@@ -25,6 +25,14 @@
 //! creation until [`retire`] removes it, after marking it `dead` under the
 //! address space's page-table lock, so that a fault which started on it
 //! retries instead of mapping pages the notifier no longer watches.
+//!
+//! # Attributes
+//!
+//! Hints (`GMEM_IOC_ADVISE`) are kept per page range in an [`AttrMap`]
+//! beside the regions, under the same lock, as disjoint spans holding only
+//! non-default attributes.  They belong to the virtual range, not to a
+//! region: a region split by munmap keeps them on the pieces, and the
+//! resync that retires an unmapped range drops them there.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::bindings;
@@ -103,15 +111,164 @@ impl Region {
     }
 }
 
+/// Where a range prefers its pages (`GMEM_ADV_SET_PREFERRED_LOCATION`).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Loc {
+    #[default]
+    None,
+    Host,
+    Dev(u32),
+}
+
+/// The hints on a page range; the default is "no hint".  Device sets are
+/// bit masks of gmem device ids.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Attrs {
+    pub(crate) preferred: Loc,
+    pub(crate) read_mostly: bool,
+    pub(crate) accessed_by: u64,
+    pub(crate) pinned: u64,
+}
+
+impl Attrs {
+    /// Whether device `id`'s faults on this range migrate, given the
+    /// context's own placement `default`.
+    pub(crate) fn migrates_for(&self, id: u32, default: bool) -> bool {
+        let bit = 1u64 << id;
+        if self.pinned & bit != 0 {
+            return true;
+        }
+        if self.accessed_by & bit != 0 || self.read_mostly {
+            return false;
+        }
+        match self.preferred {
+            Loc::None => default,
+            Loc::Host => false,
+            Loc::Dev(d) => d == id,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct AttrSpan {
+    start: usize,
+    end: usize,
+    a: Attrs,
+}
+
+/// Attributes by page range: sorted, disjoint spans, none default.
+pub(crate) struct AttrMap {
+    spans: KVec<AttrSpan>,
+}
+
+impl AttrMap {
+    /// The attributes of the page at `addr`.
+    pub(crate) fn get(&self, addr: usize) -> Attrs {
+        let i = self.spans.partition_point(|s| s.end <= addr);
+        match self.spans.get(i) {
+            Some(s) if s.start <= addr => s.a,
+            _ => Attrs::default(),
+        }
+    }
+
+    /// Applies `f` to the attributes of every page of `[start, end)`.
+    /// On failure (no memory) nothing changed.
+    pub(crate) fn update(&mut self, start: usize, end: usize, f: impl Fn(&mut Attrs)) -> Result {
+        let mut out: KVec<AttrSpan> = KVec::with_capacity(2 * self.spans.len() + 3, GFP_KERNEL)?;
+        // Every push below stays within that capacity: each old span gives
+        // at most two pieces and one gap before it, plus the last gap.
+        let push = |out: &mut KVec<AttrSpan>, s: AttrSpan| {
+            if s.start >= s.end || s.a == Attrs::default() {
+                return;
+            }
+            if let Some(last) = out.last_mut() {
+                if last.end == s.start && last.a == s.a {
+                    last.end = s.end;
+                    return;
+                }
+            }
+            let _ = out.push(s, GFP_NOWAIT);
+        };
+        let mut cursor = start;
+        for s in self.spans.iter() {
+            if s.end <= start || s.start >= end {
+                if s.start >= end && cursor < end {
+                    let mut a = Attrs::default();
+                    f(&mut a);
+                    push(&mut out, AttrSpan { start: cursor, end, a });
+                    cursor = end;
+                }
+                push(&mut out, *s);
+                continue;
+            }
+            push(&mut out, AttrSpan { end: start, ..*s });
+            if cursor < s.start {
+                let mut a = Attrs::default();
+                f(&mut a);
+                push(&mut out, AttrSpan { start: cursor, end: s.start, a });
+            }
+            let mut a = s.a;
+            f(&mut a);
+            let (ms, me) = (s.start.max(start), s.end.min(end));
+            push(&mut out, AttrSpan { start: ms, end: me, a });
+            cursor = me;
+            push(&mut out, AttrSpan { start: end, ..*s });
+        }
+        if cursor < end {
+            let mut a = Attrs::default();
+            f(&mut a);
+            push(&mut out, AttrSpan { start: cursor, end, a });
+        }
+        self.spans = out;
+        Ok(())
+    }
+
+    /// The attributes all of `[start, end)` shares, as
+    /// `cudaMemRangeGetAttributes()` reports them.
+    pub(crate) fn common(&self, start: usize, end: usize) -> Attrs {
+        let mut acc: Option<Attrs> = None;
+        let mut merge = |a: Attrs| {
+            acc = Some(match acc {
+                None => a,
+                Some(c) => Attrs {
+                    preferred: if c.preferred == a.preferred {
+                        c.preferred
+                    } else {
+                        Loc::None
+                    },
+                    read_mostly: c.read_mostly && a.read_mostly,
+                    accessed_by: c.accessed_by & a.accessed_by,
+                    pinned: c.pinned & a.pinned,
+                },
+            });
+        };
+        let mut cursor = start;
+        for s in self.spans.iter().filter(|s| s.end > start && s.start < end) {
+            if s.start > cursor {
+                merge(Attrs::default());
+            }
+            merge(s.a);
+            cursor = s.end;
+        }
+        if cursor < end {
+            merge(Attrs::default());
+        }
+        acc.unwrap_or_default()
+    }
+}
+
 /// The regions of one address space, by start address; they never overlap.
+/// And the attributes of its ranges.
 pub(crate) struct Regions {
     by_start: RBTree<usize, Arc<Region>>,
+    pub(crate) attrs: AttrMap,
 }
 
 impl Regions {
     pub(crate) fn new() -> Self {
         Self {
             by_start: RBTree::new(),
+            attrs: AttrMap { spans: KVec::new() },
         }
     }
 
@@ -304,6 +461,14 @@ pub(crate) fn resync(as_: &GmemAs) {
         {
             let mut regions = as_.regions.lock();
             regions.by_start.remove(&old.start);
+            // Hints go with the pages: none survive where nothing is mapped
+            // (on failure they stay, as harmless leftovers).
+            let mut cursor = old.start;
+            for (p, _) in pieces.iter() {
+                let _ = regions.attrs.update(cursor, p.start, |a| *a = Attrs::default());
+                cursor = p.end;
+            }
+            let _ = regions.attrs.update(cursor, old.end, |a| *a = Attrs::default());
             for (p, slot) in pieces.into_iter() {
                 regions.by_start.insert(slot.into_node(p.start, p));
             }

@@ -1,10 +1,57 @@
 #!/usr/bin/env bash
 # make bench: build the run kernel, boot it, load gmem, two NPUs and the HMM
-# test driver, and run tools/gmem/gmem_bench (a table and ratios vs targets).
+# test driver, and run tools/gmem/gmem_bench (a table and ratios vs targets);
+# then plot its oversubscription curve into $GMEM_CACHE/bench/oversub.png,
+# with the data in oversub.dat beside it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+# The curve of gmem_bench's "oversub <factor> <mode> <MiB/s>" lines in the
+# VM's console log.
+plot_oversub() {
+	local out=$GMEM_CACHE/bench
+	local dat=$out/oversub.dat png=$out/oversub.png
+
+	mkdir -p "$out"
+	rm -f "$dat" "$png"
+	# The serial console ends lines with \r\n.  Sorted by mode, then
+	# factor: the plot joins the points of a mode only when they are
+	# consecutive.
+	tr -d '\r' <"$GMEM_CACHE/vm-run.log" | grep '^oversub ' |
+		sort -k3,3 -k2,2g >"$dat" || true
+	if [ ! -s "$dat" ]; then
+		stage "no oversub lines in the benchmark's output: no curve"
+		return
+	fi
+	stage "plotting the oversubscription curve"
+	gnuplot <<EOF
+if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
+	set terminal pngcairo size 800,500
+} else {
+	set terminal png size 800,500
+}
+set output "$png"
+set title "gmem NPU streaming throughput vs oversubscription"
+set xlabel "working set / NPU device memory"
+set ylabel "MiB/s"
+set logscale x 2
+set xrange [0.4:5]
+set yrange [0:*]
+set grid
+set key bottom left
+# Right of the dashed line the working set no longer fits.
+set arrow from 1, graph 0 to 1, graph 1 nohead dashtype 2
+# Columns: "oversub" factor mode MiB/s.
+plot for [m in "fault prefetch"] "$dat" \
+	using 2:(strcol(3) eq m ? \$4 : NaN) with linespoints lw 2 pt 7 title m
+EOF
+	stage "oversubscription data: $dat"
+	stage "oversubscription curve: $png"
+}
+
+bash "$GMEM_ROOT/scripts/setup.sh" gnuplot-nox
 bash "$GMEM_ROOT/scripts/kernel.sh" run
 bash "$GMEM_ROOT/scripts/userspace.sh" run
 bash "$GMEM_ROOT/scripts/vm.sh" run "$GMEM_ROOT/scripts/guest/bench-job.sh"
+plot_oversub
 stage "done"

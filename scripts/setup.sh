@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Install what building and booting gmem needs on a Debian 12 machine.
-# Idempotent: prints what it installs, does nothing when everything is present.
+# Usage: scripts/setup.sh [DEBIAN_PACKAGE...]
+#
+# Install what building and booting gmem needs on a Debian 12 machine, and
+# the packages named, which a step needs only for itself (bench.sh:
+# gnuplot-nox).  Idempotent: prints what it installs, does nothing when
+# everything is present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -11,6 +15,7 @@ DEBS=(linux-source-6.12 rustc-web rust-web-src clang libclang-dev lld llvm flex 
 # bindgen-cli is built with cargo: the machine's (rustup) if there is one,
 # else Debian's, which matches rustc-web.
 command -v cargo >/dev/null 2>&1 || DEBS+=(cargo-web)
+DEBS+=("$@")
 
 missing=()
 for p in "${DEBS[@]}"; do

@@ -37,31 +37,47 @@
  *     migration comes first; the NPU's exists from module load.
  *  After each repetition of e, f and g the buffer is unmapped, which frees
  *  its device memory.
+ *  h. Oversubscription: a streaming NPU job over working sets of 0.5, 1, 2
+ *     and 4 times the NPU's memory (devmem_pages in debugfs gmem/devices),
+ *     in MiB/s.  The CPU fills a fresh 2 MiB-aligned MAP_PEER_SHARED buffer
+ *     once; then one untimed warm-up pass and OVERSUB_PASSES timed passes,
+ *     each a REDUCE_SUM of the whole buffer ("fault": the NPU's faults
+ *     migrate, and evict once its memory is full) or, slice by slice of a
+ *     quarter of the NPU's memory, GMEM_NPU_IOC_PREFETCH of the slice then
+ *     its REDUCE_SUM ("prefetch"); every sum is checked.  The rows note the
+ *     device faults and the rise of gmem/stats migrated_to_dev, evictions,
+ *     evicted_pages and thrash_pins (those gmem has) over the timed passes;
+ *     "oversub <factor> <mode> <MiB/s>" lines repeat the figures for
+ *     scripts/bench.sh to plot.  Each buffer is unmapped, and its device
+ *     memory seen free, before the next.
  *
  * Targets (the RATIO block): first touch peer/anon <= 1.10; in-place NPU
  * read >= 1.5x the HMM driver's, cold and warm; fault cost per page 1 GiB
  * vs 16 MiB <= 1.2; fault-driven migration >= 1.0x and prefetch >= 1.5x
  * HMM_DMIRROR_MIGRATE_TO_DEV; prefetch >= 0.40 of memcpy; CPU fault-back
- * >= 2.0x the HMM driver's page-at-a-time fault-back.
+ * >= 2.0x the HMM driver's page-at-a-time fault-back; streaming at twice
+ * the NPU's memory >= 0.5x streaming at half of it, in each mode.
  *
- * Every measurement is repeated REPS times, each on fresh mappings where
- * it says so, and the median is reported; the table shows the raw median
- * with the minimum and maximum, and a last block compares the ratios with
- * their targets (OK or MISS).  The process keeps two file descriptors of
- * /dev/gmem_npu0 open for the whole run, as an application using the NPU
- * would, so its address space is attached to gmem during (a) too: one with
- * the default placement (pages migrate to the NPU on its touch) for e, f
- * and g, and one set to GMEM_NPU_PLACE_HOST for the in-place work of b and
- * d.
+ * Every measurement is repeated REPS times (h: OVERSUB_PASSES), each on
+ * fresh mappings where it says so, and the median is reported; the table
+ * shows the raw median with the minimum and maximum, and a last block
+ * compares the ratios with their targets (OK or MISS).  The process keeps
+ * two file descriptors of /dev/gmem_npu0 open for the whole run, as an
+ * application using the NPU would, so its address space is attached to
+ * gmem during (a) too: one with the default placement (pages migrate to
+ * the NPU on its touch) for e-h, and one set to GMEM_NPU_PLACE_HOST for
+ * the in-place work of b and d.
  *
  * Exit status: 0 when everything ran, even if a target is missed (this is a
  * benchmark, not a test); 1 on an error: wrong data, a migration that moved
  * the wrong number of pages, a failed mmap, open or ioctl, no debugfs.
- * Without /dev/hmm_dmirror0 the HMM driver lines are skipped.
+ * Without /dev/hmm_dmirror0 the HMM driver lines are skipped; (h) skips a
+ * working set that would leave less than OVERSUB_SPARE of memory free.
  *
  * Run as root with debugfs mounted, gmem.ko, gmem_npu.ko num_devices=2
- * dram_mib=160 (64 MiB must fit in an NPU's memory, with room) and
- * test_hmm.ko loaded.  In gmem's VM:
+ * dram_mib=160 (64 MiB must fit in an NPU's memory, with room; h then
+ * maps up to 640 MiB, which a 2 GiB VM holds) and test_hmm.ko loaded.  In
+ * gmem's VM:
  *
  *	make bench
  *
@@ -103,6 +119,12 @@
 #define FAULT_LEN_BIG		(1 * GiB)	/* (d) */
 #define FAULT_LEN_SMALL		(16 * MiB)
 #define MIGRATE_LEN		(64 * MiB)	/* (e), (f) and (g) */
+/* (h): gmem migrates and evicts aligned blocks of this size. */
+#define BLOCK			(2 * MiB)
+#define OVERSUB_PASSES		3
+#define OVERSUB_SPARE		(256 * MiB)	/* free memory (h) leaves */
+/* How long freeing device memory may lag behind munmap. */
+#define FREE_WAIT_MS		5000
 
 /* A job still running after this long is an error, not a measurement. */
 #define JOB_TIMEOUT_NS		(120LL * 1000000000LL)
@@ -110,8 +132,10 @@
 #define NPU_DEV			"/dev/gmem_npu0"
 #define DMIRROR_DEV		"/dev/hmm_dmirror0"
 #define GMEM_STATS		"/sys/kernel/debug/gmem/stats"
+#define GMEM_DEVICES		"/sys/kernel/debug/gmem/devices"
 
 #define U64(p)			((__u64)(uintptr_t)(p))
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
 static size_t page_size;
 
@@ -176,14 +200,21 @@ static void table_head(void)
 	       "median_ns", "min_ns", "max_ns", "value", "unit", "notes");
 }
 
+static void table_line(const char *name, int64_t med, int64_t min,
+		       int64_t max, double value, const char *unit,
+		       const char *notes)
+{
+	printf("%-28s %14lld %14lld %14lld %12.2f %-8s %s\n", name,
+	       (long long)med, (long long)min, (long long)max, value, unit,
+	       notes ? notes : "");
+}
+
 static void table_row(const char *name, struct sample *s, double value,
 		      const char *unit, const char *notes)
 {
 	int64_t med = median(s);
 
-	printf("%-28s %14lld %14lld %14lld %12.2f %-8s %s\n", name,
-	       (long long)med, (long long)s->ns[0], (long long)s->ns[REPS - 1],
-	       value, unit, notes ? notes : "");
+	table_line(name, med, s->ns[0], s->ns[REPS - 1], value, unit, notes);
 }
 
 /* Progress on the console: the slow measurements take seconds under TCG. */
@@ -205,6 +236,25 @@ static void *map_anon(size_t len, bool peer)
 		return NULL;
 	}
 	return p;
+}
+
+/*
+ * A MAP_PEER_SHARED mapping of @len bytes (a multiple of BLOCK) on a BLOCK
+ * boundary: every migration block lies inside it, so the NPU's memory holds
+ * as much of it as its size says.
+ */
+static void *map_peer_block(size_t len)
+{
+	char *p = map_anon(len + BLOCK, true);
+	uintptr_t a;
+
+	if (!p)
+		return NULL;
+	a = ((uintptr_t)p + BLOCK - 1) & ~(uintptr_t)(BLOCK - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	munmap((char *)a + len, (uintptr_t)p + BLOCK - a);
+	return (void *)a;
 }
 
 /* Test data: u32 element @i of a buffer filled with seed @seed. */
@@ -262,27 +312,69 @@ static __u64 cpu_read_words(const void *p, size_t len, int64_t *ns)
 	return sum;
 }
 
-/* Counter @name of debugfs gmem/stats, or -1 (reported). */
-static long long gmem_stat(const char *name)
+/*
+ * Counter @name of debugfs gmem/stats into *@val: 0; 1 if gmem has no such
+ * counter (an older gmem); -1 (reported).
+ */
+static int gmem_stat_get(const char *name, long long *val)
 {
 	char key[64];
-	long long val;
 	FILE *f = fopen(GMEM_STATS, "r");
 
-	if (!f) {
-		fail("open %s: %s (is debugfs mounted?)", GMEM_STATS,
-		     strerror(errno));
-		return -1;
-	}
-	while (fscanf(f, "%63s %lld", key, &val) == 2) {
+	if (!f)
+		return fail("open %s: %s (is debugfs mounted?)", GMEM_STATS,
+			    strerror(errno));
+	while (fscanf(f, "%63s %lld", key, val) == 2) {
 		if (!strcmp(key, name)) {
 			fclose(f);
-			return val;
+			return 0;
 		}
 	}
 	fclose(f);
-	fail("no %s in %s", name, GMEM_STATS);
-	return -1;
+	return 1;
+}
+
+/* Counter @name of debugfs gmem/stats, or -1 (reported). */
+static long long gmem_stat(const char *name)
+{
+	long long val;
+	int ret = gmem_stat_get(name, &val);
+
+	if (ret > 0)
+		fail("no %s in %s", name, GMEM_STATS);
+	return ret ? -1 : val;
+}
+
+/*
+ * Value of @key on gmem device @id's line of debugfs gmem/devices
+ * ("<id> <name> key=value ..."), or -1 (reported).
+ */
+static long long gmem_dev_stat(unsigned int id, const char *key)
+{
+	char line[1024], pat[64];
+	long long val = -1;
+	unsigned int i;
+	FILE *f = fopen(GMEM_DEVICES, "r");
+	char *p;
+
+	if (!f) {
+		fail("open %s: %s (is debugfs mounted?)", GMEM_DEVICES,
+		     strerror(errno));
+		return -1;
+	}
+	snprintf(pat, sizeof(pat), " %s=", key);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%u ", &i) != 1 || i != id)
+			continue;
+		p = strstr(line, pat);
+		if (p)
+			val = strtoll(p + strlen(pat), NULL, 0);
+		break;
+	}
+	fclose(f);
+	if (val < 0)
+		fail("no %s for gmem device %u in %s", key, id, GMEM_DEVICES);
+	return val;
 }
 
 /*
@@ -375,6 +467,42 @@ static int npu_sum_timed(int fd, const void *buf, size_t len, __u64 want,
 		return fail("NPU REDUCE_SUM returned %llu, the CPU computed %llu",
 			    (unsigned long long)w.result,
 			    (unsigned long long)want);
+	return 0;
+}
+
+/*
+ * REDUCE_SUM of @len bytes at @p in jobs no longer than
+ * GMEM_NPU_JOB_MAX_LEN; adds the sum to *@sum and the device faults to
+ * *@faults.
+ */
+static int npu_sum(int fd, const char *p, size_t len, __u64 *sum,
+		   __u64 *faults)
+{
+	for (size_t off = 0; off < len; off += GMEM_NPU_JOB_MAX_LEN) {
+		struct gmem_npu_job job = { .op = GMEM_NPU_OP_REDUCE_SUM,
+					    .src = U64(p + off),
+					    .len = len - off };
+		struct gmem_npu_wait w;
+
+		if (job.len > GMEM_NPU_JOB_MAX_LEN)
+			job.len = GMEM_NPU_JOB_MAX_LEN;
+		if (npu_run(fd, &job, &w))
+			return -1;
+		*sum += w.result;
+		*faults += w.faults;
+	}
+	return 0;
+}
+
+/* GMEM_NPU_IOC_PREFETCH of @len bytes at @p to the NPU; 0 or -1 (reported). */
+static int npu_prefetch(int fd, void *p, size_t len)
+{
+	struct gmem_npu_prefetch pf = { .addr = U64(p), .len = len };
+
+	while (ioctl(fd, GMEM_NPU_IOC_PREFETCH, &pf))
+		if (errno != EINTR)
+			return fail("GMEM_NPU_IOC_PREFETCH of %zu MiB: %s",
+				    len / MiB, strerror(errno));
 	return 0;
 }
 
@@ -639,7 +767,6 @@ static long long npu_pf_to_dev, gm_back_to_host, gm_back_faults;
 static int prefetch_once(int npu, int r)
 {
 	void *buf = map_anon(MIGRATE_LEN, true);
-	struct gmem_npu_prefetch pf = { .addr = U64(buf), .len = MIGRATE_LEN };
 	__u32 seed = 0xf0000000 + r;
 	long long before, faults;
 	__u64 want_sum, want, got, npu_faults;
@@ -657,12 +784,8 @@ static int prefetch_once(int npu, int r)
 	if (before < 0)
 		goto fail;
 	t0 = now_ns();
-	while (ioctl(npu, GMEM_NPU_IOC_PREFETCH, &pf))
-		if (errno != EINTR) {
-			fail("GMEM_NPU_IOC_PREFETCH of 64 MiB: %s",
-			     strerror(errno));
-			goto fail;
-		}
+	if (npu_prefetch(npu, buf, MIGRATE_LEN))
+		goto fail;
 	npu_pf.ns[r] = now_ns() - t0;
 	if (check_stat_rise("migrated_to_dev", before, MIGRATE_LEN,
 			    &npu_pf_to_dev))
@@ -799,6 +922,178 @@ static int bench_dmirror_migrate(void)
 	return ret;
 }
 
+/* (h) oversubscription */
+
+/* Working sets in NPU memories; [0] fits, [2] is twice: the RATIO lines. */
+static const double oversub_factors[] = { 0.5, 1, 2, 4 };
+static const char *const oversub_modes[] = { "fault", "prefetch" };
+/* gmem/stats counters whose rise explains a row, where gmem has them. */
+static const char *const oversub_keys[] = {
+	"migrated_to_dev", "evictions", "evicted_pages", "thrash_pins",
+};
+
+struct oversub_row {
+	size_t len;			/* working set; 0: not measured */
+	int64_t ns[OVERSUB_PASSES];	/* sorted */
+	__u64 faults;			/* of the timed passes */
+	long long rise[ARRAY_SIZE(oversub_keys)];	/* -1: no counter */
+};
+
+static struct oversub_row
+	oversub[ARRAY_SIZE(oversub_factors)][ARRAY_SIZE(oversub_modes)];
+static size_t oversub_devmem;	/* bytes of the NPU's memory */
+
+/* @bytes rounded down to whole blocks, at least one. */
+static size_t whole_blocks(size_t bytes)
+{
+	return bytes < BLOCK ? BLOCK : bytes / BLOCK * BLOCK;
+}
+
+static double oversub_mib_per_s(const struct oversub_row *row)
+{
+	return mib_per_s(row->len, row->ns[OVERSUB_PASSES / 2]);
+}
+
+/*
+ * Waits for gmem device @id's memory to be all free, which may lag behind
+ * munmap, so that a measurement starts from an empty NPU; a note if it
+ * does not come.  0, or -1 (reported).
+ */
+static int wait_devmem_free(unsigned int id)
+{
+	long long used;
+
+	for (int ms = 0; ; ms += 10) {
+		used = gmem_dev_stat(id, "devmem_used");
+		if (used <= 0)
+			return used;
+		if (ms >= FREE_WAIT_MS)
+			break;
+		usleep(10000);
+	}
+	printf("# gmem device %u still uses %lld pages %d ms after munmap\n",
+	       id, used, FREE_WAIT_MS);
+	return 0;
+}
+
+/*
+ * One streaming pass over @len bytes at @buf: a REDUCE_SUM of the whole
+ * or, with @slice, of each @slice bytes right after prefetching them to the
+ * NPU.  The sum must be @want; times into *@ns, adds the device faults to
+ * *@faults.
+ */
+static int oversub_pass(int npu, char *buf, size_t len, size_t slice,
+			__u64 want, int64_t *ns, __u64 *faults)
+{
+	size_t step = slice ? slice : len;
+	int64_t t0 = now_ns();
+	__u64 sum = 0;
+
+	for (size_t off = 0; off < len; off += step) {
+		size_t n = len - off < step ? len - off : step;
+
+		if ((slice && npu_prefetch(npu, buf + off, n)) ||
+		    npu_sum(npu, buf + off, n, &sum, faults))
+			return -1;
+	}
+	*ns = now_ns() - t0;
+	if (sum != want)
+		return fail("NPU REDUCE_SUM streaming %zu MiB (%s) returned %llu, the CPU computed %llu",
+			    len / MiB, slice ? "prefetch" : "fault",
+			    (unsigned long long)sum, (unsigned long long)want);
+	return 0;
+}
+
+/* The oversub_keys counters into @v, -1 for those gmem lacks. */
+static int oversub_counters(long long *v)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++) {
+		int ret = gmem_stat_get(oversub_keys[k], &v[k]);
+
+		if (ret < 0)
+			return -1;
+		if (ret)
+			v[k] = -1;
+	}
+	return 0;
+}
+
+/* Working set @f in mode @m, on @npu: gmem device @id. */
+static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
+{
+	struct oversub_row *row = &oversub[f][m];
+	size_t len = whole_blocks(oversub_factors[f] * oversub_devmem);
+	size_t slice = m ? whole_blocks(oversub_devmem / 4) : 0;
+	long long before[ARRAY_SIZE(oversub_keys)];
+	long long after[ARRAY_SIZE(oversub_keys)];
+	__u64 want, warm_faults = 0;
+	int64_t warm_ns;
+	char *buf;
+	int ret;
+
+	if (wait_devmem_free(id))
+		return -1;
+	buf = map_peer_block(len);
+	if (!buf)
+		return -1;
+	want = fill_pattern(buf, len, 0x0e000000 + f * 2 + m);
+	ret = oversub_pass(npu, buf, len, slice, want, &warm_ns, &warm_faults);
+	if (!ret)
+		ret = oversub_counters(before);
+	for (int p = 0; p < OVERSUB_PASSES && !ret; p++)
+		ret = oversub_pass(npu, buf, len, slice, want, &row->ns[p],
+				   &row->faults);
+	if (!ret)
+		ret = oversub_counters(after);
+	munmap(buf, len);	/* frees its device memory */
+	if (ret)
+		return -1;
+	for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++)
+		row->rise[k] = before[k] < 0 || after[k] < 0 ? -1 :
+			       after[k] - before[k];
+	qsort(row->ns, OVERSUB_PASSES, sizeof(row->ns[0]), cmp_i64);
+	row->len = len;
+	return 0;
+}
+
+static int bench_oversub(int npu)
+{
+	struct gmem_npu_info info = { 0 };
+	char what[128];
+	long long pages;
+
+	if (ioctl(npu, GMEM_NPU_IOC_INFO, &info))
+		return fail("GMEM_NPU_IOC_INFO: %s", strerror(errno));
+	pages = gmem_dev_stat(info.dev_id, "devmem_pages");
+	if (pages < 0)
+		return -1;
+	if (!pages) {
+		printf("# %s has no device memory: skipping (h)\n", NPU_DEV);
+		return 0;
+	}
+	oversub_devmem = pages * page_size;
+	for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
+		size_t len = whole_blocks(oversub_factors[f] * oversub_devmem);
+		size_t avail = sysconf(_SC_AVPHYS_PAGES) * page_size;
+
+		/* Room for the rest of the system, not an OOM kill. */
+		if (len + OVERSUB_SPARE > avail) {
+			printf("# (h) %gx: %zu MiB does not fit in the free %zu MiB with %lu to spare: skipped\n",
+			       oversub_factors[f], len / MiB, avail / MiB,
+			       OVERSUB_SPARE / MiB);
+			continue;
+		}
+		snprintf(what, sizeof(what),
+			 "(h) NPU streaming REDUCE_SUM of %zu MiB, %gx its memory, faulting and prefetching",
+			 len / MiB, oversub_factors[f]);
+		progress(what);
+		for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++)
+			if (oversub_run(npu, info.dev_id, f, m))
+				return -1;
+	}
+	return 0;
+}
+
 /* Reporting */
 
 static int print_header(int npu)
@@ -821,7 +1116,7 @@ static int print_header(int npu)
 	printf("# THP enabled: %s\n", thp);
 	printf("# %s: gmem device %u, tlb_entries %u, caps 0x%x\n", NPU_DEV,
 	       info.dev_id, info.tlb_entries, info.caps);
-	printf("# (b) and (d) on a context with GMEM_NPU_PLACE_HOST, (e)-(g) on one with the default placement\n");
+	printf("# (b) and (d) on a context with GMEM_NPU_PLACE_HOST, (e)-(h) on one with the default placement\n");
 	return 0;
 }
 
@@ -831,6 +1126,58 @@ static void thp_note(char *buf, size_t size, long kib)
 		snprintf(buf, size, "thp n/a");
 	else
 		snprintf(buf, size, "thp %ld MiB", kib >> 10);
+}
+
+/* (h)'s rows, with how much the counters rose over the timed passes. */
+static void print_oversub_rows(void)
+{
+	char name[40], note[256];
+
+	for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
+		for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++) {
+			const struct oversub_row *row = &oversub[f][m];
+			int n;
+
+			if (!row->len)
+				continue;
+			snprintf(name, sizeof(name), "oversub_%gx_%s",
+				 oversub_factors[f], oversub_modes[m]);
+			n = snprintf(note, sizeof(note), "%zu MiB, faults %llu",
+				     row->len / MiB,
+				     (unsigned long long)row->faults);
+			for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++) {
+				if (row->rise[k] < 0)
+					n += snprintf(note + n, sizeof(note) - n,
+						      ", %s -", oversub_keys[k]);
+				else
+					n += snprintf(note + n, sizeof(note) - n,
+						      ", %s +%lld", oversub_keys[k],
+						      row->rise[k]);
+			}
+			table_line(name, row->ns[OVERSUB_PASSES / 2], row->ns[0],
+				   row->ns[OVERSUB_PASSES - 1],
+				   oversub_mib_per_s(row), "MiB/s", note);
+		}
+	}
+}
+
+/* (h) again, one "oversub <factor> <mode> <MiB/s>" line each, to plot. */
+static void print_oversub_lines(void)
+{
+	bool first = true;
+
+	for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++) {
+		for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
+			if (!oversub[f][m].len)
+				continue;
+			if (first)
+				printf("\n");
+			first = false;
+			printf("oversub %g %s %.2f\n", oversub_factors[f],
+			       oversub_modes[m],
+			       oversub_mib_per_s(&oversub[f][m]));
+		}
+	}
 }
 
 static void print_table(void)
@@ -900,6 +1247,7 @@ static void print_table(void)
 			  mib_per_s(MIGRATE_LEN, median(&dm_back)), "MiB/s",
 			  "one page per cpu fault");
 	}
+	print_oversub_rows();
 }
 
 /* One line of the final block; a @target of 0 means none (information). */
@@ -953,6 +1301,19 @@ static void print_ratios(void)
 	}
 	ratio("npu_prefetch_vs_memcpy",
 	      npu_p / mib_per_s(READ_LEN, median(&cpy)), '>', 0.40);
+	for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++) {
+		const struct oversub_row *half = &oversub[0][m];
+		const struct oversub_row *twice = &oversub[2][m];
+		char name[40];
+
+		snprintf(name, sizeof(name), "oversub_%s_2x_vs_0.5x",
+			 oversub_modes[m]);
+		if (half->len && twice->len)
+			ratio(name, oversub_mib_per_s(twice) /
+			      oversub_mib_per_s(half), '>', 0.5);
+		else
+			printf("RATIO %s: skipped, not measured\n", name);
+	}
 }
 
 int main(void)
@@ -997,12 +1358,15 @@ int main(void)
 		ret = bench_npu_prefetch(npu);
 	if (!ret)
 		ret = bench_dmirror_migrate();
+	if (!ret)
+		ret = bench_oversub(npu);
 	close(npu_host);
 	close(npu);
 	if (ret)
 		return 1;
 
 	print_table();
+	print_oversub_lines();
 	print_ratios();
 	return 0;
 }

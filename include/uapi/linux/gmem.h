@@ -22,6 +22,73 @@
 #endif
 
 /*
+ * Hints: /dev/gmem (gmem.ko), the one interface for every device.
+ *
+ * GMEM_IOC_ADVISE applies advice to [addr, addr + len) of the caller's
+ * address space, as madvise() does, for a device: the names and meanings
+ * are CUDA's cudaMemAdvise()/cudaMemPrefetchAsync() ones.  Devices are
+ * named by their gmem id (gmem_npu_info.dev_id for an NPU) and the host by
+ * GMEM_DEV_HOST (CUDA's cudaCpuDeviceId).  The range must be page aligned,
+ * mapped, and reachable by devices (MAP_PEER_SHARED, or any mapping once a
+ * device context is in system-allocator mode).  A device argument names a
+ * device this process has attached (opened).  Attributes are kept per page
+ * range until set otherwise or unmapped; device-resident data moves or is
+ * pinned by whole 2 MiB blocks.
+ *
+ * Errors: EINVAL (alignment, unknown advice or flags, reserved fields,
+ * GMEM_DEV_HOST where a device is needed), EFAULT (a hole), EACCES (not
+ * reachable by devices), ENODEV (no such device attached to this process),
+ * ENOMEM (PIN or PREFETCH: the device's memory is full of pinned data).
+ * A failed call changes no attribute.
+ */
+#define GMEM_DEV_HOST		(-1)	/* the CPU's memory */
+#define GMEM_DEV_NONE		(-2)	/* no (single) preferred location */
+
+#define GMEM_ADV_SET_PREFERRED_LOCATION	1 /* keep pages on dev (or host) */
+#define GMEM_ADV_UNSET_PREFERRED_LOCATION 2
+#define GMEM_ADV_SET_READ_MOSTLY	3 /* devices read copies; dev unused */
+#define GMEM_ADV_UNSET_READ_MOSTLY	4
+#define GMEM_ADV_SET_ACCESSED_BY	5 /* dev maps in place, never migrates */
+#define GMEM_ADV_UNSET_ACCESSED_BY	6
+#define GMEM_ADV_PIN			7 /* migrate to dev, never evicted */
+#define GMEM_ADV_UNPIN			8
+#define GMEM_ADV_PREFETCH		9 /* migrate to dev (or host) now */
+#define GMEM_ADV_DISCARD		10 /* contents no longer needed: zeros */
+#define GMEM_ADV_MAX			GMEM_ADV_DISCARD
+
+struct gmem_advise {
+	__u64 addr;
+	__u64 len;
+	__u32 advice;		/* GMEM_ADV_* */
+	__s32 dev;		/* gmem device id or GMEM_DEV_HOST */
+	__u64 reserved;		/* must be 0 */
+};
+
+/*
+ * GMEM_IOC_GET_ATTRS: the attributes of [addr, addr + len), as
+ * cudaMemRangeGetAttributes() reports them: a preferred location only if
+ * every page has the same one (else GMEM_DEV_NONE), read-mostly only if
+ * every page is, and the devices every page is accessed by or pinned to,
+ * as bit masks of gmem device ids.
+ */
+struct gmem_range_attrs {
+	__u64 addr;		/* in */
+	__u64 len;		/* in */
+	__s32 preferred_location;	/* out: dev id, HOST or NONE */
+	__u32 read_mostly;	/* out: 0 or 1 */
+	__u64 accessed_by;	/* out: bit n = device n */
+	__u64 pinned;		/* out: bit n = device n */
+	__u64 reserved;		/* must be 0 */
+};
+
+#define GMEM_IOC_MAGIC		'G'
+#define GMEM_IOC_ADVISE		_IOW(GMEM_IOC_MAGIC, 1, struct gmem_advise)
+#define GMEM_IOC_GET_ATTRS	_IOWR(GMEM_IOC_MAGIC, 2, struct gmem_range_attrs)
+
+/* gmem device ids are below this (bit masks above). */
+#define GMEM_MAX_DEVICES	64
+
+/*
  * The simulated NPU (gmem_npu.ko): /dev/gmem_npuN.
  *
  * Opening the device attaches the caller's address space to that NPU; the
@@ -101,7 +168,10 @@ struct gmem_npu_mode {
  * parameter).  By default a page the NPU touches migrates to it (and back
  * to host memory when the CPU touches it); GMEM_NPU_PLACE_HOST keeps this
  * context's accesses in place in host memory instead.  When the NPU's
- * memory is full, pages are used in place.
+ * memory is full, the least recently used 2 MiB blocks go back to host
+ * memory to make room; a job needing room on an NPU whose memory is all
+ * pinned (GMEM_ADV_PIN) fails with ENOMEM.  Hints on /dev/gmem override
+ * the placement for their ranges.
  */
 #define GMEM_NPU_PLACE_MIGRATE	0	/* migrate on device touch (default) */
 #define GMEM_NPU_PLACE_HOST	1	/* never migrate for this context */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -23,6 +24,56 @@
 static inline void *peer_mmap(size_t len)
 {
 	return mmap(NULL, len, PROT_READ | PROT_WRITE, PEER_FLAGS, -1, 0);
+}
+
+/* What one NPU fault or CPU fault migrates at most: an aligned block. */
+#define BLOCK			(2 * MiB)
+
+/* A mapping of @len bytes (a multiple of BLOCK) at a BLOCK-aligned address. */
+static inline void *mmap_block(size_t len, int prot, int flags)
+{
+	char *p = mmap(NULL, len + BLOCK, prot, flags, -1, 0);
+	unsigned long a;
+
+	if (p == MAP_FAILED)
+		return p;
+	a = ((unsigned long)p + BLOCK - 1) & ~(unsigned long)(BLOCK - 1);
+	if (a > (unsigned long)p)
+		munmap(p, a - (unsigned long)p);
+	munmap((char *)a + len, (unsigned long)p + BLOCK - a);
+	return (void *)a;
+}
+
+/*
+ * MAP_PEER_SHARED memory on a block boundary, so that every migration block
+ * lies inside it and the page counts of a migration are exact.
+ */
+static inline void *peer_mmap_block(size_t len)
+{
+	return mmap_block(len, PROT_READ | PROT_WRITE, PEER_FLAGS);
+}
+
+/* GMEM_IOC_ADVISE on /dev/gmem (@gfd); 0 or -errno. */
+static inline int gmem_advise(int gfd, const void *addr, size_t len,
+			      __u32 advice, int dev)
+{
+	struct gmem_advise a = { .addr = (unsigned long)addr, .len = len,
+				 .advice = advice, .dev = dev };
+
+	while (ioctl(gfd, GMEM_IOC_ADVISE, &a))
+		if (errno != EINTR)
+			return -errno;
+	return 0;
+}
+
+/* GMEM_IOC_GET_ATTRS into *@q; 0 or -errno. */
+static inline int gmem_get_attrs(int gfd, const void *addr, size_t len,
+				 struct gmem_range_attrs *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->addr = (unsigned long)addr;
+	q->len = len;
+	return ioctl(gfd, GMEM_IOC_GET_ATTRS, q) ? -errno : 0;
 }
 
 /* Value of counter @name in debugfs gmem/stats, or -1 if unreadable. */

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Hints on /dev/gmem (GMEM_IOC_ADVISE, GMEM_IOC_GET_ATTRS), in CUDA's
+ * vocabulary: each one's effect is visible in where pages are (debugfs
+ * gmem/devices) and in the attributes a query reports; bad arguments get
+ * their errno and change nothing.  Needs gmem.ko and gmem_npu.ko
+ * num_devices=2 dram_mib=16 (the runner loads them).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#include "../kselftest_harness.h"
+#include "gmem_util.h"
+#include "npu_util.h"
+
+#define FREE_DELAY_MS		2000
+/* End of the x86-64 user address space (4-level paging). */
+#define USER_END		0x800000000000ULL
+
+FIXTURE(hints)
+{
+	int gfd;
+	int fd[2];
+	int dev[2];
+	int ndev;
+	size_t ps;
+};
+
+FIXTURE_SETUP(hints)
+{
+	struct gmem_npu_info info;
+
+	self->ps = sysconf(_SC_PAGE_SIZE);
+	self->gfd = open("/dev/gmem", O_RDWR);
+	ASSERT_GE(self->gfd, 0) TH_LOG("open /dev/gmem: %s", strerror(errno));
+	self->ndev = 0;
+	for (int i = 0; i < 2; i++) {
+		self->fd[i] = npu_open(i);
+		if (self->fd[i] < 0)
+			break;
+		ASSERT_EQ(npu_get_info(self->fd[i], &info), 0);
+		self->dev[i] = info.dev_id;
+		self->ndev++;
+	}
+	ASSERT_GE(self->ndev, 1) TH_LOG("open /dev/gmem_npu0: %s",
+					strerror(errno));
+	dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS);
+	dev_stat_wait("npu1", "devmem_used", 0, FREE_DELAY_MS);
+}
+
+FIXTURE_TEARDOWN(hints)
+{
+	for (int i = 0; i < self->ndev; i++)
+		close(self->fd[i]);
+	close(self->gfd);
+}
+
+static const char *const npu_name[] = { "npu0", "npu1" };
+
+/* PREFETCH to a device and back to the host moves exactly the range. */
+TEST_F(hints, prefetch_device_and_host)
+{
+	size_t len = 4 * MiB;
+	long npages = len / self->ps, used0 = dev_stat("npu0", "devmem_used");
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, 1);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_PREFETCH,
+			      self->dev[0]), 0);
+	ASSERT_EQ(dev_stat("npu0", "devmem_used"), used0 + npages);
+	/* Mapped too: the job takes no fault. */
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 1));
+	ASSERT_EQ(w.faults, 0);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_PREFETCH,
+			      GMEM_DEV_HOST), 0);
+	ASSERT_EQ(dev_stat("npu0", "devmem_used"), used0);
+	ASSERT_EQ(check_pattern(p, len, 1), -1);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/*
+ * Preferred location: the host keeps pages in host memory whatever the
+ * NPU does; a device as preferred location migrates even for a file
+ * descriptor that asked for PLACE_HOST.
+ */
+TEST_F(hints, preferred_location)
+{
+	size_t len = 4 * MiB;
+	long to_dev = dev_stat("npu0", "to_dev");
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, 2);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.preferred_location, GMEM_DEV_NONE);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len,
+			      GMEM_ADV_SET_PREFERRED_LOCATION, GMEM_DEV_HOST),
+		  0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.preferred_location, GMEM_DEV_HOST);
+	ASSERT_EQ(npu_fill(self->fd[0], p, len / 2, 0x31, &w), 0);
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x31, len / 2) +
+		  pattern_sum_from(len / 8, len / 2, 2));
+	ASSERT_EQ(dev_stat("npu0", "to_dev"), to_dev);
+
+	ASSERT_EQ(npu_set_placement(self->fd[0], GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len,
+			      GMEM_ADV_SET_PREFERRED_LOCATION, self->dev[0]),
+		  0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.preferred_location, self->dev[0]);
+	/* Device mappings made in place stay; new faults migrate. */
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_PREFETCH,
+			      GMEM_DEV_HOST), 0);
+	memset(p, 0x32, len);
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x32, len));
+	ASSERT_EQ(dev_stat("npu0", "to_dev"), to_dev + (long)(len / self->ps));
+
+	/* Half the range unset: the whole has no single preference. */
+	ASSERT_EQ(gmem_advise(self->gfd, p, len / 2,
+			      GMEM_ADV_UNSET_PREFERRED_LOCATION, 0), 0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.preferred_location, GMEM_DEV_NONE);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p + len / 2, len / 2, &q), 0);
+	ASSERT_EQ(q.preferred_location, self->dev[0]);
+	ASSERT_EQ(find_not_byte(p, len, 0x32), -1);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/* Accessed-by: mapped in place at once, never migrated for that device. */
+TEST_F(hints, accessed_by)
+{
+	size_t len = 4 * MiB;
+	long to_dev = dev_stat("npu0", "to_dev");
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, 3);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_SET_ACCESSED_BY,
+			      self->dev[0]), 0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.accessed_by, 1ULL << self->dev[0]);
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 3));
+	ASSERT_EQ(w.faults, 0) TH_LOG("not mapped eagerly");
+	ASSERT_EQ(npu_fill(self->fd[0], p, len, 0x41, &w), 0);
+	ASSERT_EQ(dev_stat("npu0", "to_dev"), to_dev);
+	ASSERT_EQ(find_not_byte(p, len, 0x41), -1);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_UNSET_ACCESSED_BY,
+			      self->dev[0]), 0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.accessed_by, 0);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/*
+ * Read-mostly: two devices read the range with no migration, each mapping
+ * the host's pages read-only in place; a CPU write is seen by both at once,
+ * a device write by the other device and the CPU.
+ */
+TEST_F(hints, read_mostly)
+{
+	size_t len = 4 * MiB;
+	long to_dev[2];
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+
+	if (self->ndev < 2)
+		SKIP(return, "no /dev/gmem_npu1");
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, 4);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_SET_READ_MOSTLY, 0),
+		  0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.read_mostly, 1);
+	for (int i = 0; i < 2; i++)
+		to_dev[i] = dev_stat(npu_name[i], "to_dev");
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < 2; i++) {
+			ASSERT_EQ(npu_sum(self->fd[i], p, len, &w), 0);
+			ASSERT_EQ(w.result, pattern_sum(len, 4));
+			ASSERT_EQ(dev_stat(npu_name[i], "to_dev"), to_dev[i]);
+		}
+	/* The CPU writes; both devices see it. */
+	memset(p + len / 2, 0x51, len / 2);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(npu_sum(self->fd[i], p, len, &w), 0);
+		ASSERT_EQ(w.result, pattern_sum(len / 2, 4) +
+			  byte_sum(0x51, len / 2));
+	}
+	/* A device write is seen by the other device and the CPU. */
+	ASSERT_EQ(npu_fill(self->fd[0], p, len / 2, 0x52, &w), 0);
+	ASSERT_EQ(npu_sum(self->fd[1], p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x52, len / 2) + byte_sum(0x51, len / 2));
+	ASSERT_EQ(find_not_byte(p, len / 2, 0x52), -1);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/* Discard: device-resident or not, the range reads as zeros after. */
+TEST_F(hints, discard_reads_zeros)
+{
+	size_t len = 4 * MiB;
+	long used0 = dev_stat("npu0", "devmem_used");
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, 5);
+	ASSERT_EQ(npu_prefetch(self->fd[0], p, len / 2, 0), 0);
+	ASSERT_EQ(dev_stat("npu0", "devmem_used"),
+		  used0 + (long)(len / 2 / self->ps));
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_DISCARD, 0), 0);
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", used0, FREE_DELAY_MS),
+		  used0);
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.result, 0);
+	ASSERT_EQ(find_not_byte(p, len, 0), -1);
+	ASSERT_GE(gmem_stat("discarded_pages"), (long)(len / self->ps));
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/* Attributes go with the mapping: a new mapping at the address has none. */
+TEST_F(hints, munmap_drops_attributes)
+{
+	size_t len = 4 * MiB;
+	struct gmem_range_attrs q;
+	char *p = peer_mmap_block(len), *again;
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_SET_READ_MOSTLY, 0),
+		  0);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len,
+			      GMEM_ADV_SET_PREFERRED_LOCATION, GMEM_DEV_HOST),
+		  0);
+	ASSERT_EQ(munmap(p, len), 0);
+	again = mmap(p, len, PROT_READ | PROT_WRITE, PEER_FLAGS | MAP_FIXED,
+		     -1, 0);
+	ASSERT_EQ(again, p);
+	/* The unmap is processed by a work item: give it a moment. */
+	for (int i = 0; i < 200; i++) {
+		ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+		if (!q.read_mostly && q.preferred_location == GMEM_DEV_NONE)
+			break;
+		usleep(10000);
+	}
+	ASSERT_EQ(q.read_mostly, 0);
+	ASSERT_EQ(q.preferred_location, GMEM_DEV_NONE);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+struct bad_advice {
+	const char *what;
+	struct gmem_advise a;
+	int err;
+};
+
+/* Malformed advice fails with its errno and changes no attribute. */
+TEST_F(hints, invalid_advice)
+{
+	size_t ps = self->ps, len = BLOCK;
+	char *p = peer_mmap_block(len);
+	char *anon = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *hole = unmapped_page(ps);
+	__u64 b = U64(p), wrap = ~0ULL & ~(__u64)(ps - 1);
+	int d = self->dev[0];
+	struct gmem_range_attrs q;
+	const struct bad_advice cases[] = {
+		{ "advice 0", { b, ps, 0, d, 0 }, EINVAL },
+		{ "advice MAX + 1", { b, ps, GMEM_ADV_MAX + 1, d, 0 }, EINVAL },
+		{ "advice ~0", { b, ps, ~0U, d, 0 }, EINVAL },
+		{ "reserved", { b, ps, GMEM_ADV_PIN, d, 1 }, EINVAL },
+		{ "addr + 1", { b + 1, ps, GMEM_ADV_PIN, d, 0 }, EINVAL },
+		{ "len 0", { b, 0, GMEM_ADV_PIN, d, 0 }, EINVAL },
+		{ "len page - 1", { b, ps - 1, GMEM_ADV_SET_READ_MOSTLY, 0, 0 },
+		  EINVAL },
+		{ "wraps", { wrap, 2 * ps, GMEM_ADV_SET_READ_MOSTLY, 0, 0 },
+		  EINVAL },
+		{ "hole", { U64(hole), ps, GMEM_ADV_SET_READ_MOSTLY, 0, 0 },
+		  EFAULT },
+		{ "past the end", { b, len + ps, GMEM_ADV_SET_READ_MOSTLY, 0, 0 },
+		  EFAULT },
+		{ "user end", { USER_END, ps, GMEM_ADV_SET_READ_MOSTLY, 0, 0 },
+		  EFAULT },
+		{ "not peer-shared", { U64(anon), ps, GMEM_ADV_SET_READ_MOSTLY,
+				       0, 0 }, EACCES },
+		{ "accessed-by host", { b, ps, GMEM_ADV_SET_ACCESSED_BY,
+					GMEM_DEV_HOST, 0 }, EINVAL },
+		{ "pin host", { b, ps, GMEM_ADV_PIN, GMEM_DEV_HOST, 0 },
+		  EINVAL },
+		{ "device 63", { b, ps, GMEM_ADV_PIN, 63, 0 }, ENODEV },
+		{ "device 64", { b, ps, GMEM_ADV_SET_ACCESSED_BY, 64, 0 },
+		  ENODEV },
+		{ "device -3", { b, ps, GMEM_ADV_SET_PREFERRED_LOCATION, -3, 0 },
+		  ENODEV },
+		{ "prefetch device -7", { b, ps, GMEM_ADV_PREFETCH, -7, 0 },
+		  ENODEV },
+	};
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_NE(anon, MAP_FAILED);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct gmem_advise a = cases[i].a;
+
+		errno = 0;
+		ASSERT_EQ(ioctl(self->gfd, GMEM_IOC_ADVISE, &a), -1)
+			TH_LOG("%s: accepted", cases[i].what);
+		ASSERT_EQ(errno, cases[i].err)
+			TH_LOG("%s: %s", cases[i].what, strerror(errno));
+	}
+	ASSERT_EQ(ioctl(self->gfd, GMEM_IOC_ADVISE, NULL), -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(ioctl(self->gfd, _IO('G', 99), 0), -1);
+	ASSERT_EQ(errno, ENOTTY);
+	memset(&q, 0, sizeof(q));
+	q.addr = b;
+	q.len = ps;
+	q.reserved = 1;
+	ASSERT_EQ(ioctl(self->gfd, GMEM_IOC_GET_ATTRS, &q), -1);
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, hole, ps, &q), -EFAULT);
+
+	/* Nothing changed, nothing moved. */
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	ASSERT_EQ(q.preferred_location, GMEM_DEV_NONE);
+	ASSERT_EQ(q.read_mostly, 0);
+	ASSERT_EQ(q.accessed_by, 0);
+	ASSERT_EQ(q.pinned, 0);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), 0);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(munmap(anon, 4 * ps), 0);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Oversubscription of the simulated NPUs' memory: jobs whose working set is
+ * several times the device memory complete with exact data, the least
+ * recently used blocks going back to host memory; pinned ranges are never
+ * evicted and a device full of them fails jobs cleanly with ENOMEM;
+ * blocks bouncing between the CPU and a device are held in host memory.
+ *
+ * Where pages are follows from debugfs gmem/devices (devmem_used, to_dev,
+ * evictions, thrash, oom, pinned of each NPU).  Needs gmem.ko and
+ * gmem_npu.ko num_devices=2 dram_mib=16 (the runner loads them).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#include "../kselftest_harness.h"
+#include "gmem_util.h"
+#include "npu_util.h"
+
+/* How long freeing device memory may lag behind munmap or exit. */
+#define FREE_DELAY_MS		2000
+
+FIXTURE(oversub)
+{
+	int fd;
+	int gfd;
+	int dev;
+	size_t ps;
+	size_t dev_bytes;
+};
+
+FIXTURE_SETUP(oversub)
+{
+	struct gmem_npu_info info;
+
+	self->ps = sysconf(_SC_PAGE_SIZE);
+	self->gfd = open("/dev/gmem", O_RDWR);
+	ASSERT_GE(self->gfd, 0) TH_LOG("open /dev/gmem: %s", strerror(errno));
+	self->fd = npu_open(0);
+	ASSERT_GE(self->fd, 0) TH_LOG("open /dev/gmem_npu0: %s",
+				      strerror(errno));
+	ASSERT_EQ(npu_get_info(self->fd, &info), 0);
+	self->dev = info.dev_id;
+	self->dev_bytes = dev_stat("npu0", "devmem_pages") * self->ps;
+	ASSERT_GT(self->dev_bytes, 0);
+	if (self->dev_bytes > 16 * MiB)
+		SKIP(return, "npu0 has %zu MiB (dram_mib=16 wanted)",
+		     self->dev_bytes / MiB);
+	/* An earlier test's exited process frees its memory first. */
+	dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS);
+}
+
+FIXTURE_TEARDOWN(oversub)
+{
+	close(self->fd);
+	close(self->gfd);
+}
+
+/* 4x the device memory, streamed through twice: read, written, read. */
+TEST_F_TIMEOUT(oversub, stream_4x, 600)
+{
+	size_t len = 4 * self->dev_bytes;
+	long ev0 = dev_stat("npu0", "evictions"), ev1;
+	struct gmem_npu_wait w;
+	__u32 seed = 0x4a4a;
+	char *p = peer_mmap_block(len);
+	ssize_t bad;
+
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, seed);
+	for (int pass = 0; pass < 2; pass++) {
+		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0)
+			TH_LOG("pass %d: status %d at 0x%llx", pass, w.status,
+			       (unsigned long long)w.fault_addr);
+		ASSERT_EQ(w.result, pattern_sum(len, seed));
+		ASSERT_LE(dev_stat("npu0", "devmem_used"),
+			  (long)(self->dev_bytes / self->ps));
+	}
+	ev1 = dev_stat("npu0", "evictions");
+	ASSERT_GE(ev1 - ev0, (long)((len - self->dev_bytes) / BLOCK))
+		TH_LOG("only %ld evictions", ev1 - ev0);
+	ASSERT_GT(gmem_stat("evicted_pages"), 0);
+
+	ASSERT_EQ(npu_fill(self->fd, p, len, 0x5c, &w), 0);
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x5c, len));
+	bad = find_not_byte(p, len, 0x5c);
+	ASSERT_EQ(bad, -1) TH_LOG("CPU reads 0x%x at byte %zd", p[bad], bad);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS), 0);
+}
+
+/* A pinned range stays on the device while 3x its memory streams past. */
+TEST_F_TIMEOUT(oversub, pinned_never_evicted, 600)
+{
+	size_t plen = 4 * MiB, len = 3 * self->dev_bytes;
+	long pin_pages = plen / self->ps, to_dev;
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *pin = peer_mmap_block(plen), *p = peer_mmap_block(len);
+
+	ASSERT_NE(pin, MAP_FAILED);
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(pin, plen, 11);
+	fill_pattern(p, len, 12);
+	ASSERT_EQ(gmem_advise(self->gfd, pin, plen, GMEM_ADV_PIN, self->dev),
+		  0);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), pin_pages);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, pin, plen, &q), 0);
+	ASSERT_EQ(q.pinned, 1ULL << self->dev);
+
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 12));
+	ASSERT_GT(dev_stat("npu0", "evictions"), 0);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), pin_pages);
+	/* Still resident: reading it migrates nothing and faults once. */
+	to_dev = dev_stat("npu0", "to_dev");
+	ASSERT_EQ(npu_sum(self->fd, pin, plen, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(plen, 11));
+	ASSERT_EQ(dev_stat("npu0", "to_dev"), to_dev);
+
+	ASSERT_EQ(gmem_advise(self->gfd, pin, plen, GMEM_ADV_UNPIN, self->dev),
+		  0);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), 0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, pin, plen, &q), 0);
+	ASSERT_EQ(q.pinned, 0);
+	ASSERT_EQ(check_pattern(pin, plen, 11), -1);
+	ASSERT_EQ(munmap(pin, plen), 0);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/*
+ * All of the device pinned: a job that needs device memory fails with
+ * ENOMEM and changes nothing; pinning more fails the same way and leaves
+ * the range unpinned; unpinning lets the job run.
+ */
+TEST_F_TIMEOUT(oversub, all_pinned_is_enomem, 600)
+{
+	size_t len = self->dev_bytes, olen = 4 * MiB;
+	long oom = dev_stat("npu0", "oom");
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *pin = peer_mmap_block(len), *other = peer_mmap_block(olen);
+
+	ASSERT_NE(pin, MAP_FAILED);
+	ASSERT_NE(other, MAP_FAILED);
+	fill_pattern(pin, len, 21);
+	fill_pattern(other, olen, 22);
+	ASSERT_EQ(gmem_advise(self->gfd, pin, len, GMEM_ADV_PIN, self->dev),
+		  0);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), (long)(len / self->ps));
+
+	ASSERT_EQ(npu_sum(self->fd, other, olen, &w), -ENOMEM);
+	ASSERT_EQ(w.fault_addr, (__u64)(uintptr_t)other);
+	ASSERT_GT(dev_stat("npu0", "oom"), oom);
+	ASSERT_EQ(gmem_advise(self->gfd, other, olen, GMEM_ADV_PIN, self->dev),
+		  -ENOMEM);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, other, olen, &q), 0);
+	ASSERT_EQ(q.pinned, 0);
+	ASSERT_EQ(check_pattern(other, olen, 22), -1);
+
+	ASSERT_EQ(gmem_advise(self->gfd, pin, len, GMEM_ADV_UNPIN, self->dev),
+		  0);
+	ASSERT_EQ(npu_sum(self->fd, other, olen, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(olen, 22));
+	ASSERT_EQ(npu_sum(self->fd, pin, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 21));
+	ASSERT_EQ(munmap(pin, len), 0);
+	ASSERT_EQ(munmap(other, olen), 0);
+}
+
+/*
+ * The CPU and the NPU writing one block in turn: after a few round trips
+ * the block is thrashing and stays in host memory, mapped in place by the
+ * NPU, and every value is still right.
+ */
+TEST_F_TIMEOUT(oversub, thrashing_pins_to_host, 300)
+{
+	size_t len = BLOCK;
+	long pins = dev_stat("npu0", "thrash"), to_dev_mid, to_dev_end;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+	int i;
+
+	ASSERT_NE(p, MAP_FAILED);
+	memset(p, 0, len);
+	for (i = 0; i < 8; i++) {
+		ASSERT_EQ(npu_fill(self->fd, p, len, 0x10 + i, &w), 0);
+		ASSERT_EQ(find_not_byte(p, len, 0x10 + i), -1)
+			TH_LOG("round %d: CPU reads stale data", i);
+		memset(p, 0x80 + i, len);
+		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+		ASSERT_EQ(w.result, byte_sum(0x80 + i, len));
+		if (i == 4)
+			to_dev_mid = dev_stat("npu0", "to_dev");
+	}
+	to_dev_end = dev_stat("npu0", "to_dev");
+	ASSERT_GT(dev_stat("npu0", "thrash"), pins);
+	ASSERT_GT(gmem_stat("thrash_pins"), 0);
+	/* Held in host memory: the last rounds migrated (almost) nothing. */
+	ASSERT_LT(to_dev_end - to_dev_mid, (long)(len / self->ps))
+		TH_LOG("%ld pages still migrated after round 4",
+		       to_dev_end - to_dev_mid);
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
+/*
+ * Two NPUs and two CPU threads on overlapping ranges at 2x the memory of
+ * both NPUs together.  Each round every actor adds 1 to every word of its
+ * quarter of the data (the quarters rotate, so every actor works on all
+ * of it) and sums a read-only buffer all four read; after the rounds every
+ * word went up by the number of rounds.
+ */
+#define ACTORS	4
+#define ROUNDS	4
+
+struct actor {
+	int fd;			/* NPU, or -1 for a CPU thread */
+	int index;
+	__u32 *data;
+	size_t quarter;		/* bytes */
+	const __u32 *ones;
+	size_t ones_len;
+	pthread_barrier_t *barrier;
+	int error;
+};
+
+static void *actor_run(void *arg)
+{
+	struct actor *a = arg;
+	struct gmem_npu_wait w;
+	size_t words = a->quarter / 4;
+
+	/* Every round ends at the barrier, even after an error. */
+	for (int r = 0; r < ROUNDS; r++) {
+		__u32 *q = a->data + ((a->index + r) % ACTORS) * words;
+		__u64 sum = 0;
+
+		if (a->error) {
+			/* Nothing more to do. */
+		} else if (a->fd >= 0) {
+			if (npu_add(a->fd, q, q, a->ones, a->quarter, &w))
+				a->error = 1000 + r;
+			else if (npu_sum(a->fd, a->ones, a->ones_len, &w) ||
+				 w.result != a->ones_len / 4)
+				a->error = 2000 + r;
+		} else {
+			for (size_t i = 0; i < words; i++)
+				q[i]++;
+			for (size_t i = 0; i < a->ones_len / 4; i++)
+				sum += a->ones[i];
+			if (sum != a->ones_len / 4)
+				a->error = 3000 + r;
+		}
+		pthread_barrier_wait(a->barrier);
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(oversub, two_npus_two_threads_2x, 900)
+{
+	size_t total = 2 * 2 * self->dev_bytes;	/* 2x both NPUs */
+	size_t ones_len = total / 4, len = total - ones_len;
+	size_t quarter = len / ACTORS;
+	struct actor actors[ACTORS];
+	pthread_t threads[ACTORS];
+	pthread_barrier_t barrier;
+	__u32 *data, *ones;
+	int fd1 = npu_open(1), k;
+	size_t i;
+
+	if (fd1 < 0 && errno == ENOENT)
+		SKIP(return, "no /dev/gmem_npu1 (gmem_npu.ko num_devices=2)");
+	ASSERT_GE(fd1, 0);
+	ASSERT_EQ(quarter % BLOCK, 0);
+	data = peer_mmap_block(len);
+	ones = peer_mmap_block(ones_len);
+	ASSERT_NE(data, MAP_FAILED);
+	ASSERT_NE(ones, MAP_FAILED);
+	for (i = 0; i < len / 4; i++)
+		data[i] = i * 7;
+	for (i = 0; i < ones_len / 4; i++)
+		ones[i] = 1;
+
+	ASSERT_EQ(pthread_barrier_init(&barrier, NULL, ACTORS), 0);
+	for (k = 0; k < ACTORS; k++) {
+		actors[k] = (struct actor){
+			.fd = k == 0 ? self->fd : k == 1 ? fd1 : -1,
+			.index = k, .data = data, .quarter = quarter,
+			.ones = ones, .ones_len = ones_len,
+			.barrier = &barrier,
+		};
+		ASSERT_EQ(pthread_create(&threads[k], NULL, actor_run,
+					 &actors[k]), 0);
+	}
+	for (k = 0; k < ACTORS; k++)
+		pthread_join(threads[k], NULL);
+	for (k = 0; k < ACTORS; k++)
+		EXPECT_EQ(actors[k].error, 0) TH_LOG("actor %d", k);
+	for (i = 0; i < len / 4; i++)
+		ASSERT_EQ(data[i], (__u32)(i * 7 + ROUNDS))
+			TH_LOG("word %zu", i);
+	ASSERT_GT(dev_stat("npu0", "evictions") + dev_stat("npu1", "evictions"),
+		  0);
+	pthread_barrier_destroy(&barrier);
+	close(fd1);
+	ASSERT_EQ(munmap(data, len), 0);
+	ASSERT_EQ(munmap(ones, ones_len), 0);
+}
+
+TEST_HARNESS_MAIN
