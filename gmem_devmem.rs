@@ -35,11 +35,14 @@
 //! # Thrashing
 //!
 //! [`Thrash`] remembers, per block, when it last left the device (evicted,
-//! pulled back by a CPU fault or by another device).  A block that left
-//! [`THRASH_THRESHOLD`] times within [`THRASH_WINDOW_MS`] of each other is
-//! thrashing: the device then maps it where it is, in host memory, for
-//! [`THRASH_PIN_MS`] instead of migrating it again (UVM's pinning, with a
-//! window scaled to this machine).
+//! pulled back by a CPU fault or by another device).  A block is thrashing
+//! when it left [`THRASH_THRESHOLD`] times within [`THRASH_WINDOW_MS`] of
+//! each other (ping-pong), or when it was evicted and is wanted back before
+//! the device allocated [`THRASH_REUSE_FACTOR`] times its memory since (a
+//! working set larger than the device, streamed over).  The device then
+//! maps it where it is, in host memory, for [`THRASH_PIN_MS`] instead of
+//! migrating it again (UVM's pinning, with times scaled to this machine),
+//! which also leaves the blocks already resident where they are.
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use core::{mem, ptr};
@@ -354,6 +357,16 @@ impl DevMem {
         chunks.v[c].stamp = stamp;
     }
 
+    /// Whether the thrashing table holds `key` back from this device.
+    pub(crate) fn holds_back(&self, key: BlockKey) -> bool {
+        self.thrash.holds_back(key, self.clock(), self.npages)
+    }
+
+    /// The LRU clock: ticks once per page allocated and per mapping.
+    pub(crate) fn clock(&self) -> u64 {
+        self.chunks.lock().clock
+    }
+
     /// Pages and number of chunk `c`.
     pub(crate) fn chunk_range(&self, c: usize) -> (usize, usize) {
         let first = c * CHUNK_PAGES;
@@ -463,7 +476,12 @@ pub(crate) const THRASH_WINDOW_MS: u64 = 200;
 /// Departures that make a block thrashing.
 pub(crate) const THRASH_THRESHOLD: u32 = 3;
 /// How long a thrashing block stays in host memory, mapped in place.
-pub(crate) const THRASH_PIN_MS: u64 = 300;
+pub(crate) const THRASH_PIN_MS: u64 = 1000;
+/// An evicted block wanted back within this many device memories' worth of
+/// allocations is thrashing.
+pub(crate) const THRASH_REUSE_FACTOR: u64 = 4;
+/// ... and within this long.
+pub(crate) const THRASH_REUSE_MS: u64 = 5000;
 
 #[derive(Clone, Copy, Default)]
 struct ThrashSlot {
@@ -471,6 +489,8 @@ struct ThrashSlot {
     departures: u32,
     last: u64,
     pinned_until: u64,
+    /// LRU clock at its last eviction, 0 if not evicted since.
+    evicted_at: u64,
 }
 
 /// Recent departures of blocks from one device.  A direct-mapped table: a
@@ -501,8 +521,9 @@ impl Thrash {
         (key.block / gmem_fault::FAULT_BLOCK ^ key.mm / 64) % THRASH_SLOTS
     }
 
-    /// Records that `key`'s pages left the device.
-    pub(crate) fn departed(&self, key: BlockKey) {
+    /// Records that `key`'s pages left the device; `evicted_at` is the LRU
+    /// clock if it was an eviction.
+    pub(crate) fn departed(&self, key: BlockKey, evicted_at: Option<u64>) {
         let now = now_ms();
         let mut slots = self.slots.lock();
         let s = &mut slots[Self::slot(key)];
@@ -514,14 +535,18 @@ impl Thrash {
                 key,
                 departures: 1,
                 last: now,
-                pinned_until: 0,
+                ..ThrashSlot::default()
             };
+        }
+        if let Some(t) = evicted_at {
+            s.evicted_at = t;
         }
     }
 
     /// Whether `key` must stay where it is rather than migrate to the
-    /// device: it is pinned for thrashing, or starts to be now.
-    pub(crate) fn holds_back(&self, key: BlockKey) -> bool {
+    /// device: it is pinned for thrashing, or starts to be now.  `clock`
+    /// is the device's LRU clock, `pages` the size of its memory.
+    pub(crate) fn holds_back(&self, key: BlockKey, clock: u64, pages: usize) -> bool {
         let now = now_ms();
         let mut slots = self.slots.lock();
         let s = &mut slots[Self::slot(key)];
@@ -531,9 +556,17 @@ impl Thrash {
         if now < s.pinned_until {
             return true;
         }
-        if s.departures >= THRASH_THRESHOLD && now.saturating_sub(s.last) < THRASH_WINDOW_MS {
+        let pingpong =
+            s.departures >= THRASH_THRESHOLD && now.saturating_sub(s.last) < THRASH_WINDOW_MS;
+        // A device idle for long does not move its clock: the eviction
+        // must be recent in time too.
+        let reused = s.evicted_at != 0
+            && clock.saturating_sub(s.evicted_at) < THRASH_REUSE_FACTOR * pages as u64
+            && now.saturating_sub(s.last) < THRASH_REUSE_MS;
+        if pingpong || reused {
             s.pinned_until = now + THRASH_PIN_MS;
             s.departures = 0;
+            s.evicted_at = 0;
             drop(slots);
             self.pins.fetch_add(1, Ordering::Relaxed);
             STATS.thrash_pins.fetch_add(1, Ordering::Relaxed);

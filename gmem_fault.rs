@@ -146,7 +146,7 @@ pub(crate) fn fault_block(
                 let wanted = match place {
                     Place::Policy => {
                         attrs.migrates_for(ctx.dev_id(), ctx.migrates())
-                            && (pinned || !pool.thrash.holds_back(key))
+                            && (pinned || !pool.holds_back(key))
                     }
                     Place::Device => true,
                     Place::InPlace => false,
@@ -250,7 +250,7 @@ pub(crate) fn fault_block(
             passes = 0;
             if ctx
                 .devmem()
-                .is_some_and(|p| pinned || place == Place::Device || !p.thrash.holds_back(key))
+                .is_some_and(|p| pinned || place == Place::Device || !p.holds_back(key))
             {
                 migrate_next = true;
                 passes = 1;
@@ -576,7 +576,7 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     let (vs, ve) = unsafe { gmem_mm::vma_bounds(vma) };
     // SAFETY: As above.
     pool.thrash
-        .departed(BlockKey::new(unsafe { gmem_mm::vma_mm(vma) }, addr as usize));
+        .departed(BlockKey::new(unsafe { gmem_mm::vma_mm(vma) }, addr as usize), None);
     let block = addr as usize & !(FAULT_BLOCK - 1);
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
@@ -645,7 +645,7 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
                 let (first, n) = pool.chunk_range(c);
                 let moved = evict_pages(pool, first, n, HOST_GFP).unwrap_or(0) as u64;
                 pool.end_evict(c);
-                pool.thrash.departed(victim);
+                pool.thrash.departed(victim, Some(pool.clock()));
                 pool.evictions.fetch_add(1, Ordering::Relaxed);
                 pool.evicted.fetch_add(moved, Ordering::Relaxed);
                 pool.to_host.fetch_add(moved, Ordering::Relaxed);

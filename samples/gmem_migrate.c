@@ -19,8 +19,9 @@
  * After each step it prints the npu0 line of debugfs gmem/devices and the
  * device-memory lines of debugfs gmem/stats, with the change since the
  * step before.  The numbers depend on what else uses the NPU, and on its
- * memory (gmem_npu.ko dram_mib, 16 MiB by default): what does not fit is
- * used in place in host memory, and the data is still right.
+ * memory (gmem_npu.ko dram_mib, 16 MiB by default): when it is full, the
+ * least recently used blocks go back to host memory, and the data is
+ * still right.
  *
  * Needs gmem.ko and gmem_npu.ko loaded, and debugfs for the counters.
  * Exits 0 only if every check of the data passes: both sums and both CPU

@@ -42,7 +42,7 @@ set key bottom left
 # Right of the dashed line the working set no longer fits.
 set arrow from 1, graph 0 to 1, graph 1 nohead dashtype 2
 # Columns: "oversub" factor mode MiB/s.
-plot for [m in "fault prefetch"] "$dat" \
+plot for [m in "fault hints"] "$dat" \
 	using 2:(strcol(3) eq m ? \$4 : NaN) with linespoints lw 2 pt 7 title m
 EOF
 	stage "oversubscription data: $dat"

@@ -926,7 +926,7 @@ static int bench_dmirror_migrate(void)
 
 /* Working sets in NPU memories; [0] fits, [2] is twice: the RATIO lines. */
 static const double oversub_factors[] = { 0.5, 1, 2, 4 };
-static const char *const oversub_modes[] = { "fault", "prefetch" };
+static const char *const oversub_modes[] = { "fault", "hints" };
 /* gmem/stats counters whose rise explains a row, where gmem has them. */
 static const char *const oversub_keys[] = {
 	"migrated_to_dev", "evictions", "evicted_pages", "thrash_pins",
@@ -977,30 +977,59 @@ static int wait_devmem_free(unsigned int id)
 }
 
 /*
- * One streaming pass over @len bytes at @buf: a REDUCE_SUM of the whole
- * or, with @slice, of each @slice bytes right after prefetching them to the
- * NPU.  The sum must be @want; times into *@ns, adds the device faults to
+ * One streaming pass over @len bytes at @buf: a REDUCE_SUM of the whole.
+ * The sum must be @want; times into *@ns, adds the device faults to
  * *@faults.
  */
-static int oversub_pass(int npu, char *buf, size_t len, size_t slice,
-			__u64 want, int64_t *ns, __u64 *faults)
+static int oversub_pass(int npu, char *buf, size_t len, __u64 want,
+			int64_t *ns, __u64 *faults)
 {
-	size_t step = slice ? slice : len;
 	int64_t t0 = now_ns();
 	__u64 sum = 0;
 
-	for (size_t off = 0; off < len; off += step) {
-		size_t n = len - off < step ? len - off : step;
-
-		if ((slice && npu_prefetch(npu, buf + off, n)) ||
-		    npu_sum(npu, buf + off, n, &sum, faults))
-			return -1;
-	}
+	if (npu_sum(npu, buf, len, &sum, faults))
+		return -1;
 	*ns = now_ns() - t0;
 	if (sum != want)
-		return fail("NPU REDUCE_SUM streaming %zu MiB (%s) returned %llu, the CPU computed %llu",
-			    len / MiB, slice ? "prefetch" : "fault",
-			    (unsigned long long)sum, (unsigned long long)want);
+		return fail("NPU REDUCE_SUM streaming %zu MiB returned %llu, the CPU computed %llu",
+			    len / MiB, (unsigned long long)sum,
+			    (unsigned long long)want);
+	return 0;
+}
+
+/* GMEM_IOC_ADVISE on /dev/gmem; 0 or -1 (reported). */
+static int advise(char *p, size_t len, __u32 advice, int dev)
+{
+	struct gmem_advise a = { .addr = (__u64)(uintptr_t)p, .len = len,
+				 .advice = advice, .dev = dev };
+	int fd = open("/dev/gmem", O_RDWR), ret;
+
+	if (fd < 0)
+		return fail("open /dev/gmem: %s", strerror(errno));
+	ret = ioctl(fd, GMEM_IOC_ADVISE, &a);
+	if (ret)
+		fail("GMEM_IOC_ADVISE %u over %zu MiB: %s", advice, len / MiB,
+		     strerror(errno));
+	close(fd);
+	return ret ? -1 : 0;
+}
+
+/*
+ * The hints a CUDA programmer would give a stream larger than the device:
+ * what fits (three quarters of the device, all of a working set that
+ * fits) is prefetched to it, the rest is accessed by it in place and never
+ * migrated.
+ */
+static int oversub_hints(char *buf, size_t len, unsigned int id)
+{
+	size_t fit = len <= oversub_devmem ? len :
+		     whole_blocks(oversub_devmem / 4 * 3);
+
+	if (advise(buf, fit, GMEM_ADV_PREFETCH, id))
+		return -1;
+	if (fit < len &&
+	    advise(buf + fit, len - fit, GMEM_ADV_SET_ACCESSED_BY, id))
+		return -1;
 	return 0;
 }
 
@@ -1023,7 +1052,6 @@ static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
 {
 	struct oversub_row *row = &oversub[f][m];
 	size_t len = whole_blocks(oversub_factors[f] * oversub_devmem);
-	size_t slice = m ? whole_blocks(oversub_devmem / 4) : 0;
 	long long before[ARRAY_SIZE(oversub_keys)];
 	long long after[ARRAY_SIZE(oversub_keys)];
 	__u64 want, warm_faults = 0;
@@ -1037,11 +1065,13 @@ static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
 	if (!buf)
 		return -1;
 	want = fill_pattern(buf, len, 0x0e000000 + f * 2 + m);
-	ret = oversub_pass(npu, buf, len, slice, want, &warm_ns, &warm_faults);
+	ret = m ? oversub_hints(buf, len, id) : 0;
+	if (!ret)
+		ret = oversub_pass(npu, buf, len, want, &warm_ns, &warm_faults);
 	if (!ret)
 		ret = oversub_counters(before);
 	for (int p = 0; p < OVERSUB_PASSES && !ret; p++)
-		ret = oversub_pass(npu, buf, len, slice, want, &row->ns[p],
+		ret = oversub_pass(npu, buf, len, want, &row->ns[p],
 				   &row->faults);
 	if (!ret)
 		ret = oversub_counters(after);
@@ -1084,7 +1114,7 @@ static int bench_oversub(int npu)
 			continue;
 		}
 		snprintf(what, sizeof(what),
-			 "(h) NPU streaming REDUCE_SUM of %zu MiB, %gx its memory, faulting and prefetching",
+			 "(h) NPU streaming REDUCE_SUM of %zu MiB, %gx its memory, without and with hints",
 			 len / MiB, oversub_factors[f]);
 		progress(what);
 		for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++)
