@@ -192,7 +192,13 @@ impl DevMem {
         if npages == 0 {
             return Err(EINVAL);
         }
-        let chunks = KVec::from_elem(Chunk::default(), npages.div_ceil(CHUNK_PAGES), GFP_KERNEL)?;
+        let nchunks = npages.div_ceil(CHUNK_PAGES);
+        let chunks = KVec::from_elem(Chunk::default(), nchunks, GFP_KERNEL)?;
+        let thrash_slots = KVec::from_elem(
+            ThrashSlot::default(),
+            nchunks * THRASH_SLOTS_PER_CHUNK,
+            GFP_KERNEL,
+        )?;
         // SAFETY: `iomem_resource` is the root of physical address space;
         // the name is static.
         let res = unsafe {
@@ -225,7 +231,7 @@ impl DevMem {
                 dev: ptr::from_ref(dev),
                 slot,
                 chunks <- new_spinlock!(Chunks { v: chunks, clock: 0 }, "DevMem::chunks"),
-                thrash <- Thrash::new(),
+                thrash <- Thrash::new(thrash_slots),
                 used: AtomicU64::new(0),
                 to_dev: AtomicU64::new(0),
                 to_host: AtomicU64::new(0),
@@ -469,8 +475,9 @@ unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
 // ---------------------------------------------------------------------------
 // Thrashing.
 
-/// Slots of the thrashing table (direct-mapped by block).
-const THRASH_SLOTS: usize = 64;
+/// Slots of the thrashing table (direct-mapped by block) per chunk of device
+/// memory: enough for every block a stream evicts within the reuse window.
+const THRASH_SLOTS_PER_CHUNK: usize = THRASH_REUSE_FACTOR as usize;
 /// Departures of one block within this long of each other count together.
 pub(crate) const THRASH_WINDOW_MS: u64 = 200;
 /// Departures that make a block thrashing.
@@ -498,7 +505,7 @@ struct ThrashSlot {
 #[pin_data]
 pub(crate) struct Thrash {
     #[pin]
-    slots: SpinLock<[ThrashSlot; THRASH_SLOTS]>,
+    slots: SpinLock<KVec<ThrashSlot>>,
     pub(crate) pins: AtomicU64,
 }
 
@@ -510,15 +517,15 @@ fn now_ms() -> u64 {
 }
 
 impl Thrash {
-    fn new() -> impl PinInit<Self> {
+    fn new(slots: KVec<ThrashSlot>) -> impl PinInit<Self> {
         pin_init!(Self {
-            slots <- new_spinlock!([ThrashSlot::default(); THRASH_SLOTS], "Thrash::slots"),
+            slots <- new_spinlock!(slots, "Thrash::slots"),
             pins: AtomicU64::new(0),
         })
     }
 
-    fn slot(key: BlockKey) -> usize {
-        (key.block / gmem_fault::FAULT_BLOCK ^ key.mm / 64) % THRASH_SLOTS
+    fn slot(key: BlockKey, n: usize) -> usize {
+        (key.block / gmem_fault::FAULT_BLOCK ^ key.mm / 64) % n
     }
 
     /// Records that `key`'s pages left the device; `evicted_at` is the LRU
@@ -526,7 +533,8 @@ impl Thrash {
     pub(crate) fn departed(&self, key: BlockKey, evicted_at: Option<u64>) {
         let now = now_ms();
         let mut slots = self.slots.lock();
-        let s = &mut slots[Self::slot(key)];
+        let n = slots.len();
+        let s = &mut slots[Self::slot(key, n)];
         if s.key == key && now.saturating_sub(s.last) < THRASH_WINDOW_MS {
             s.departures += 1;
             s.last = now;
@@ -549,7 +557,8 @@ impl Thrash {
     pub(crate) fn holds_back(&self, key: BlockKey, clock: u64, pages: usize) -> bool {
         let now = now_ms();
         let mut slots = self.slots.lock();
-        let s = &mut slots[Self::slot(key)];
+        let n = slots.len();
+        let s = &mut slots[Self::slot(key, n)];
         if s.key != key {
             return false;
         }
