@@ -117,6 +117,8 @@ pub(crate) struct Stats {
     pub(crate) evictions: AtomicU64,
     pub(crate) evicted_pages: AtomicU64,
     pub(crate) oom_faults: AtomicU64,
+    pub(crate) dup_pages: AtomicU64,
+    pub(crate) dup_collapses: AtomicU64,
     pub(crate) discarded_pages: AtomicU64,
 }
 
@@ -142,6 +144,8 @@ impl Stats {
             evictions: AtomicU64::new(0),
             evicted_pages: AtomicU64::new(0),
             oom_faults: AtomicU64::new(0),
+            dup_pages: AtomicU64::new(0),
+            dup_collapses: AtomicU64::new(0),
             discarded_pages: AtomicU64::new(0),
         }
     }
@@ -168,6 +172,8 @@ impl Stats {
             ("evictions", &self.evictions),
             ("evicted_pages", &self.evicted_pages),
             ("oom_faults", &self.oom_faults),
+            ("dup_pages", &self.dup_pages),
+            ("dup_collapses", &self.dup_collapses),
             ("discarded_pages", &self.discarded_pages),
         ];
         for (name, value) in rows {
@@ -408,7 +414,7 @@ impl GmemCtx {
 
     /// Removes device mappings of `[start, end)`.  Under the page-table
     /// lock, on a live context.
-    fn invalidate(&self, start: usize, end: usize) {
+    pub(crate) fn invalidate(&self, start: usize, end: usize) {
         if let Some(inv) = self.dev.ops().invalidate {
             // SAFETY: As in `map`.
             unsafe { inv(self.dev.drvdata, self.drv, start as _, end as _) };
@@ -424,6 +430,9 @@ impl GmemCtx {
                 return false;
             }
             self.invalidate(0, usize::MAX);
+            if let Some(pool) = self.devmem() {
+                pool.collapse_dups(|d| ptr::eq::<GmemCtx>(&*d.ctx, self));
+            }
             remove_arc(&mut pt, self);
         }
         let _drv = self.drv_lock.lock();
@@ -593,9 +602,7 @@ impl GmemAs {
             }
         };
         under_lock();
-        for ctx in pt.iter() {
-            ctx.invalidate(start, end);
-        }
+        self.invalidate_locked(&pt, start, end);
         STATS.invalidations.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -607,7 +614,19 @@ impl GmemAs {
         let pt = self.pt.lock();
         for ctx in pt.iter() {
             ctx.policy_gen.fetch_add(1, Ordering::Release);
+        }
+        self.invalidate_locked(&pt, start, end);
+    }
+
+    /// Removes every device mapping of `[start, end)` and collapses the
+    /// read duplicates there: what they copied may be about to change.
+    fn invalidate_locked(&self, ctxs: &[Arc<GmemCtx>], start: usize, end: usize) {
+        for ctx in ctxs {
             ctx.invalidate(start, end);
+            if let Some(pool) = ctx.devmem() {
+                let mm = self.mm as usize;
+                pool.collapse_dups(|d| d.key.mm == mm && d.start < end && start < d.end);
+            }
         }
     }
 
@@ -1243,7 +1262,7 @@ impl kernel::Module for GmemModule {
                     res = match d.devmem() {
                         Some(p) => writeln!(
                             w,
-                            "{} {} caps={:#x} devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={} evictions={} evicted={} thrash={} oom={} pinned={}",
+                            "{} {} caps={:#x} devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={} evictions={} evicted={} thrash={} oom={} pinned={} dup_pages={}",
                             d.id,
                             d.name(),
                             d.caps,
@@ -1256,7 +1275,8 @@ impl kernel::Module for GmemModule {
                             p.evicted.load(Ordering::Relaxed),
                             p.thrash.pins.load(Ordering::Relaxed),
                             p.oom.load(Ordering::Relaxed),
-                            p.pinned_pages()
+                            p.pinned_pages(),
+                            p.dup_pages.load(Ordering::Relaxed)
                         ),
                         None => writeln!(w, "{} {} caps={:#x} devmem_pages=0", d.id, d.name(), d.caps),
                     };

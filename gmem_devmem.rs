@@ -32,6 +32,17 @@
 //! and none is free.  A partly used chunk wastes the rest of its pages:
 //! the price of evicting whole blocks without looking up what maps them.
 //!
+//! # Read duplicates
+//!
+//! A chunk may also hold read-only copies of a read-mostly block's host
+//! pages for one device ([`Dup`], see `gmem_fault::duplicate`).  Those
+//! pages are never given to core MM: gmem frees them itself when the copies
+//! collapse (any invalidation of the block, eviction, context teardown).
+//! A [`Dup`] is installed under its address space's page-table lock, and
+//! its pages are freed only after that lock was taken with the device's
+//! mappings of them removed: a fault that finds one under the lock may map
+//! it.
+//!
 //! # Thrashing
 //!
 //! [`Thrash`] remembers, per block, when it last left the device (evicted,
@@ -53,7 +64,8 @@ use kernel::prelude::*;
 use kernel::sync::{new_spinlock, SpinLock};
 use kernel::types::Opaque;
 
-use crate::{gmem_fault, GmemDev, STATS};
+use crate::{gmem_fault, GmemCtx, GmemDev, STATS};
+use kernel::sync::Arc;
 
 const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 const MAX_POOLS: usize = 16;
@@ -69,6 +81,9 @@ pub(crate) struct BlockKey {
     pub(crate) block: usize,
 }
 
+/// In a chunk's key: the chunk holds read duplicates of the block.
+const DUP_KEY_BIT: usize = 1;
+
 impl BlockKey {
     pub(crate) fn new(mm: *mut bindings::mm_struct, addr: usize) -> Self {
         Self {
@@ -76,6 +91,49 @@ impl BlockKey {
             block: addr & !(gmem_fault::FAULT_BLOCK - 1),
         }
     }
+
+    /// The key of the block's read duplicates.
+    pub(crate) fn dup(self) -> Self {
+        Self {
+            block: self.block | DUP_KEY_BIT,
+            ..self
+        }
+    }
+
+    pub(crate) fn is_dup(&self) -> bool {
+        self.block & DUP_KEY_BIT != 0
+    }
+
+    /// The block's address.
+    pub(crate) fn addr(&self) -> usize {
+        self.block & !DUP_KEY_BIT
+    }
+}
+
+extern "C" {
+    /// Drops a reference on each page (gmem_glue.c).
+    pub(crate) fn gmem_put_pfns(pfns: *const usize, n: usize);
+    /// Takes a reference on each page, or on none (gmem_glue.c).
+    pub(crate) fn gmem_get_pfns(pfns: *const usize, n: usize) -> bool;
+}
+
+/// Read-only copies of `[start, end)`'s host pages, in one chunk of one
+/// device's memory, mapped by one context.
+///
+/// # Invariants
+///
+/// Holds a reference on the context's address space (put when freed), so
+/// that an eviction may take its page-table lock even after the context
+/// detached.
+pub(crate) struct Dup {
+    pub(crate) ctx: Arc<GmemCtx>,
+    pub(crate) key: BlockKey,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// The host pages copied, each with a reference held: a CPU write to
+    /// one must copy it (with an invalidation, which collapses the copies)
+    /// rather than reuse it silently.
+    pub(crate) host: KVec<usize>,
 }
 
 /// One chunk of device memory.  Free when `used` is 0 and it is not being
@@ -170,6 +228,10 @@ pub(crate) struct DevMem {
     chunks: SpinLock<Chunks>,
     #[pin]
     pub(crate) thrash: Thrash,
+    /// Read duplicates, by chunk.
+    #[pin]
+    dups: SpinLock<KVec<Option<KBox<Dup>>>>,
+    pub(crate) dup_pages: AtomicU64,
     pub(crate) used: AtomicU64,
     pub(crate) to_dev: AtomicU64,
     pub(crate) to_host: AtomicU64,
@@ -194,6 +256,10 @@ impl DevMem {
         }
         let nchunks = npages.div_ceil(CHUNK_PAGES);
         let chunks = KVec::from_elem(Chunk::default(), nchunks, GFP_KERNEL)?;
+        let mut dups = KVec::with_capacity(nchunks, GFP_KERNEL)?;
+        for _ in 0..nchunks {
+            dups.push(None, GFP_KERNEL)?;
+        }
         let thrash_slots = KVec::from_elem(
             ThrashSlot::default(),
             nchunks * THRASH_SLOTS_PER_CHUNK,
@@ -232,6 +298,8 @@ impl DevMem {
                 slot,
                 chunks <- new_spinlock!(Chunks { v: chunks, clock: 0 }, "DevMem::chunks"),
                 thrash <- Thrash::new(thrash_slots),
+                dups <- new_spinlock!(dups, "DevMem::dups"),
+                dup_pages: AtomicU64::new(0),
                 used: AtomicU64::new(0),
                 to_dev: AtomicU64::new(0),
                 to_host: AtomicU64::new(0),
@@ -443,7 +511,71 @@ impl DevMem {
             .fetch_sub(self.npages as u64, Ordering::Relaxed);
     }
 
-    fn free_page(&self, idx: usize) {
+    /// The chunk of the installed duplicates of `key` over `[start, end)`.
+    /// Under the address space's page-table lock.
+    pub(crate) fn dup_chunk(&self, key: BlockKey, start: usize, end: usize) -> Option<usize> {
+        self.dups.lock().iter().position(|d| {
+            d.as_ref()
+                .is_some_and(|d| d.key == key && d.start == start && d.end == end)
+        })
+    }
+
+    /// Installs duplicates whose copies are the pages from `first_idx`.
+    /// Under the address space's page-table lock.
+    pub(crate) fn install_dup(&self, dup: KBox<Dup>, first_idx: usize) {
+        let n = ((dup.end - dup.start) / PAGE_SIZE) as u64;
+        self.dups.lock()[first_idx / CHUNK_PAGES] = Some(dup);
+        self.dup_pages.fetch_add(n, Ordering::Relaxed);
+        STATS.dup_pages.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes out the duplicates `pred` selects and frees them.  Under the
+    /// page-table lock of their address space, whose devices no longer map
+    /// them; allocates nothing and never sleeps.
+    pub(crate) fn collapse_dups(&self, pred: impl Fn(&Dup) -> bool) {
+        for c in 0..self.nchunks() {
+            let taken = self.dups.lock()[c].take_if(|d| pred(d));
+            if let Some(d) = taken {
+                self.free_dup(c, d);
+                STATS.dup_collapses.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Frees the copies of `d`, taken out of chunk `c`.
+    fn free_dup(&self, c: usize, d: KBox<Dup>) {
+        let first = c * CHUNK_PAGES + (d.start - d.key.addr()) / PAGE_SIZE;
+        let n = (d.end - d.start) / PAGE_SIZE;
+        for idx in first..first + n {
+            self.free_page(idx);
+        }
+        // SAFETY: The references taken when the copies were made.
+        unsafe { gmem_put_pfns(d.host.as_ptr(), d.host.len()) };
+        self.dup_pages.fetch_sub(n as u64, Ordering::Relaxed);
+        STATS.dup_pages.fetch_sub(n as u64, Ordering::Relaxed);
+        // Never the last reference under the page-table lock: a context
+        // that is attached holds one too (the other callers hold none).
+        d.ctx.address_space().put();
+    }
+
+    /// Evicts the duplicates in chunk `c`: its context stops mapping them,
+    /// then they are freed.  No gmem lock held.
+    pub(crate) fn evict_dup(&self, c: usize) -> usize {
+        let Some(d) = self.dups.lock()[c].take() else {
+            return 0;
+        };
+        {
+            let _pt = d.ctx.address_space().pt.lock();
+            if !d.ctx.is_dead() {
+                d.ctx.invalidate(d.start, d.end);
+            }
+        }
+        let n = (d.end - d.start) / PAGE_SIZE;
+        self.free_dup(c, d);
+        n
+    }
+
+    pub(crate) fn free_page(&self, idx: usize) {
         {
             let mut chunks = self.chunks.lock();
             let Some(c) = chunks.v.get_mut(idx / CHUNK_PAGES) else {

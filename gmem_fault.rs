@@ -35,6 +35,18 @@
 //! (`gmem_vma::Attrs`) first, then the context's placement, and no block
 //! the device's thrashing table holds back (`gmem_devmem::Thrash`).
 //!
+//! # Read duplication
+//!
+//! A device's read fault on a read-mostly range copies the block's host
+//! pages into the device's memory and maps the copies read-only
+//! ([`duplicate`]); the host keeps its pages, and each device reading the
+//! range gets copies of its own.  Coherence comes from core MM: the host
+//! pages are write-protected and marked maybe shared (`gmem_wrprotect()`,
+//! built in), and gmem holds a reference on each, so a CPU write copies
+//! the page (`wp_page_copy()`) and invalidates it first, and every
+//! invalidation of the block collapses all its copies.  A device write
+//! faults in the same way and maps the host page in place.
+//!
 //! # Eviction
 //!
 //! A block needs a chunk of device memory; when none is free,
@@ -56,8 +68,9 @@ use core::sync::atomic::Ordering;
 use kernel::bindings;
 use kernel::prelude::*;
 
-use crate::gmem_devmem::{BlockKey, DevMem, Victim, CHUNK_PAGES};
+use crate::gmem_devmem::{self, BlockKey, DevMem, Dup, Victim, CHUNK_PAGES};
 use crate::gmem_mm::{self, MmRef, MmUser};
+use crate::gmem_vma::Region;
 use crate::{gmem_vma, GmemCtx, STATS};
 
 /// Bytes resolved by one device fault, at most (aligned).
@@ -139,6 +152,16 @@ pub(crate) fn fault_block(
             gmem_vma::ensure_covered(as_, MmRef::User(&user), start, end)?;
             continue;
         };
+        if !decided
+            && place == Place::Policy
+            && !write
+            && attrs.read_mostly
+            && ctx.devmem().is_some()
+        {
+            if let Some(done) = duplicate(ctx, &user, &region, addr) {
+                return Ok(done);
+            }
+        }
         if !decided {
             decided = true;
             pinned = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
@@ -641,6 +664,14 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
         }
         tries -= 1;
         match pool.pick_victim(key) {
+            Victim::Chunk(c, victim) if victim.is_dup() => {
+                let moved = pool.evict_dup(c) as u64;
+                pool.end_evict(c);
+                pool.evictions.fetch_add(1, Ordering::Relaxed);
+                pool.evicted.fetch_add(moved, Ordering::Relaxed);
+                STATS.evictions.fetch_add(1, Ordering::Relaxed);
+                STATS.evicted_pages.fetch_add(moved, Ordering::Relaxed);
+            }
             Victim::Chunk(c, victim) => {
                 let (first, n) = pool.chunk_range(c);
                 let moved = evict_pages(pool, first, n, HOST_GFP).unwrap_or(0) as u64;
@@ -663,6 +694,199 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
         }
     }
     Ok(())
+}
+
+/// Attempts at making read duplicates that keep racing invalidations.
+const DUP_ATTEMPTS: usize = 4;
+
+/// Maps the block around `addr`, in a read-mostly range, into `ctx`'s
+/// device as read-only copies in its memory, made now or earlier.  Returns
+/// the pages mapped and the end of the range, or `None` if the block
+/// cannot be duplicated (not anonymous, pages on a device or pinned by
+/// someone, no room, racing changes): the caller then maps it in place.
+fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Option<(usize, usize)> {
+    let pool = ctx.devmem()?;
+    let as_ = ctx.address_space();
+    let key = BlockKey::new(as_.mm(), addr).dup();
+    let (start, end) = {
+        let mm = user.read_lock();
+        let vma = mm.vma_at(addr)?;
+        if !vma.is_anonymous() {
+            return None;
+        }
+        (
+            key.addr().max(region.start).max(vma.start()),
+            (key.addr() + FAULT_BLOCK).min(region.end).min(vma.end()),
+        )
+    };
+    let n = (end - start) / PAGE_SIZE;
+    let first = (start - key.addr()) / PAGE_SIZE;
+    let mut pfns = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
+    let mut idxs = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
+    ctx.prepare(start, end).ok()?;
+    let me = as_
+        .pt
+        .lock()
+        .iter()
+        .find(|c| core::ptr::eq::<GmemCtx>(&***c, ctx))
+        .cloned()?;
+    for _ in 0..DUP_ATTEMPTS {
+        let policy_gen = ctx.policy_gen();
+        {
+            // Copies made earlier, still valid: map them.
+            let pt = as_.pt.lock();
+            if let Some(c) = pool.dup_chunk(key, start, end) {
+                if region.is_dead() || ctx.is_dead() {
+                    return None;
+                }
+                for (i, p) in pfns.iter_mut().enumerate() {
+                    *p = bindings::GMEM_PFN_DEVMEM as usize | (c * CHUNK_PAGES + first + i);
+                }
+                ctx.map(start, &pfns, bindings::GMEM_PROT_READ).ok()?;
+                drop(pt);
+                return Some((n, end));
+            }
+        }
+        make_room(pool, key).ok()?;
+        let seq = {
+            let mm = user.read_lock();
+            let mut seq = 0;
+            for protect in [false, true] {
+                // SAFETY: As in `fault_block`.
+                seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
+                snapshot(&mm, region, seq, start, end, &mut pfns)?;
+                if !pfns.iter().any(|&p| p & HMM_PFN_WRITE != 0) {
+                    break;
+                }
+                if protect {
+                    return None;
+                }
+                // Writable host pages: protect them (first copies of the
+                // block, or the first since a write collapsed them).
+                // SAFETY: The mm is read-locked; the range lies in one VMA.
+                unsafe { bindings::gmem_wrprotect(user.as_ptr(), start as _, end as _) };
+            }
+            for p in pfns.iter_mut() {
+                *p &= !HMM_PFN_FLAGS;
+                if DevMem::lookup(*p).is_some() {
+                    return None;
+                }
+            }
+            // SAFETY: Pfns of host pages just found mapped.
+            if !unsafe { gmem_devmem::gmem_get_pfns(pfns.as_ptr(), n) } {
+                continue;
+            }
+            // With the references held a write must copy; a write that
+            // reused a page before they were taken left it writable.
+            let mut again = KVec::from_elem(0usize, n, GFP_KERNEL).ok();
+            let same = again.as_mut().is_some_and(|a| {
+                snapshot(&mm, region, seq, start, end, a).is_some()
+                    && a.iter().zip(pfns.iter()).all(|(&a, &p)| a & HMM_PFN_WRITE == 0 && a & !HMM_PFN_FLAGS == p)
+            });
+            if !same {
+                // SAFETY: Taken just above.
+                unsafe { gmem_devmem::gmem_put_pfns(pfns.as_ptr(), n) };
+                continue;
+            }
+            seq
+        };
+        let release = |idxs: &[usize], pfns: &[usize]| {
+            for &idx in idxs {
+                pool.free_page(idx);
+            }
+            // SAFETY: The references taken above.
+            unsafe { gmem_devmem::gmem_put_pfns(pfns.as_ptr(), pfns.len()) };
+        };
+        for i in 0..n {
+            match pool.alloc(key, first + i, false) {
+                Some(idx) => idxs[i] = idx,
+                None => {
+                    release(&idxs[..i], &pfns);
+                    return None;
+                }
+            }
+        }
+        pool.device().copy_to_dev(&idxs, &pfns);
+        let mut host = KVec::with_capacity(n, GFP_KERNEL).ok();
+        if let Some(h) = host.as_mut() {
+            let _ = h.extend_from_slice(&pfns, GFP_KERNEL);
+        }
+        let dup = host.and_then(|host| {
+            KBox::new(
+                Dup {
+                    ctx: me.clone(),
+                    key,
+                    start,
+                    end,
+                    host,
+                },
+                GFP_KERNEL,
+            )
+            .ok()
+        });
+        let Some(dup) = dup else {
+            release(&idxs, &pfns);
+            return None;
+        };
+        // The copies keep the address space (see `DevMem::evict_dup`).
+        as_.get_ref();
+        if ctx.prepare(start, end).is_err() {
+            release(&idxs, &pfns);
+            return None;
+        }
+        let pt = as_.pt.lock();
+        // SAFETY: As in `fault_block`.
+        if region.is_dead()
+            || ctx.is_dead()
+            || ctx.policy_gen() != policy_gen
+            || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) }
+        {
+            drop(pt);
+            drop(dup);
+            as_.put();
+            release(&idxs, &pfns);
+            continue;
+        }
+        for (p, &idx) in pfns.iter_mut().zip(idxs.iter()) {
+            *p = bindings::GMEM_PFN_DEVMEM as usize | idx;
+        }
+        let first_idx = idxs[0];
+        pool.install_dup(dup, first_idx);
+        if ctx.map(start, &pfns, bindings::GMEM_PROT_READ).is_err() {
+            // Undone as any invalidation would.
+            ctx.invalidate(start, end);
+            pool.collapse_dups(|d| d.key == key && d.start == start);
+            return None;
+        }
+        drop(pt);
+        STATS.fault_pages.fetch_add(n as u64, Ordering::Relaxed);
+        return Some((n, end));
+    }
+    None
+}
+
+/// Where `[start, end)`'s pages are, faulting them in for reading, into
+/// `out`; `None` if that fails or an invalidation since `seq` makes it
+/// stale.
+fn snapshot(
+    mm: &gmem_mm::MmReadGuard<'_>,
+    region: &Region,
+    seq: usize,
+    start: usize,
+    end: usize,
+    out: &mut [usize],
+) -> Option<()> {
+    let mut range = bindings::hmm_range {
+        notifier: region.notifier(),
+        notifier_seq: seq as _,
+        start: start as _,
+        end: end as _,
+        hmm_pfns: out.as_mut_ptr().cast(),
+        default_flags: HMM_PFN_VALID as _,
+        pfn_flags_mask: 0,
+        dev_private_owner: core::ptr::null_mut(),
+    };
+    mm.hmm_range_fault(&mut range).ok()
 }
 
 /// Moves pages `[first, first + n)` of `pool` that are in use back to host

@@ -20,6 +20,38 @@ EXPORT_SYMBOL_GPL(gmem_dev_add_memory);
 EXPORT_SYMBOL_GPL(gmem_prefetch);
 
 /*
+ * Page references for gmem's read duplicates (gmem_fault.rs), taken here
+ * because the helpers are static inline.
+ */
+#include <linux/mm.h>
+
+void gmem_put_pfns(const unsigned long *pfns, unsigned long n);
+bool gmem_get_pfns(const unsigned long *pfns, unsigned long n);
+
+void gmem_put_pfns(const unsigned long *pfns, unsigned long n)
+{
+	while (n--)
+		folio_put(page_folio(pfn_to_page(pfns[n])));
+}
+
+/*
+ * A reference on the folio of each page (a tail page of a THP has no count
+ * of its own), or on none if one is being freed.
+ */
+bool gmem_get_pfns(const unsigned long *pfns, unsigned long n)
+{
+	unsigned long i;
+
+	for (i = 0; i < n; i++)
+		if (!folio_try_get(page_folio(pfn_to_page(pfns[i]))))
+			break;
+	if (i == n)
+		return true;
+	gmem_put_pfns(pfns, i);
+	return false;
+}
+
+/*
  * Layout facts of C structures that the Rust code reads through bindgen's
  * view of them.  gmem checks the two agree before it does anything (see
  * gmem_core.rs: check_layouts), because a silent mismatch would corrupt

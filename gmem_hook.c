@@ -11,8 +11,11 @@
 #include <linux/gmem.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
+#include <linux/mmu_notifier.h>
 #include <linux/module.h>
+#include <linux/pagewalk.h>
 #include <linux/rcupdate.h>
+#include <linux/rmap.h>
 #include <linux/spinlock.h>
 
 static const struct gmem_mm_hooks __rcu *gmem_hooks;
@@ -107,6 +110,73 @@ out:
 	return ret;
 }
 EXPORT_SYMBOL_GPL(gmem_discard);
+
+static int gmem_wrprotect_pte(pte_t *ptep, unsigned long addr,
+			      unsigned long next, struct mm_walk *walk)
+{
+	struct vm_area_struct *vma = walk->vma;
+	pte_t pte = ptep_get(ptep);
+	struct folio *folio;
+	struct page *page;
+
+	if (!pte_present(pte))
+		return 0;
+	page = vm_normal_page(vma, addr, pte);
+	if (!page)
+		return 0;
+	folio = page_folio(page);
+	if (!folio_test_anon(folio) ||
+	    (!pte_write(pte) && !PageAnonExclusive(page)))
+		return 0;
+	/*
+	 * As KSM's write_protect_page(): clear and flush the PTE first, so
+	 * that GUP-fast either sees the old PTE or none, then mark the page
+	 * maybe shared; a pinned page cannot be, and stays as it was.
+	 */
+	pte = ptep_clear_flush(vma, addr, ptep);
+	if (folio_try_share_anon_rmap_pte(folio, page)) {
+		set_pte_at(vma->vm_mm, addr, ptep, pte);
+		return 0;
+	}
+	set_pte_at(vma->vm_mm, addr, ptep, pte_wrprotect(pte));
+	return 0;
+}
+
+static const struct mm_walk_ops gmem_wrprotect_ops = {
+	.pte_entry = gmem_wrprotect_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+/**
+ * gmem_wrprotect - make the next CPU write to a range visible
+ * @mm: the address space, with mmap_lock held (read is enough)
+ * @start: page-aligned start
+ * @end: page-aligned end, within one anonymous VMA
+ *
+ * Write-protects the present anonymous pages of the range and marks them
+ * maybe shared, as fork() and KSM do, so that a CPU write fault on one
+ * that someone else holds a reference on copies it (wp_page_copy()), with
+ * an mmu notifier invalidation, rather than silently making it writable
+ * again.  gmem's read duplication relies on this to learn of writes.
+ * Pages pinned for DMA are left as they are.
+ *
+ * Return: 0 or the page walk's error.
+ */
+int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
+		   unsigned long end)
+{
+	struct mmu_notifier_range range;
+	int ret;
+
+	mmap_assert_locked(mm);
+	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_PAGE, 0, mm,
+				start, end);
+	mmu_notifier_invalidate_range_start(&range);
+	ret = walk_page_range(mm, start, end, &gmem_wrprotect_ops, NULL);
+	mmu_notifier_invalidate_range_end(&range);
+	return ret;
+}
+EXPORT_SYMBOL_GPL(gmem_wrprotect);
 
 /**
  * gmem_register_mm_hooks - install gmem.ko's hooks

@@ -43,6 +43,8 @@ int gmem_peer_shared_mapped(struct mm_struct *mm, unsigned long start,
 int gmem_register_mm_hooks(const struct gmem_mm_hooks *hooks);
 void gmem_unregister_mm_hooks(const struct gmem_mm_hooks *hooks);
 int gmem_discard(struct mm_struct *mm, unsigned long start, size_t len);
+int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
+		   unsigned long end);
 #else
 static inline int gmem_peer_shared_check(struct file *file,
 					 unsigned long flags)

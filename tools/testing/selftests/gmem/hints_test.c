@@ -166,17 +166,21 @@ TEST_F(hints, accessed_by)
 }
 
 /*
- * Read-mostly: two devices read the range with no migration, each mapping
- * the host's pages read-only in place; a CPU write is seen by both at once,
- * a device write by the other device and the CPU.
+ * Read-mostly: each device reading the range gets read-only copies in its
+ * own memory and the host keeps its pages: no migration, no fault after
+ * the first read, CPU reads change nothing.  A CPU write collapses the
+ * copies of its block on both devices, and both see it; so does a device
+ * write.
  */
 TEST_F(hints, read_mostly)
 {
 	size_t len = 4 * MiB;
-	long to_dev[2];
+	long npages = len / self->ps, half = npages / 2;
+	long to_dev[2], dup[2], collapses;
 	struct gmem_range_attrs q;
 	struct gmem_npu_wait w;
 	char *p = peer_mmap_block(len);
+	int i;
 
 	if (self->ndev < 2)
 		SKIP(return, "no /dev/gmem_npu1");
@@ -186,27 +190,50 @@ TEST_F(hints, read_mostly)
 		  0);
 	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
 	ASSERT_EQ(q.read_mostly, 1);
-	for (int i = 0; i < 2; i++)
+	for (i = 0; i < 2; i++) {
 		to_dev[i] = dev_stat(npu_name[i], "to_dev");
-	for (int round = 0; round < 3; round++)
-		for (int i = 0; i < 2; i++) {
+		dup[i] = dev_stat(npu_name[i], "dup_pages");
+	}
+	for (int round = 0; round < 3; round++) {
+		for (i = 0; i < 2; i++) {
 			ASSERT_EQ(npu_sum(self->fd[i], p, len, &w), 0);
 			ASSERT_EQ(w.result, pattern_sum(len, 4));
+			if (round)
+				ASSERT_EQ(w.faults, 0) TH_LOG("%s round %d",
+							     npu_name[i], round);
 			ASSERT_EQ(dev_stat(npu_name[i], "to_dev"), to_dev[i]);
+			ASSERT_EQ(dev_stat(npu_name[i], "dup_pages"),
+				  dup[i] + npages);
 		}
-	/* The CPU writes; both devices see it. */
+		/* The CPU reads freely: the host kept its pages. */
+		ASSERT_EQ(check_pattern(p, len, 4), -1);
+	}
+
+	/* A CPU write collapses its block's copies on both devices. */
+	collapses = gmem_stat("dup_collapses");
 	memset(p + len / 2, 0x51, len / 2);
-	for (int i = 0; i < 2; i++) {
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(dev_stat(npu_name[i], "dup_pages"), dup[i] + half)
+			TH_LOG("%s", npu_name[i]);
+	ASSERT_GE(gmem_stat("dup_collapses"), collapses + 2);
+	for (i = 0; i < 2; i++) {
 		ASSERT_EQ(npu_sum(self->fd[i], p, len, &w), 0);
 		ASSERT_EQ(w.result, pattern_sum(len / 2, 4) +
 			  byte_sum(0x51, len / 2));
+		ASSERT_EQ(dev_stat(npu_name[i], "dup_pages"), dup[i] + npages);
 	}
-	/* A device write is seen by the other device and the CPU. */
+	/* A device write: the other device and the CPU see it. */
 	ASSERT_EQ(npu_fill(self->fd[0], p, len / 2, 0x52, &w), 0);
 	ASSERT_EQ(npu_sum(self->fd[1], p, len, &w), 0);
 	ASSERT_EQ(w.result, byte_sum(0x52, len / 2) + byte_sum(0x51, len / 2));
 	ASSERT_EQ(find_not_byte(p, len / 2, 0x52), -1);
+	ASSERT_EQ(find_not_byte(p + len / 2, len / 2, 0x51), -1);
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(dev_stat(npu_name[i], "to_dev"), to_dev[i]);
 	ASSERT_EQ(munmap(p, len), 0);
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(dev_stat_wait(npu_name[i], "dup_pages", dup[i],
+					FREE_DELAY_MS), dup[i]);
 }
 
 /* Discard: device-resident or not, the range reads as zeros after. */
