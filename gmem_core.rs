@@ -79,6 +79,7 @@ mod gmem_fault;
 mod gmem_ioctl;
 mod gmem_mm;
 mod gmem_sync;
+mod gmem_uaccess;
 mod gmem_vma;
 
 use gmem_devmem::DevMem;
@@ -741,9 +742,8 @@ unsafe extern "C" fn gmem_peer_shared_hook(
             .lock()
             .attrs
             .update(start, end, |a| *a = gmem_vma::Attrs::default());
-        let res = cleared.and_then(|()| {
-            gmem_vma::ensure_covered(as_, MmRef::WriteLocked(&mm), start, end)
-        });
+        let res = cleared
+            .and_then(|()| gmem_vma::ensure_covered(as_, MmRef::WriteLocked(&mm), start, end));
         as_.put();
         res?;
         STATS.peer_shared_mmaps.fetch_add(1, Ordering::Relaxed);
@@ -1090,7 +1090,8 @@ pub unsafe extern "C" fn gmem_prefetch(
         // and a hole fails with EFAULT.
         let mut addr = start;
         while addr < end {
-            let (_, covered) = gmem_fault::fault_block(ctx, addr, false, gmem_fault::Place::Device)?;
+            let (_, covered) =
+                gmem_fault::fault_block(ctx, addr, false, gmem_fault::Place::Device)?;
             addr = covered;
         }
         Ok(0)

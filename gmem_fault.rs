@@ -598,8 +598,8 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     // SAFETY: The faulting VMA, locked by the caller.
     let (vs, ve) = unsafe { gmem_mm::vma_bounds(vma) };
     // SAFETY: As above.
-    pool.thrash
-        .departed(BlockKey::new(unsafe { gmem_mm::vma_mm(vma) }, addr as usize), None);
+    let mm = unsafe { gmem_mm::vma_mm(vma) };
+    pool.thrash.departed(BlockKey::new(mm, addr as usize), None);
     let block = addr as usize & !(FAULT_BLOCK - 1);
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
@@ -781,7 +781,9 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             let mut again = KVec::from_elem(0usize, n, GFP_KERNEL).ok();
             let same = again.as_mut().is_some_and(|a| {
                 snapshot(&mm, region, seq, start, end, a).is_some()
-                    && a.iter().zip(pfns.iter()).all(|(&a, &p)| a & HMM_PFN_WRITE == 0 && a & !HMM_PFN_FLAGS == p)
+                    && a.iter()
+                        .zip(pfns.iter())
+                        .all(|(&a, &p)| a & HMM_PFN_WRITE == 0 && a & !HMM_PFN_FLAGS == p)
             });
             if !same {
                 // SAFETY: Taken just above.
@@ -897,7 +899,11 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, gfp: bindings::gfp_t) -> R
     let mut b = MigrateBufs::new(n)?;
     // SAFETY: Our pagemap's pfns, arrays of `n` entries.
     kernel::error::to_result(unsafe {
-        bindings::migrate_device_range(b.src.as_mut_ptr().cast(), (pool.base_pfn + first) as _, n as _)
+        bindings::migrate_device_range(
+            b.src.as_mut_ptr().cast(),
+            (pool.base_pfn + first) as _,
+            n as _,
+        )
     })?;
     for i in 0..n {
         if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
@@ -920,8 +926,16 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, gfp: bindings::gfp_t) -> R
     // SAFETY: Collected by migrate_device_range() above; pages without a
     // destination are left where they are.
     unsafe {
-        bindings::migrate_device_pages(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
-        bindings::migrate_device_finalize(b.src.as_mut_ptr().cast(), b.dst.as_mut_ptr().cast(), n as _);
+        bindings::migrate_device_pages(
+            b.src.as_mut_ptr().cast(),
+            b.dst.as_mut_ptr().cast(),
+            n as _,
+        );
+        bindings::migrate_device_finalize(
+            b.src.as_mut_ptr().cast(),
+            b.dst.as_mut_ptr().cast(),
+            n as _,
+        );
     }
     Ok(b.moved())
 }

@@ -18,10 +18,10 @@ use kernel::ioctl::{_IOW, _IOWR};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
-use kernel::uaccess::UserSlice;
 
 use crate::gmem_fault::{self, Place};
 use crate::gmem_mm::{MmRef, MmUser};
+use crate::gmem_uaccess::{read_arg, write_arg};
 use crate::gmem_vma::{self, Attrs, Loc};
 use crate::{GmemAs, GmemCtx, STATS};
 
@@ -91,38 +91,16 @@ impl Drop for Misc {
 unsafe extern "C" fn gmem_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> isize {
     let res = match cmd {
         IOC_ADVISE => read_arg::<bindings::gmem_advise>(arg as usize).and_then(|a| advise(&a)),
-        IOC_GET_ATTRS => {
-            read_arg::<bindings::gmem_range_attrs>(arg as usize).and_then(|mut q| {
-                get_attrs(&mut q)?;
-                write_arg(arg as usize, &q)
-            })
-        }
+        IOC_GET_ATTRS => read_arg::<bindings::gmem_range_attrs>(arg as usize).and_then(|mut q| {
+            get_attrs(&mut q)?;
+            write_arg(arg as usize, &q)
+        }),
         _ => Err(ENOTTY),
     };
     match res {
         Ok(()) => 0,
         Err(e) => e.to_errno() as isize,
     }
-}
-
-fn read_arg<T: Default>(arg: usize) -> Result<T> {
-    let mut v = T::default();
-    let mut r = UserSlice::new(arg as _, core::mem::size_of::<T>()).reader();
-    // SAFETY: `T` is a plain uapi struct: any bytes are a valid value.
-    let buf = unsafe {
-        core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), core::mem::size_of::<T>())
-    };
-    r.read_slice(buf)?;
-    Ok(v)
-}
-
-fn write_arg<T>(arg: usize, v: &T) -> Result {
-    let mut w = UserSlice::new(arg as _, core::mem::size_of::<T>()).writer();
-    // SAFETY: The bytes of a plain uapi struct without padding holes.
-    let buf = unsafe {
-        core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>())
-    };
-    w.write_slice(buf)
 }
 
 /// A page-aligned, non-empty, non-wrapping range.
@@ -295,9 +273,10 @@ fn advise(a: &bindings::gmem_advise) -> Result {
             kernel::error::to_result(unsafe {
                 bindings::gmem_discard(c.user.as_ptr(), start as _, end - start)
             })?;
-            STATS
-                .discarded_pages
-                .fetch_add(((end - start) / PAGE_SIZE) as u64, core::sync::atomic::Ordering::Relaxed);
+            STATS.discarded_pages.fetch_add(
+                ((end - start) / PAGE_SIZE) as u64,
+                core::sync::atomic::Ordering::Relaxed,
+            );
             Ok(())
         }
         _ => Err(EINVAL),

@@ -53,15 +53,16 @@ use kernel::sync::{
     new_condvar, new_mutex, new_spinlock, Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock,
 };
 use kernel::types::Opaque;
-use kernel::uaccess::UserSlice;
 use kernel::{c_str, fmt};
 
 mod gmem_dev;
+mod gmem_uaccess;
 // Shared with gmem.ko; the NPU uses its workqueue and work items only.
 #[allow(dead_code)]
 mod gmem_sync;
 
 use gmem_dev::{Attachment, GmemDevOps, Prot, Registration};
+use gmem_uaccess::{read_arg, write_arg};
 
 module! {
     type: NpuModule,
@@ -1165,27 +1166,6 @@ impl core::ops::Deref for ManuallyDropArc {
     fn deref(&self) -> &Arc<NpuFile> {
         &self.0
     }
-}
-
-fn read_arg<T: Default>(arg: usize) -> Result<T> {
-    let mut v = T::default();
-    let mut r = UserSlice::new(arg as _, core::mem::size_of::<T>()).reader();
-    // SAFETY: `T` is a plain uapi struct: any bytes are a valid value.
-    let buf = unsafe {
-        core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), core::mem::size_of::<T>())
-    };
-    r.read_slice(buf)?;
-    Ok(v)
-}
-
-fn write_arg<T>(arg: usize, v: &T) -> Result {
-    let mut w = UserSlice::new(arg as _, core::mem::size_of::<T>()).writer();
-    // SAFETY: Reading the bytes of a plain uapi struct without padding
-    // holes (the uapi fixes its layout).
-    let buf = unsafe {
-        core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>())
-    };
-    w.write_slice(buf)
 }
 
 // The ioctl numbers of include/uapi/linux/gmem.h (function-like macros

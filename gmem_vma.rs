@@ -195,7 +195,14 @@ impl AttrMap {
                 if s.start >= end && cursor < end {
                     let mut a = Attrs::default();
                     f(&mut a);
-                    push(&mut out, AttrSpan { start: cursor, end, a });
+                    push(
+                        &mut out,
+                        AttrSpan {
+                            start: cursor,
+                            end,
+                            a,
+                        },
+                    );
                     cursor = end;
                 }
                 push(&mut out, *s);
@@ -205,19 +212,40 @@ impl AttrMap {
             if cursor < s.start {
                 let mut a = Attrs::default();
                 f(&mut a);
-                push(&mut out, AttrSpan { start: cursor, end: s.start, a });
+                push(
+                    &mut out,
+                    AttrSpan {
+                        start: cursor,
+                        end: s.start,
+                        a,
+                    },
+                );
             }
             let mut a = s.a;
             f(&mut a);
             let (ms, me) = (s.start.max(start), s.end.min(end));
-            push(&mut out, AttrSpan { start: ms, end: me, a });
+            push(
+                &mut out,
+                AttrSpan {
+                    start: ms,
+                    end: me,
+                    a,
+                },
+            );
             cursor = me;
             push(&mut out, AttrSpan { start: end, ..*s });
         }
         if cursor < end {
             let mut a = Attrs::default();
             f(&mut a);
-            push(&mut out, AttrSpan { start: cursor, end, a });
+            push(
+                &mut out,
+                AttrSpan {
+                    start: cursor,
+                    end,
+                    a,
+                },
+            );
         }
         self.spans = out;
         Ok(())
@@ -465,10 +493,14 @@ pub(crate) fn resync(as_: &GmemAs) {
             // (on failure they stay, as harmless leftovers).
             let mut cursor = old.start;
             for (p, _) in pieces.iter() {
-                let _ = regions.attrs.update(cursor, p.start, |a| *a = Attrs::default());
+                let _ = regions
+                    .attrs
+                    .update(cursor, p.start, |a| *a = Attrs::default());
                 cursor = p.end;
             }
-            let _ = regions.attrs.update(cursor, old.end, |a| *a = Attrs::default());
+            let _ = regions
+                .attrs
+                .update(cursor, old.end, |a| *a = Attrs::default());
             for (p, slot) in pieces.into_iter() {
                 regions.by_start.insert(slot.into_node(p.start, p));
             }

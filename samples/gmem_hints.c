@@ -5,8 +5,9 @@
  * Three 4 MiB MAP_PEER_SHARED buffers, filled by the CPU, used by the NPU
  * /dev/gmem_npu0, each with the hint a CUDA program would give it:
  *
- *  - a lookup table, GMEM_ADV_SET_READ_MOSTLY: the NPU reads it in place
- *    in host memory, nothing migrates, and a CPU update is seen at once;
+ *  - a lookup table, GMEM_ADV_SET_READ_MOSTLY: the NPU reads a copy in its
+ *    own memory while the host keeps its pages, nothing migrates, and a
+ *    CPU update collapses the copy, so the NPU sees it at once;
  *  - weights, GMEM_ADV_PIN to the NPU: moved to its memory now and never
  *    evicted, so a job on them takes no fault;
  *  - scratch, GMEM_ADV_PREFETCH to the NPU, then GMEM_ADV_DISCARD when its
@@ -117,7 +118,7 @@ int main(void)
 	ok &= npu_sum(table, &f) == (int64_t)N;
 	table[0] = 1001;			/* a CPU update */
 	ok &= npu_sum(table, &f) == (int64_t)N + 1000;
-	printf("table:   read in place by the NPU, CPU update seen: %s\n",
+	printf("table:   duplicated on the NPU, CPU update seen: %s\n",
 	       ok ? "yes" : "NO");
 	ok &= npu_sum(weights, &f) == 2 * (int64_t)N;
 	printf("weights: pinned on the NPU, job faults %llu\n",

@@ -8,8 +8,9 @@ for s in /opt/gmem/samples/*; do
 	echo "### sample ${s##*/}"
 	$s || exit 1
 done
-echo "### gmem stats (debugfs gmem/stats)"
-cat /sys/kernel/debug/gmem/stats
+echo "### gmem counters (tools/gmemstat, then per device)"
+/opt/gmem/tools/gmemstat || exit 1
+/opt/gmem/tools/gmemstat -d 0.2 2 || exit 1
 echo "### kernel log"
 dmesg | grep -E 'gmem|npu'
 rmmod gmem_npu

@@ -63,13 +63,14 @@ static const struct col default_cols[] = {
 	{ "thrash/s",	"thrash_pins",		"thrash",	RATE },
 	{ "oom/s",	"oom_faults",		"oom",		RATE },
 	{ "usedMiB",	"devmem_used",		"devmem_used",	MIB_GAUGE },
+	{ "dup",	"dup_pages",		"dup_pages",	GAUGE },
 	{ "pinned",	NULL,			"pinned",	GAUGE },
 };
 
 /* For -a: the keys that are levels; any other key counts events. */
 static const char *const gauges[] = {
 	"devices", "address_spaces", "contexts", "regions", "devmem_pages",
-	"devmem_used", "pinned", "caps",
+	"devmem_used", "dup_pages", "pinned", "caps",
 };
 
 static struct col cols[MAX_KEYS];

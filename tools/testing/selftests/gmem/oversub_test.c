@@ -14,8 +14,10 @@
 #define _GNU_SOURCE
 #endif
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 
 #include "../kselftest_harness.h"
 #include "gmem_util.h"
@@ -310,6 +312,97 @@ TEST_F_TIMEOUT(oversub, two_npus_two_threads_2x, 900)
 	close(fd1);
 	ASSERT_EQ(munmap(data, len), 0);
 	ASSERT_EQ(munmap(ones, ones_len), 0);
+}
+
+/*
+ * Eviction racing everything else on the same pages: the NPU streams over
+ * 4x its memory (evicting) while a CPU thread reads the same buffer
+ * (faulting device pages home) and the other NPU sums it too; then a
+ * child process streaming over its own 4x buffer, evicting this one's
+ * blocks, is killed at varying moments, five times.  Nothing hangs, and
+ * every sum and every CPU read of this process's data is exact.
+ */
+struct reader {
+	const char *p;
+	size_t len;
+	__u32 seed;
+	volatile int stop;
+	long bad;
+};
+
+static void *cpu_reader(void *arg)
+{
+	struct reader *r = arg;
+
+	while (!r->stop)
+		for (size_t off = 0; off < r->len && !r->stop; off += 3 * MiB)
+			if (check_pattern_from(r->p + off, off / 4, MiB, r->seed)
+			    != -1)
+				r->bad++;
+	return NULL;
+}
+
+static __noreturn void streaming_child(size_t len)
+{
+	char *q = peer_mmap_block(len);
+	struct gmem_npu_wait w;
+	int fd = npu_open(0);
+
+	if (q == MAP_FAILED || fd < 0)
+		_exit(1);
+	memset(q, 0x77, len);
+	for (;;)
+		npu_sum(fd, q, len, &w);
+}
+
+TEST_F_TIMEOUT(oversub, eviction_races, 900)
+{
+	size_t len = 4 * self->dev_bytes, mid = len / 2;
+	struct reader r = { .len = len, .seed = 0x7ace };
+	struct gmem_npu_wait w;
+	pthread_t thread;
+	int fd1 = npu_open(1), status, round;
+	char *p = peer_mmap_block(len);
+	pid_t child;
+
+	ASSERT_NE(p, MAP_FAILED);
+	fill_pattern(p, len, r.seed);
+	r.p = p;
+	ASSERT_EQ(pthread_create(&thread, NULL, cpu_reader, &r), 0);
+	for (round = 0; round < 3; round++) {
+		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+		ASSERT_EQ(w.result, pattern_sum(len, r.seed));
+		if (fd1 >= 0) {
+			ASSERT_EQ(npu_sum(fd1, p + mid, mid, &w), 0);
+			ASSERT_EQ(w.result, pattern_sum_from(mid / 4, mid,
+							     r.seed));
+		}
+	}
+	r.stop = 1;
+	pthread_join(thread, NULL);
+	ASSERT_EQ(r.bad, 0) TH_LOG("%ld wrong CPU reads", r.bad);
+	ASSERT_GT(dev_stat("npu0", "evictions"), 0);
+
+	/* Half of it on the NPU, then children evict it and die. */
+	ASSERT_EQ(npu_prefetch(self->fd, p, self->dev_bytes / 2, 0), 0);
+	for (round = 0; round < 5; round++) {
+		child = fork();
+		ASSERT_GE(child, 0);
+		if (!child)
+			streaming_child(len);
+		usleep(50000 + round * 120000);
+		kill(child, SIGKILL);
+		ASSERT_EQ(waitpid(child, &status, 0), child);
+		ASSERT_TRUE(WIFSIGNALED(status));
+		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0)
+			TH_LOG("round %d: status %d", round, w.status);
+		ASSERT_EQ(w.result, pattern_sum(len, r.seed));
+	}
+	ASSERT_EQ(check_pattern(p, len, r.seed), -1);
+	if (fd1 >= 0)
+		close(fd1);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS), 0);
 }
 
 TEST_HARNESS_MAIN
