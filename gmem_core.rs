@@ -49,8 +49,14 @@
 //!    the fault path to commit device mappings.
 //!
 //! Leaf locks, under which nothing else is taken: `GmemCtx::drv_lock`
-//! (around `prepare` and `ctx_destroy`), `DevMem::chunks`, `Thrash::slots`,
-//! and the drivers' own MMU locks.
+//! (around `prepare` and `ctx_destroy`), `DevMem::chunks`, `DevMem::dups`
+//! (taken under `GmemAs::pt` and released before anything else is taken),
+//! `Thrash::slots`, and the drivers' own MMU locks.
+//!
+//! Eviction (`gmem_fault::make_room`) holds none of these while it works:
+//! it picks a victim under `DevMem::chunks`, then migrates with no gmem
+//! lock and no `mmap_lock`, taking only the victim's page-table lock
+//! (level 5) to unmap read duplicates.
 //!
 //! A driver's `map` and `invalidate` run under `GmemAs::pt` and must not
 //! call back into gmem; `ctx_create` and `ctx_destroy` run with no gmem

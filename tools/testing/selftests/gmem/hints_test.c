@@ -371,4 +371,53 @@ TEST_F(hints, invalid_advice)
 	ASSERT_EQ(munmap(anon, 4 * ps), 0);
 }
 
+/*
+ * 3000 random requests around a mapping, the NPU running jobs on it in
+ * between: each gets 0 or one of the documented errnos, nothing hangs or
+ * splats, and the range can still be queried and used afterwards.
+ */
+TEST_F_TIMEOUT(hints, random_advice, 600)
+{
+	size_t ps = self->ps, len = 4 * MiB;
+	const int errs[] = { 0, EINVAL, EFAULT, EACCES, ENODEV, ENOMEM };
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+	unsigned int seed = 0x5eed;
+	int i, ret;
+
+	ASSERT_NE(p, MAP_FAILED);
+	for (i = 0; i < 3000; i++) {
+		__u64 off = (rand_r(&seed) % (2 * len)) - len / 2;
+		struct gmem_advise a = {
+			.addr = U64(p) + (off & ~(__u64)(rand_r(&seed) % 3 ?
+							ps - 1 : 0)),
+			.len = (rand_r(&seed) % (len / ps + 2)) * ps +
+			       (rand_r(&seed) % 5 ? 0 : 1),
+			.advice = rand_r(&seed) % (GMEM_ADV_MAX + 2),
+			.dev = rand_r(&seed) % 4 ? self->dev[rand_r(&seed) %
+							    self->ndev] :
+			       (int)(rand_r(&seed) % 70) - 3,
+			.reserved = rand_r(&seed) % 50 ? 0 : 1,
+		};
+		bool known = false;
+
+		ret = ioctl(self->gfd, GMEM_IOC_ADVISE, &a) ? errno : 0;
+		for (size_t e = 0; e < sizeof(errs) / sizeof(errs[0]); e++)
+			known |= ret == errs[e];
+		ASSERT_TRUE(known) TH_LOG("request %d: %s", i, strerror(ret));
+		if (i % 100 == 0)
+			ASSERT_EQ(npu_touch(self->fd[0], p, len, i % 200 == 0,
+					    i, &w), 0);
+	}
+	ASSERT_EQ(gmem_get_attrs(self->gfd, p, len, &q), 0);
+	for (i = 0; i < 2 && i < self->ndev; i++)
+		ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_UNPIN,
+				      self->dev[i]), 0);
+	memset(p, 0x61, len);
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x61, len));
+	ASSERT_EQ(munmap(p, len), 0);
+}
+
 TEST_HARNESS_MAIN
