@@ -228,17 +228,9 @@ pub(crate) fn fault_block(
             }
             start = start.max(vma.start());
             end = end.min(vma.end());
-            let mut range = bindings::hmm_range {
-                notifier: region.notifier(),
-                notifier_seq: seq as _,
-                start: start as _,
-                end: end as _,
-                hmm_pfns: pfns.as_mut_ptr().cast(),
-                default_flags: (HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 }) as _,
-                pfn_flags_mask: 0,
-                dev_private_owner: ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner()),
-            };
-            match mm.hmm_range_fault(&mut range) {
+            let flags = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
+            let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
+            match range_fault(&mm, &region, seq, start, end, &mut pfns, flags, owner) {
                 Ok(()) => {}
                 Err(e) if e == EBUSY => {
                     STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
@@ -878,17 +870,36 @@ fn snapshot(
     end: usize,
     out: &mut [usize],
 ) -> Option<()> {
+    let none = core::ptr::null_mut();
+    range_fault(mm, region, seq, start, end, out, HMM_PFN_VALID, none).ok()
+}
+
+/// `hmm_range_fault()` of `[start, end)` in `region` since notifier
+/// sequence `seq`, asking `flags` of every page, into `out`; device-private
+/// pages of `owner` are reported as they are.  `EBUSY`: an invalidation
+/// ran since `seq`.
+#[allow(clippy::too_many_arguments)]
+fn range_fault(
+    mm: &gmem_mm::MmReadGuard<'_>,
+    region: &Region,
+    seq: usize,
+    start: usize,
+    end: usize,
+    out: &mut [usize],
+    flags: usize,
+    owner: *mut kernel::ffi::c_void,
+) -> Result {
     let mut range = bindings::hmm_range {
         notifier: region.notifier(),
         notifier_seq: seq as _,
         start: start as _,
         end: end as _,
         hmm_pfns: out.as_mut_ptr().cast(),
-        default_flags: HMM_PFN_VALID as _,
+        default_flags: flags as _,
         pfn_flags_mask: 0,
-        dev_private_owner: core::ptr::null_mut(),
+        dev_private_owner: owner,
     };
-    mm.hmm_range_fault(&mut range).ok()
+    mm.hmm_range_fault(&mut range)
 }
 
 /// Moves pages `[first, first + n)` of `pool` that are in use back to host

@@ -189,20 +189,17 @@ impl AttrMap {
             }
             let _ = out.push(s, GFP_NOWAIT);
         };
+        // A gap without attributes inside the range gets them.
+        let gap = |out: &mut KVec<AttrSpan>, start: usize, end: usize| {
+            let mut a = Attrs::default();
+            f(&mut a);
+            push(out, AttrSpan { start, end, a });
+        };
         let mut cursor = start;
         for s in self.spans.iter() {
             if s.end <= start || s.start >= end {
                 if s.start >= end && cursor < end {
-                    let mut a = Attrs::default();
-                    f(&mut a);
-                    push(
-                        &mut out,
-                        AttrSpan {
-                            start: cursor,
-                            end,
-                            a,
-                        },
-                    );
+                    gap(&mut out, cursor, end);
                     cursor = end;
                 }
                 push(&mut out, *s);
@@ -210,16 +207,7 @@ impl AttrMap {
             }
             push(&mut out, AttrSpan { end: start, ..*s });
             if cursor < s.start {
-                let mut a = Attrs::default();
-                f(&mut a);
-                push(
-                    &mut out,
-                    AttrSpan {
-                        start: cursor,
-                        end: s.start,
-                        a,
-                    },
-                );
+                gap(&mut out, cursor, s.start);
             }
             let mut a = s.a;
             f(&mut a);
@@ -236,16 +224,7 @@ impl AttrMap {
             push(&mut out, AttrSpan { start: end, ..*s });
         }
         if cursor < end {
-            let mut a = Attrs::default();
-            f(&mut a);
-            push(
-                &mut out,
-                AttrSpan {
-                    start: cursor,
-                    end,
-                    a,
-                },
-            );
+            gap(&mut out, cursor, end);
         }
         self.spans = out;
         Ok(())
