@@ -339,7 +339,7 @@ TEST_F(hints, invalid_advice)
 
 	ASSERT_NE(p, MAP_FAILED);
 	ASSERT_NE(anon, MAP_FAILED);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct gmem_advise a = cases[i].a;
 
 		errno = 0;
@@ -403,7 +403,7 @@ TEST_F_TIMEOUT(hints, random_advice, 600)
 		bool known = false;
 
 		ret = ioctl(self->gfd, GMEM_IOC_ADVISE, &a) ? errno : 0;
-		for (size_t e = 0; e < sizeof(errs) / sizeof(errs[0]); e++)
+		for (size_t e = 0; e < ARRAY_SIZE(errs); e++)
 			known |= ret == errs[e];
 		ASSERT_TRUE(known) TH_LOG("request %d: %s", i, strerror(ret));
 		if (i % 100 == 0)

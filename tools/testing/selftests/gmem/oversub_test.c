@@ -326,7 +326,7 @@ struct reader {
 	const char *p;
 	size_t len;
 	__u32 seed;
-	volatile int stop;
+	int stop;		/* set with __atomic_store_n() */
 	long bad;
 };
 
@@ -334,8 +334,8 @@ static void *cpu_reader(void *arg)
 {
 	struct reader *r = arg;
 
-	while (!r->stop)
-		for (size_t off = 0; off < r->len && !r->stop; off += 3 * MiB)
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED))
+		for (size_t off = 0; off < r->len; off += 3 * MiB)
 			if (check_pattern_from(r->p + off, off / 4, MiB, r->seed)
 			    != -1)
 				r->bad++;
@@ -378,7 +378,7 @@ TEST_F_TIMEOUT(oversub, eviction_races, 900)
 							     r.seed));
 		}
 	}
-	r.stop = 1;
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
 	pthread_join(thread, NULL);
 	ASSERT_EQ(r.bad, 0) TH_LOG("%ld wrong CPU reads", r.bad);
 	ASSERT_GT(dev_stat("npu0", "evictions"), 0);
