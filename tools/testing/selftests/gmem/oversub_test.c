@@ -405,4 +405,59 @@ TEST_F_TIMEOUT(oversub, eviction_races, 900)
 	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS), 0);
 }
 
+/*
+ * munmap of pages being evicted: the NPU streams over 4x its memory while
+ * the main thread unmaps the buffer a block group at a time.  Every job
+ * ends, with the right sum or EFAULT at an unmapped address, and all the
+ * device memory is free at the end.
+ */
+struct streamer {
+	int fd;
+	char *p;
+	size_t len;
+	int stop;		/* set with __atomic_store_n() */
+	int jobs;
+	int bad;
+};
+
+static void *stream_until_stopped(void *arg)
+{
+	struct streamer *st = arg;
+	struct gmem_npu_wait w;
+	int ret;
+
+	while (!__atomic_load_n(&st->stop, __ATOMIC_RELAXED)) {
+		ret = npu_sum(st->fd, st->p, st->len, &w);
+		if ((ret && ret != -EFAULT) ||
+		    (!ret && w.result != byte_sum(1, st->len)))
+			st->bad++;
+		st->jobs++;
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(oversub, eviction_vs_munmap, 600)
+{
+	size_t len = 4 * self->dev_bytes, step = len / 8;
+	struct streamer st = { .fd = self->fd, .len = len };
+	pthread_t thread;
+
+	st.p = peer_mmap_block(len);
+	ASSERT_NE(st.p, MAP_FAILED);
+	memset(st.p, 1, len);
+	ASSERT_EQ(pthread_create(&thread, NULL, stream_until_stopped, &st), 0);
+	/* From the end, so that the jobs keep running over what is left. */
+	for (size_t off = len; off > step; off -= step) {
+		usleep(150000);
+		ASSERT_EQ(munmap(st.p + off - step, step), 0);
+	}
+	usleep(150000);
+	__atomic_store_n(&st.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(thread, NULL);
+	ASSERT_EQ(st.bad, 0);
+	ASSERT_GT(st.jobs, 0);
+	ASSERT_EQ(munmap(st.p, step), 0);
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS), 0);
+}
+
 TEST_HARNESS_MAIN
