@@ -1094,12 +1094,7 @@ pub unsafe extern "C" fn gmem_prefetch(
         }
         // Block by block, each clipped to its VMA: every page is visited,
         // and a hole fails with EFAULT.
-        let mut addr = start;
-        while addr < end {
-            let (_, covered) =
-                gmem_fault::fault_block(ctx, addr, false, gmem_fault::Place::Device)?;
-            addr = covered;
-        }
+        gmem_fault::map_range(ctx, start, end, gmem_fault::Place::Device)?;
         Ok(0)
     })
 }

@@ -603,7 +603,24 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     }
 }
 
-/// Moves `ctx`'s device pages in `[start, end)` back to host memory.
+/// Faults `[start, end)` into `ctx`'s device block by block with `place`
+/// (a prefetch, a pin, an eager accessed-by mapping).  Every block is
+/// visited and a hole fails with `EFAULT`; `EINTR` if a signal is pending,
+/// what was done staying done.
+pub(crate) fn map_range(ctx: &GmemCtx, start: usize, end: usize, place: Place) -> Result {
+    let mut addr = start;
+    while addr < end {
+        if kernel::current!().signal_pending() {
+            return Err(EINTR);
+        }
+        let (_, covered) = fault_block(ctx, addr, false, place)?;
+        addr = covered;
+    }
+    Ok(())
+}
+
+/// Moves `ctx`'s device pages in `[start, end)` back to host memory;
+/// `EINTR` if a signal is pending, what moved staying moved.
 pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Result {
     let Some(pool) = ctx.devmem() else {
         return Ok(());
@@ -616,6 +633,9 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
         let vma = mm.vma_at(addr).ok_or(EFAULT)?;
         let stop = end.min(vma.end());
         while addr < stop {
+            if kernel::current!().signal_pending() {
+                return Err(EINTR);
+            }
             let next = ((addr & !(FAULT_BLOCK - 1)) + FAULT_BLOCK).min(stop);
             // SAFETY: The VMA is read-locked and covers the block.
             unsafe { migrate_to_host(pool, vma.as_ptr(), addr, next, core::ptr::null_mut())? };

@@ -19,7 +19,7 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
-use crate::gmem_fault::{self, Place};
+use crate::gmem_fault::{self, map_range, Place};
 use crate::gmem_mm::{MmRef, MmUser};
 use crate::gmem_uaccess::{read_arg, write_arg};
 use crate::gmem_vma::{self, Attrs, Loc};
@@ -176,16 +176,6 @@ impl Drop for Caller {
     fn drop(&mut self) {
         self.as_.put();
     }
-}
-
-/// Faults `[start, end)` into `ctx`'s device block by block with `place`.
-fn map_range(ctx: &GmemCtx, start: usize, end: usize, place: Place) -> Result {
-    let mut addr = start;
-    while addr < end {
-        let (_, covered) = gmem_fault::fault_block(ctx, addr, false, place)?;
-        addr = covered;
-    }
-    Ok(())
 }
 
 fn advise(a: &bindings::gmem_advise) -> Result {

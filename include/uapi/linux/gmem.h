@@ -38,8 +38,9 @@
  * Errors: EINVAL (alignment, unknown advice or flags, reserved fields,
  * GMEM_DEV_HOST where a device is needed), EFAULT (a hole), EACCES (not
  * reachable by devices), ENODEV (no such device attached to this process),
- * ENOMEM (PIN or PREFETCH: the device's memory is full of pinned data).
- * A failed call changes no attribute.
+ * ENOMEM (PIN or PREFETCH: the device's memory is full of pinned data),
+ * EINTR (a signal stopped a PREFETCH, PIN or ACCESSED_BY mapping midway:
+ * what moved stays).  A call failing with the first four changes nothing.
  */
 #define GMEM_DEV_HOST		(-1)	/* the CPU's memory */
 #define GMEM_DEV_NONE		(-2)	/* no (single) preferred location */
@@ -187,7 +188,7 @@ struct gmem_npu_placement {
  * as it has room, also mapping them into the NPU; or, with
  * GMEM_NPU_PREFETCH_TO_HOST, exactly that range back to host memory.
  * Errors: EINVAL (alignment, flags), EFAULT (a hole or PROT_NONE), EACCES
- * (outside the policy), ENOMEM.
+ * (outside the policy), ENOMEM, EINTR (a signal; what moved stays).
  */
 #define GMEM_NPU_PREFETCH_TO_HOST	(1U << 0)
 

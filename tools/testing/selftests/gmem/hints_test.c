@@ -9,6 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <signal.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 
@@ -418,6 +419,43 @@ TEST_F_TIMEOUT(hints, random_advice, 600)
 	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
 	ASSERT_EQ(w.result, byte_sum(0x61, len));
 	ASSERT_EQ(munmap(p, len), 0);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * A prefetch of 8 GiB (never touched: device memory fills, then evicts,
+ * block after block) is interrupted by a signal: EINTR within a bounded
+ * time, what moved stays, and everything is freed at munmap.
+ */
+TEST_F_TIMEOUT(hints, huge_prefetch_is_interruptible, 300)
+{
+	size_t len = 8UL << 30;
+	struct sigaction sa = { .sa_handler = on_alarm };	/* no restart */
+	struct gmem_advise a = { .len = len, .advice = GMEM_ADV_PREFETCH,
+				 .dev = self->dev[0] };
+	struct timespec t0, t1;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       PEER_FLAGS | MAP_NORESERVE, -1, 0);
+	int ret;
+
+	ASSERT_NE(p, MAP_FAILED);
+	a.addr = U64(p);
+	ASSERT_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	alarm(1);
+	ret = ioctl(self->gfd, GMEM_IOC_ADVISE, &a) ? errno : 0;
+	alarm(0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ASSERT_EQ(ret, EINTR) TH_LOG("%s", strerror(ret));
+	ASSERT_LT(t1.tv_sec - t0.tv_sec, 60);
+	ASSERT_GT(dev_stat("npu0", "devmem_used"), 0);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS), 0);
+	signal(SIGALRM, SIG_DFL);
 }
 
 TEST_HARNESS_MAIN
