@@ -225,6 +225,8 @@ pub(crate) struct GmemDev {
     /// The device's memory pool, set once by `gmem_dev_add_memory()` and
     /// taken back by unregistration (a leaked `Pin<KBox<DevMem>>`).
     devmem: AtomicPtr<DevMem>,
+    /// Device faults (and prefetch blocks) served for this device.
+    pub(crate) faults: AtomicU64,
 }
 
 // SAFETY: `GmemDev` only stores the driver's pointers; the driver interface
@@ -390,6 +392,12 @@ impl GmemCtx {
     /// The device's gmem id.
     pub(crate) fn dev_id(&self) -> u32 {
         self.dev.id
+    }
+
+    /// Counts a device fault of this context's device.
+    pub(crate) fn count_fault(&self) {
+        self.dev.faults.fetch_add(1, Ordering::Relaxed);
+        STATS.device_faults.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether this context's faults move pages to device memory.
@@ -812,6 +820,7 @@ pub unsafe extern "C" fn gmem_dev_register(
                 id,
                 ctxs <- new_mutex!(Some(KVec::new()), "GmemDev::ctxs"),
                 devmem: AtomicPtr::new(ptr::null_mut()),
+                faults: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -1260,14 +1269,16 @@ impl kernel::Module for GmemModule {
         debugfs.show_file(c_str!("devices"), |w| {
             let mut res = Ok(());
             registry().for_each_device(|d| {
+                if res.is_err() {
+                    return;
+                }
+                let faults = d.faults.load(Ordering::Relaxed);
+                res = write!(w, "{} {} caps={:#x} faults={}", d.id, d.name(), d.caps, faults);
                 if res.is_ok() {
                     res = match d.devmem() {
                         Some(p) => writeln!(
                             w,
-                            "{} {} caps={:#x} devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={} evictions={} evicted={} thrash={} oom={} pinned={} dup_pages={}",
-                            d.id,
-                            d.name(),
-                            d.caps,
+                            " devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={} evictions={} evicted={} thrash={} oom={} pinned={} dup_pages={}",
                             p.npages,
                             p.used.load(Ordering::Relaxed),
                             p.to_dev.load(Ordering::Relaxed),
@@ -1280,7 +1291,7 @@ impl kernel::Module for GmemModule {
                             p.pinned_pages(),
                             p.dup_pages.load(Ordering::Relaxed)
                         ),
-                        None => writeln!(w, "{} {} caps={:#x} devmem_pages=0", d.id, d.name(), d.caps),
+                        None => writeln!(w, " devmem_pages=0"),
                     };
                 }
             });

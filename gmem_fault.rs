@@ -120,7 +120,7 @@ pub(crate) fn fault_block(
     }
     // SAFETY: The address space holds `mm_count` on its mm.
     let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
-    STATS.device_faults.fetch_add(1, Ordering::Relaxed);
+    ctx.count_fault();
     let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
     pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
 

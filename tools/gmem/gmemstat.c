@@ -54,7 +54,7 @@ struct col {
 
 /* Counters (of pages where MiB) become rates; gauges show as they are. */
 static const struct col default_cols[] = {
-	{ "dflt/s",	"device_faults",	NULL,		RATE },
+	{ "dflt/s",	"device_faults",	"faults",	RATE },
 	{ "cflt/s",	"cpu_devmem_faults",	"cpu_faults",	RATE },
 	{ "todevMiB/s",	"migrated_to_dev",	"to_dev",	MIB_RATE },
 	{ "tohostMiB/s", "migrated_to_host",	"to_host",	MIB_RATE },

@@ -67,6 +67,7 @@ TEST_F_TIMEOUT(oversub, stream_4x, 600)
 {
 	size_t len = 4 * self->dev_bytes;
 	long ev0 = dev_stat("npu0", "evictions"), ev1;
+	long faults0 = dev_stat("npu0", "faults");
 	struct gmem_npu_wait w;
 	__u32 seed = 0x4a4a;
 	char *p = peer_mmap_block(len);
@@ -82,6 +83,9 @@ TEST_F_TIMEOUT(oversub, stream_4x, 600)
 		ASSERT_LE(dev_stat("npu0", "devmem_used"),
 			  (long)(self->dev_bytes / self->ps));
 	}
+	/* A fault per block and pass at least, counted for this device. */
+	ASSERT_GE(dev_stat("npu0", "faults") - faults0, (long)(len / BLOCK))
+		TH_LOG("%ld device faults", dev_stat("npu0", "faults") - faults0);
 	ev1 = dev_stat("npu0", "evictions");
 	ASSERT_GE(ev1 - ev0, (long)((len - self->dev_bytes) / BLOCK))
 		TH_LOG("only %ld evictions", ev1 - ev0);
