@@ -158,6 +158,8 @@ impl Chunk {
 struct Chunks {
     v: KVec<Chunk>,
     clock: u64,
+    /// The chunk of the last allocation: a block's pages come in a row.
+    last: usize,
 }
 
 impl Chunks {
@@ -168,14 +170,22 @@ impl Chunks {
 
     /// The chunk in use for `key`, or a free one, now given to `key`.
     fn for_key(&mut self, key: BlockKey) -> Option<usize> {
-        if let Some(c) = self.v.iter().position(|c| c.used > 0 && c.key == key) {
-            return Some(c);
-        }
-        let c = self.v.iter().position(Chunk::is_free)?;
-        self.v[c] = Chunk {
-            key,
-            ..Chunk::default()
+        let in_use = |c: &Chunk| c.used > 0 && c.key == key;
+        let c = match self.v.get(self.last) {
+            Some(c) if in_use(c) => self.last,
+            _ => match self.v.iter().position(in_use) {
+                Some(c) => c,
+                None => {
+                    let c = self.v.iter().position(Chunk::is_free)?;
+                    self.v[c] = Chunk {
+                        key,
+                        ..Chunk::default()
+                    };
+                    c
+                }
+            },
         };
+        self.last = c;
         Some(c)
     }
 }
@@ -296,7 +306,11 @@ impl DevMem {
                 npages,
                 dev: ptr::from_ref(dev),
                 slot,
-                chunks <- new_spinlock!(Chunks { v: chunks, clock: 0 }, "DevMem::chunks"),
+                chunks <- new_spinlock!(Chunks {
+                    v: chunks,
+                    clock: 0,
+                    last: 0,
+                }, "DevMem::chunks"),
                 thrash <- Thrash::new(thrash_slots),
                 dups <- new_spinlock!(dups, "DevMem::dups"),
                 dup_pages: AtomicU64::new(0),
@@ -533,6 +547,11 @@ impl DevMem {
     /// page-table lock of their address space, whose devices no longer map
     /// them; allocates nothing and never sleeps.
     pub(crate) fn collapse_dups(&self, pred: impl Fn(&Dup) -> bool) {
+        // Every invalidation comes here: most find no copies at all.  An
+        // installation is ordered before by the page-table lock both hold.
+        if self.dup_pages.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         for c in 0..self.nchunks() {
             let taken = self.dups.lock()[c].take_if(|d| pred(d));
             if let Some(d) = taken {

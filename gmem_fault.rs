@@ -733,17 +733,31 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
     };
     let n = (end - start) / PAGE_SIZE;
     let first = (start - key.addr()) / PAGE_SIZE;
-    let mut pfns = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
-    let mut idxs = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
-    ctx.prepare(start, end).ok()?;
     let me = as_
         .pt
         .lock()
         .iter()
         .find(|c| core::ptr::eq::<GmemCtx>(&***c, ctx))
         .cloned()?;
+    // The copies to be: `host` holds their host pages as they are found,
+    // and the box is what the pool keeps.
+    let host = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
+    let mut dup = KBox::new(
+        Dup {
+            ctx: me,
+            key,
+            start,
+            end,
+            host,
+        },
+        GFP_KERNEL,
+    )
+    .ok()?;
+    // Device page indices, then the entries mapped; scratch before that.
+    let mut idxs = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
     for _ in 0..DUP_ATTEMPTS {
         let policy_gen = ctx.policy_gen();
+        ctx.prepare(start, end).ok()?;
         {
             // Copies made earlier, still valid: map them.
             let pt = as_.pt.lock();
@@ -751,22 +765,23 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
                 if region.is_dead() || ctx.is_dead() {
                     return None;
                 }
-                for (i, p) in pfns.iter_mut().enumerate() {
-                    *p = bindings::GMEM_PFN_DEVMEM as usize | (c * CHUNK_PAGES + first + i);
+                for (i, e) in idxs.iter_mut().enumerate() {
+                    *e = bindings::GMEM_PFN_DEVMEM as usize | (c * CHUNK_PAGES + first + i);
                 }
-                ctx.map(start, &pfns, bindings::GMEM_PROT_READ).ok()?;
+                ctx.map(start, &idxs, bindings::GMEM_PROT_READ).ok()?;
                 drop(pt);
                 return Some((n, end));
             }
         }
         make_room(pool, key).ok()?;
+        let pfns = &mut dup.host;
         let seq = {
             let mm = user.read_lock();
             let mut seq = 0;
             for protect in [false, true] {
                 // SAFETY: As in `fault_block`.
                 seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
-                snapshot(&mm, region, seq, start, end, &mut pfns)?;
+                snapshot(&mm, region, seq, start, end, pfns)?;
                 if !pfns.iter().any(|&p| p & HMM_PFN_WRITE != 0) {
                     break;
                 }
@@ -790,13 +805,12 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             }
             // With the references held a write must copy; a write that
             // reused a page before they were taken left it writable.
-            let mut again = KVec::from_elem(0usize, n, GFP_KERNEL).ok();
-            let same = again.as_mut().is_some_and(|a| {
-                snapshot(&mm, region, seq, start, end, a).is_some()
-                    && a.iter()
-                        .zip(pfns.iter())
-                        .all(|(&a, &p)| a & HMM_PFN_WRITE == 0 && a & !HMM_PFN_FLAGS == p)
-            });
+            let again = &mut idxs;
+            let same = snapshot(&mm, region, seq, start, end, again).is_some()
+                && again
+                    .iter()
+                    .zip(pfns.iter())
+                    .all(|(&a, &p)| a & HMM_PFN_WRITE == 0 && a & !HMM_PFN_FLAGS == p);
             if !same {
                 // SAFETY: Taken just above.
                 unsafe { gmem_devmem::gmem_put_pfns(pfns.as_ptr(), n) };
@@ -815,37 +829,16 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             match pool.alloc(key, first + i, false) {
                 Some(idx) => idxs[i] = idx,
                 None => {
-                    release(&idxs[..i], &pfns);
+                    release(&idxs[..i], pfns);
                     return None;
                 }
             }
         }
-        pool.device().copy_to_dev(&idxs, &pfns);
-        let mut host = KVec::with_capacity(n, GFP_KERNEL).ok();
-        if let Some(h) = host.as_mut() {
-            let _ = h.extend_from_slice(&pfns, GFP_KERNEL);
-        }
-        let dup = host.and_then(|host| {
-            KBox::new(
-                Dup {
-                    ctx: me.clone(),
-                    key,
-                    start,
-                    end,
-                    host,
-                },
-                GFP_KERNEL,
-            )
-            .ok()
-        });
-        let Some(dup) = dup else {
-            release(&idxs, &pfns);
-            return None;
-        };
-        // The copies keep the address space (see `DevMem::evict_dup`).
-        as_.get_ref();
+        pool.device().copy_to_dev(&idxs, pfns);
+        // Again: the write-protection's invalidation may have freed what
+        // the first call allocated.
         if ctx.prepare(start, end).is_err() {
-            release(&idxs, &pfns);
+            release(&idxs, pfns);
             return None;
         }
         let pt = as_.pt.lock();
@@ -856,17 +849,17 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) }
         {
             drop(pt);
-            drop(dup);
-            as_.put();
-            release(&idxs, &pfns);
+            release(&idxs, pfns);
             continue;
         }
-        for (p, &idx) in pfns.iter_mut().zip(idxs.iter()) {
-            *p = bindings::GMEM_PFN_DEVMEM as usize | idx;
-        }
         let first_idx = idxs[0];
+        for e in idxs.iter_mut() {
+            *e |= bindings::GMEM_PFN_DEVMEM as usize;
+        }
+        // The copies keep the address space (see `DevMem::evict_dup`).
+        as_.get_ref();
         pool.install_dup(dup, first_idx);
-        if ctx.map(start, &pfns, bindings::GMEM_PROT_READ).is_err() {
+        if ctx.map(start, &idxs, bindings::GMEM_PROT_READ).is_err() {
             // Undone as any invalidation would.
             ctx.invalidate(start, end);
             pool.collapse_dups(|d| d.key == key && d.start == start);
