@@ -14,7 +14,10 @@
 //!   [`REGISTRY`] before the mm hooks are installed and the exports become
 //!   callable, and freed only after both are gone.
 //! - [`GmemDev`]: one per registered device.  Registration takes a reference
-//!   on gmem.ko; unregistration drops it.
+//!   on gmem.ko; unregistration drops it.  Every entry point that reaches
+//!   the device holds its lifetime guard ([`DevGuard`]); unregistration
+//!   refuses new ones and waits for those in flight before it tears the
+//!   device's contexts and memory down.
 //! - [`GmemAs`]: one per `mm_struct` with regions or attached devices.  It
 //!   is the `mmu_notifier` of that mm, found or created with
 //!   `mmu_notifier_get_locked()`, so core MM keeps the mm-to-address-space
@@ -48,10 +51,12 @@
 //!    notifier callbacks, with `try_lock` when they may not sleep) and by
 //!    the fault path to commit device mappings.
 //!
-//! Leaf locks, under which nothing else is taken: `GmemCtx::drv_lock`
-//! (around `prepare` and `ctx_destroy`), `DevMem::chunks`, `DevMem::dups`
-//! (taken under `GmemAs::pt` and released before anything else is taken),
-//! `Thrash::slots`, and the drivers' own MMU locks.
+//! Leaf locks, under which nothing else is taken: `GmemDev::active` (the
+//! lifetime guard's count, held only to count), `GmemCtx::drv_lock`
+//! (around `prepare`; teardown takes it once, after marking the context
+//! dead, to wait for a `prepare` in flight), `DevMem::chunks`,
+//! `DevMem::dups` (taken under `GmemAs::pt` and released before anything
+//! else is taken), `Thrash::slots`, and the drivers' own MMU locks.
 //!
 //! Eviction (`gmem_fault::make_room`) holds none of these while it works:
 //! it picks a victim under `DevMem::chunks`, then migrates with no gmem
@@ -60,7 +65,8 @@
 //!
 //! A driver's `map` and `invalidate` run under `GmemAs::pt` and must not
 //! call back into gmem; `ctx_create` and `ctx_destroy` run with no gmem
-//! lock held.  Notifiers are never inserted or removed under a gmem lock:
+//! lock held (a context is published under `GmemDev::ctxs` after it was
+//! created, and destroyed after every lock was dropped).  Notifiers are never inserted or removed under a gmem lock:
 //! insertion may take `mmap_lock` and removal waits for callbacks.
 
 // `pin_init!` of the larger structures nests deeper than the default.
@@ -75,10 +81,12 @@ use kernel::ffi::{c_char, c_int, c_void};
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::str::CString;
-use kernel::sync::{new_mutex, Arc, Mutex};
+use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
 use kernel::types::Opaque;
 use kernel::{c_str, fmt};
 
+#[macro_use]
+mod gmem_param;
 mod gmem_debugfs;
 mod gmem_devmem;
 mod gmem_fault;
@@ -227,6 +235,44 @@ pub(crate) struct GmemDev {
     devmem: AtomicPtr<DevMem>,
     /// Device faults (and prefetch blocks) served for this device.
     pub(crate) faults: AtomicU64,
+    /// The lifetime guard: entry points in flight, and whether the device
+    /// is going away (see [`GmemDev::enter`]).
+    #[pin]
+    active: Mutex<Active>,
+    /// Signalled when the last entry point leaves a device going away.
+    #[pin]
+    idle: CondVar,
+    /// `active.gone`, readable without the lock: long operations holding
+    /// a guard stop between blocks once it is set.
+    going: AtomicBool,
+}
+
+/// The state of a device's lifetime guard.
+struct Active {
+    users: usize,
+    gone: bool,
+}
+
+/// An entry point's hold on a registered device: while it lives,
+/// unregistration waits before it tears contexts down or removes the
+/// device's memory, so the driver's ops, its contexts and the pool stay.
+///
+/// # Invariants
+///
+/// Counted in `dev.active.users`, taken while `gone` was false.
+#[must_use = "the device may go away as soon as the guard is dropped"]
+pub(crate) struct DevGuard<'a> {
+    dev: &'a GmemDev,
+}
+
+impl Drop for DevGuard<'_> {
+    fn drop(&mut self) {
+        let mut a = self.dev.active.lock();
+        a.users -= 1;
+        if a.users == 0 && a.gone {
+            self.dev.idle.notify_all();
+        }
+    }
 }
 
 // SAFETY: `GmemDev` only stores the driver's pointers; the driver interface
@@ -283,6 +329,33 @@ impl GmemDev {
         // `Arc` obtained while it was registered, and contexts are torn
         // down before unregistration returns.
         unsafe { &*self.ops }
+    }
+
+    /// Enters the device from an entry point that reaches it (a device
+    /// fault, a prefetch, a hint that faults): `ENODEV` once unregistration
+    /// started, else a guard that unregistration waits for.
+    pub(crate) fn enter(&self) -> Result<DevGuard<'_>> {
+        let mut a = self.active.lock();
+        if a.gone {
+            return Err(ENODEV);
+        }
+        a.users += 1;
+        Ok(DevGuard { dev: self })
+    }
+
+    /// Whether unregistration started: a guard holder should finish soon.
+    pub(crate) fn is_going(&self) -> bool {
+        self.going.load(Ordering::Acquire)
+    }
+
+    /// Refuses new entries and waits until none is in flight.
+    fn drain(&self) {
+        self.going.store(true, Ordering::Release);
+        let mut a = self.active.lock();
+        a.gone = true;
+        while a.users > 0 {
+            self.idle.wait(&mut a);
+        }
     }
 }
 
@@ -363,7 +436,7 @@ impl GmemCtx {
 
     /// Whether this context's policy lets the device reach `vma`.
     pub(crate) fn allows(&self, vma: &gmem_mm::Vma<'_>) -> bool {
-        vma.is_peer_shared() || self.system.load(Ordering::Relaxed)
+        vma.device_reachable() && (vma.is_peer_shared() || self.system.load(Ordering::Relaxed))
     }
 
     /// Maps host pages into the device.  Called under the page-table lock.
@@ -392,6 +465,16 @@ impl GmemCtx {
     /// The device's gmem id.
     pub(crate) fn dev_id(&self) -> u32 {
         self.dev.id
+    }
+
+    /// Enters the context's device (see [`GmemDev::enter`]).
+    pub(crate) fn enter(&self) -> Result<DevGuard<'_>> {
+        self.dev.enter()
+    }
+
+    /// Whether the context's device is being unregistered.
+    pub(crate) fn dev_going(&self) -> bool {
+        self.dev.is_going()
     }
 
     /// Counts a device fault of this context's device.
@@ -450,11 +533,15 @@ impl GmemCtx {
             }
             remove_arc(&mut pt, self);
         }
-        let _drv = self.drv_lock.lock();
+        // A `prepare` that checked `dead` before it was set finishes first;
+        // later ones see it.  Then the driver destroys with no gmem lock
+        // held (its destroy may wait for its own fault handling).
+        drop(self.drv_lock.lock());
         if let Some(destroy) = self.dev.ops().ctx_destroy {
             // SAFETY: `drv` came from `ctx_create` and no op runs on it any
             // more: `dead` is set, under the page-table lock for `map` and
-            // `invalidate`, and before `drv_lock` for `prepare`.
+            // `invalidate`, and before the `drv_lock` round above for
+            // `prepare`.
             unsafe { destroy(self.dev.drvdata, self.drv) };
         }
         true
@@ -589,12 +676,13 @@ impl GmemAs {
 
     /// Whether any context may use `vma` (keeps regions for it).
     pub(crate) fn allows(&self, vma: &gmem_mm::Vma<'_>) -> bool {
-        vma.is_peer_shared()
-            || self
-                .pt
-                .lock()
-                .iter()
-                .any(|c| c.system.load(Ordering::Relaxed))
+        vma.device_reachable()
+            && (vma.is_peer_shared()
+                || self
+                    .pt
+                    .lock()
+                    .iter()
+                    .any(|c| c.system.load(Ordering::Relaxed)))
     }
 
     /// Removes every device mapping in `[start, end)` under the page-table
@@ -633,15 +721,34 @@ impl GmemAs {
         self.invalidate_locked(&pt, start, end);
     }
 
-    /// Removes every device mapping of `[start, end)` and collapses the
-    /// read duplicates there: what they copied may be about to change.
-    fn invalidate_locked(&self, ctxs: &[Arc<GmemCtx>], start: usize, end: usize) {
+    /// Makes `[start, end)` unreachable to every device context of this
+    /// address space, then frees the read duplicates there (what they
+    /// copied may be about to change).  The one invalidation primitive:
+    /// every path that frees or retires what backs a device mapping of
+    /// this address space comes here, or (for one context going away,
+    /// `GmemCtx::kill`, or one chunk, `DevMem::evict_dup`) does the same
+    /// for the contexts concerned.  Under the page-table lock, which `ctxs`
+    /// is the content of.
+    pub(crate) fn invalidate_locked(&self, ctxs: &[Arc<GmemCtx>], start: usize, end: usize) {
+        // Every mapping first: a duplicate is freed only once no context
+        // maps it (`gmem_devmem`'s rule), and its pages may be reused the
+        // moment they are.
         for ctx in ctxs {
             ctx.invalidate(start, end);
-            if let Some(pool) = ctx.devmem() {
-                let mm = self.mm as usize;
-                pool.collapse_dups(|d| d.key.mm == mm && d.start < end && start < d.end);
+        }
+        let mm = self.mm as usize;
+        for (i, ctx) in ctxs.iter().enumerate() {
+            let Some(pool) = ctx.devmem() else {
+                continue;
+            };
+            // Each pool once.
+            if ctxs[..i]
+                .iter()
+                .any(|c| c.devmem().is_some_and(|p| ptr::eq(p, pool)))
+            {
+                continue;
             }
+            pool.collapse_dups(|d| d.key.mm == mm && d.start < end && start < d.end);
         }
     }
 
@@ -821,6 +928,9 @@ pub unsafe extern "C" fn gmem_dev_register(
                 ctxs <- new_mutex!(Some(KVec::new()), "GmemDev::ctxs"),
                 devmem: AtomicPtr::new(ptr::null_mut()),
                 faults: AtomicU64::new(0),
+                active <- new_mutex!(Active { users: 0, gone: false }, "GmemDev::active"),
+                idle <- new_condvar!("GmemDev::idle"),
+                going: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )?;
@@ -844,8 +954,11 @@ pub unsafe extern "C" fn gmem_dev_register(
 }
 
 /// Unregisters a device; on return gmem makes no more calls into its ops:
-/// its live contexts are torn down first (their handles stay valid for
-/// `gmem_ctx_detach()`).
+/// entry points in flight on it finish (new ones get `ENODEV`), its live
+/// contexts are torn down (their handles stay valid for
+/// `gmem_ctx_detach()`), and the pages in its memory go back to host
+/// memory.  The driver must not hold one of its own faults waiting on
+/// this call.
 ///
 /// # Safety
 ///
@@ -858,6 +971,9 @@ pub unsafe extern "C" fn gmem_dev_unregister(dev: *mut bindings::gmem_dev) {
         pr_warn!("unregister of an unknown device {}\n", id);
         return;
     };
+    // Nothing reaches the device from now on; what is in flight finishes
+    // before its contexts and memory go.
+    removed.drain();
     let ctxs = removed.ctxs.lock().take();
     for ctx in ctxs.into_iter().flatten() {
         ctx.kill();
@@ -907,12 +1023,9 @@ pub unsafe extern "C" fn gmem_ctx_attach(
         // SAFETY: The caller holds a users reference on `mm`.
         let as_ = unsafe { GmemAs::get(mm)? };
         let guard = kernel::types::ScopeGuard::new(|| as_.put());
-        // Held until the context is published, so that unregistration,
-        // which takes it first, never misses a context being created.
-        let mut ctxs = dev.ctxs.lock();
-        let list = ctxs.as_mut().ok_or(ENODEV)?;
         let mut drv = ptr::null_mut();
         let create = dev.ops().ctx_create.ok_or(EINVAL)?;
+        // With no gmem lock held, as the driver contract says.
         // SAFETY: The driver's data is valid while registered; `drv` is
         // writable.
         kernel::error::to_result(unsafe { create(dev.drvdata, mm, &mut drv) })?;
@@ -938,17 +1051,24 @@ pub unsafe extern "C" fn gmem_ctx_attach(
                 return Err(e.into());
             }
         };
-        // Once published, `kill` owns the teardown of `drv`.
-        let published = (|| -> Result {
-            as_.add_ctx(ctx.clone())?;
-            list.push(ctx.clone(), GFP_KERNEL)?;
-            Ok(())
-        })();
+        // Published under `ctxs`, which unregistration empties first: it
+        // either sees the context or we see it gone.  Once published,
+        // `kill` owns the teardown of `drv`.
+        let published = {
+            let mut ctxs = dev.ctxs.lock();
+            match ctxs.as_mut() {
+                None => Err(ENODEV),
+                Some(list) => list
+                    .reserve(1, GFP_KERNEL)
+                    .map_err(Error::from)
+                    .and_then(|()| as_.add_ctx(ctx.clone()))
+                    .and_then(|()| list.push(ctx.clone(), GFP_KERNEL).map_err(Error::from)),
+            }
+        };
         if let Err(e) = published {
             ctx.kill();
             return Err(e);
         }
-        drop(ctxs);
         guard.dismiss();
         STATS.contexts.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `ctxp` is writable per the contract; the reference is
@@ -1012,6 +1132,10 @@ pub unsafe extern "C" fn gmem_ctx_set_policy(ctx: *mut bindings::gmem_ctx, polic
         ctx.policy_gen.fetch_add(1, Ordering::Release);
         if !ctx.is_dead() {
             ctx.invalidate(0, usize::MAX);
+            // Its copies may be of memory it may no longer reach.
+            if let Some(pool) = ctx.devmem() {
+                pool.collapse_dups(|d| d.is_of(ctx));
+            }
         }
     }
     drop(pt);
@@ -1097,6 +1221,7 @@ pub unsafe extern "C" fn gmem_prefetch(
         if start >= end || (start | end) % bindings::PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
+        let _dev = ctx.enter()?;
         if to_host {
             gmem_fault::prefetch_to_host(ctx, start, end)?;
             return Ok(0);
@@ -1124,6 +1249,10 @@ pub unsafe extern "C" fn gmem_dev_fault(
     if flags & !bindings::GMEM_FAULT_WRITE != 0 {
         return EINVAL.to_errno() as _;
     }
+    let _dev = match ctx.enter() {
+        Ok(g) => g,
+        Err(e) => return e.to_errno() as _,
+    };
     match gmem_fault::device_fault(ctx, addr, flags & bindings::GMEM_FAULT_WRITE != 0) {
         Ok(n) => n as _,
         Err(e) => e.to_errno() as _,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A thin debugfs wrapper: a directory removed on drop, holding read-only
-//! files whose text a Rust function writes (through `seq_file`).
+//! files whose text a Rust function writes (through `seq_file`), and
+//! control files that also act on what is written to them.
 //!
 //! Failures to create debugfs entries are ignored, as debugfs asks of its
 //! users: statistics are not worth failing a module load for.
@@ -63,6 +64,116 @@ impl Dir {
                 &SHOW_FOPS.0,
             )
         };
+    }
+}
+
+// The control files are used by gmem_npu.ko only, the crate that includes
+// this file as well.
+
+/// What a control file shows, and what writing to it does.
+#[allow(dead_code)]
+pub(crate) trait Control: Sync + 'static {
+    /// The file's text.
+    fn show(&self, w: &mut SeqWriter) -> fmt::Result;
+    /// Acts on a write of `input` (at most [`CONTROL_INPUT_MAX`] bytes).
+    fn write(&self, input: &[u8]) -> Result;
+}
+
+/// Longest write a control file takes.
+#[allow(dead_code)]
+pub(crate) const CONTROL_INPUT_MAX: usize = 16;
+
+#[allow(dead_code)]
+impl Dir {
+    /// A subdirectory, removed with this one.
+    pub(crate) fn subdir(&self, name: &CStr) -> Dir {
+        // SAFETY: `name` is NUL-terminated; the parent is ours (or an error
+        // pointer debugfs ignores).
+        let dentry = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), self.dentry) };
+        Dir { dentry }
+    }
+
+    /// Adds a file that shows `ctl` and hands it what is written.
+    ///
+    /// # Safety
+    ///
+    /// `ctl` must stay valid until this directory is dropped.
+    pub(crate) unsafe fn control_file<T: Control>(&self, name: &CStr, ctl: &T) {
+        // SAFETY: As in `show_file`; `ctl` outlives the file per the
+        // function's contract.
+        unsafe {
+            bindings::debugfs_create_file(
+                name.as_char_ptr(),
+                0o644,
+                self.dentry,
+                ptr::from_ref(ctl).cast_mut().cast(),
+                &ControlFops::<T>::FOPS,
+            )
+        };
+    }
+}
+
+#[allow(dead_code)]
+struct ControlFops<T>(core::marker::PhantomData<T>);
+
+#[allow(dead_code)]
+impl<T: Control> ControlFops<T> {
+    const FOPS: bindings::file_operations = bindings::file_operations {
+        open: Some(Self::open),
+        read: Some(bindings::seq_read),
+        write: Some(Self::write),
+        llseek: Some(bindings::seq_lseek),
+        release: Some(bindings::single_release),
+        // SAFETY: All-zero is "not implemented" for every other member.
+        ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+    };
+
+    /// # Safety
+    ///
+    /// Called by VFS on a file of `control_file`, whose `i_private` is a
+    /// live `T`.
+    unsafe extern "C" fn open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        // SAFETY: Per the function's contract.
+        unsafe { bindings::single_open(file, Some(Self::show), (*inode).i_private) }
+    }
+
+    /// # Safety
+    ///
+    /// Called by `seq_read` on a file opened by [`Self::open`].
+    unsafe extern "C" fn show(m: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
+        // SAFETY: `single_open()` stored the `T` in `private`.
+        let ctl = unsafe { &*(*m).private.cast::<T>() };
+        match ctl.show(&mut SeqWriter(m)) {
+            Ok(()) => 0,
+            Err(_) => EINVAL.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by VFS on a file opened by [`Self::open`] with a user buffer
+    /// of `len` bytes.
+    unsafe extern "C" fn write(
+        file: *mut bindings::file,
+        buf: *const kernel::ffi::c_char,
+        len: usize,
+        _pos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: `single_open()` made `private_data` the `seq_file` whose
+        // `private` is the `T`.
+        let ctl = unsafe { &*(*(*file).private_data.cast::<bindings::seq_file>()).private.cast::<T>() };
+        let mut input = [0u8; CONTROL_INPUT_MAX];
+        if len > input.len() {
+            return EINVAL.to_errno() as isize;
+        }
+        let mut reader = kernel::uaccess::UserSlice::new(buf as usize, len).reader();
+        let res = reader
+            .read_slice(&mut input[..len])
+            .and_then(|()| ctl.write(&input[..len]));
+        match res {
+            Ok(()) => len as isize,
+            Err(e) => e.to_errno() as isize,
+        }
     }
 }
 

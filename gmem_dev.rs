@@ -159,9 +159,12 @@ pub(crate) fn current_mm() -> *mut bindings::mm_struct {
 ///
 /// # Invariants
 ///
-/// `ctx` is attached to the device of a [`Registration<T>`] that outlives
-/// this object (the driver guarantees it: its files pin its module, whose
-/// exit drops the registration).
+/// `ctx` is attached, until drop, to a device registered through a
+/// [`Registration<T>`] whose driver data outlives this object (the driver
+/// guarantees it: its files pin its module).  The registration may be
+/// dropped first (hot-unplug): gmem then tore the context down, and only
+/// what works on a torn-down context (detaching, the calls that then fail
+/// with `ENODEV`) may be used; see [`Attachment::driver_ctx`].
 pub(crate) struct Attachment<T: GmemDevOps> {
     ctx: *mut bindings::gmem_ctx,
     _ops: PhantomData<T>,
@@ -190,9 +193,15 @@ impl<T: GmemDevOps> Attachment<T> {
     }
 
     /// The driver's context created for this attachment.
-    pub(crate) fn driver_ctx(&self) -> &T::Context {
-        // SAFETY: Attached to a registered device (type invariant), so the
-        // driver context from `ctx_create` is alive.
+    ///
+    /// # Safety
+    ///
+    /// The device must still be registered, and stay so while the result
+    /// is used: unregistration destroys the driver contexts of its
+    /// attachments (which stay valid only for detaching).
+    pub(crate) unsafe fn driver_ctx(&self) -> &T::Context {
+        // SAFETY: Attached, and the device registered per the contract, so
+        // the driver context from `ctx_create` is alive.
         unsafe { &*bindings::gmem_ctx_drvctx(self.ctx).cast::<T::Context>() }
     }
 

@@ -16,9 +16,10 @@
 //! A pool lives from `gmem_dev_add_memory()` until its device is
 //! unregistered, which first moves every page still in use back to host
 //! memory (`gmem_fault::evict_all`), then waits for the last reference
-//! (`memunmap_pages`).  Pools are found from a pfn through [`POOLS`], a
-//! fixed table read without locks: an entry is cleared only after
-//! `memunmap_pages`, when no page callback can run any more.
+//! (`memunmap_pages`).  A pool is found from one of its pages as the
+//! container of the page's `pgmap` ([`DevMem::of_page`]), as test_hmm
+//! does: whoever holds the page holds the pagemap, so the pool cannot be
+//! removed under the lookup.
 //!
 //! # Chunks, the LRU and eviction
 //!
@@ -35,27 +36,36 @@
 //! # Read duplicates
 //!
 //! A chunk may also hold read-only copies of a read-mostly block's host
-//! pages for one device ([`Dup`], see `gmem_fault::duplicate`).  Those
-//! pages are never given to core MM: gmem frees them itself when the copies
-//! collapse (any invalidation of the block, eviction, context teardown).
-//! A [`Dup`] is installed under its address space's page-table lock, and
-//! its pages are freed only after that lock was taken with the device's
-//! mappings of them removed: a fault that finds one under the lock may map
-//! it.
+//! pages ([`Dup`], see `gmem_fault::duplicate`).  Those pages are never
+//! given to core MM: gmem frees them itself when the copies collapse (any
+//! invalidation of the block, eviction, context teardown).
+//!
+//! The rule that keeps them private: **a [`Dup`] belongs to one context,
+//! and only that context ever maps it.**  It is found by (context, block,
+//! range), installed under its address space's page-table lock, and freed
+//! only after its context's mappings of its whole range `[start, end)`
+//! were removed under that lock (or the context is dead, with every
+//! mapping removed).  The whole range, not what the invalidation that
+//! collapses it covered: a CPU write to one page collapses copies of the
+//! whole block, whose other pages the device still maps otherwise.  The
+//! two paths that free one follow it: [`DevMem::collapse_dups`] (through
+//! `retire_dup`) and [`DevMem::evict_dup`].  A chunk may hold several `Dup`s (ranges of one block
+//! split by mprotect or by adjacent mappings, or other contexts), linked
+//! from the chunk's slot, so installing one never drops another.
 //!
 //! # Thrashing
 //!
 //! [`Thrash`] remembers, per block, when it last left the device (evicted,
 //! pulled back by a CPU fault or by another device).  A block is thrashing
-//! when it left [`THRASH_THRESHOLD`] times within [`THRASH_WINDOW_MS`] of
+//! when it left [`THRASH_THRESHOLD`] times within `thrash_lapse_ms` of
 //! each other (ping-pong), or when it was evicted and is wanted back before
 //! the device allocated [`THRASH_REUSE_FACTOR`] times its memory since (a
 //! working set larger than the device, streamed over).  The device then
-//! maps it where it is, in host memory, for [`THRASH_PIN_MS`] instead of
+//! maps it where it is, in host memory, for `thrash_pin_ms` instead of
 //! migrating it again (UVM's pinning, with times scaled to this machine),
 //! which also leaves the blocks already resident where they are.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::{mem, ptr};
 use kernel::bindings;
 use kernel::c_str;
@@ -68,7 +78,6 @@ use crate::{gmem_fault, GmemCtx, GmemDev, STATS};
 use kernel::sync::Arc;
 
 const PAGE_SIZE: usize = bindings::PAGE_SIZE;
-const MAX_POOLS: usize = 16;
 /// Pages of a chunk: one fault block.
 pub(crate) const CHUNK_PAGES: usize = gmem_fault::FAULT_BLOCK / PAGE_SIZE;
 const CHUNK_WORDS: usize = CHUNK_PAGES / 64;
@@ -100,6 +109,16 @@ impl BlockKey {
         }
     }
 
+    /// The key of the chunk holding `ctx`'s read duplicates of the block:
+    /// the context (as a number, never dereferenced) in place of the mm,
+    /// so that two contexts of one device never share a chunk's pages.
+    pub(crate) fn of_ctx(self, ctx: &GmemCtx) -> Self {
+        Self {
+            mm: ptr::from_ref(ctx) as usize,
+            ..self
+        }
+    }
+
     pub(crate) fn is_dup(&self) -> bool {
         self.block & DUP_KEY_BIT != 0
     }
@@ -115,6 +134,12 @@ extern "C" {
     pub(crate) fn gmem_put_pfns(pfns: *const usize, n: usize);
     /// Takes a reference on each page, or on none (gmem_glue.c).
     pub(crate) fn gmem_get_pfns(pfns: *const usize, n: usize) -> bool;
+    /// `page->pgmap` (gmem_glue.c).  `struct page` has members bindgen
+    /// cannot lay out, which the FFI lint dislikes; only its address passes.
+    #[allow(improper_ctypes)]
+    fn gmem_page_pgmap(page: *mut bindings::page) -> *mut bindings::dev_pagemap;
+    /// `is_zone_device_page(pfn_to_page(pfn))` (gmem_glue.c).
+    fn gmem_pfn_is_zone_device(pfn: usize) -> bool;
 }
 
 /// Read-only copies of `[start, end)`'s host pages, in one chunk of one
@@ -124,7 +149,7 @@ extern "C" {
 ///
 /// Holds a reference on the context's address space (put when freed), so
 /// that an eviction may take its page-table lock even after the context
-/// detached.
+/// detached.  Only `ctx` maps the copies (see the module docs).
 pub(crate) struct Dup {
     pub(crate) ctx: Arc<GmemCtx>,
     pub(crate) key: BlockKey,
@@ -134,6 +159,36 @@ pub(crate) struct Dup {
     /// one must copy it (with an invalidation, which collapses the copies)
     /// rather than reuse it silently.
     pub(crate) host: KVec<usize>,
+    /// The next copies in the same chunk.
+    pub(crate) next: Option<KBox<Dup>>,
+}
+
+impl Dup {
+    /// Whether these are `ctx`'s copies.
+    pub(crate) fn is_of(&self, ctx: &GmemCtx) -> bool {
+        ptr::eq::<GmemCtx>(&*self.ctx, ctx)
+    }
+
+    /// Whether these are `ctx`'s copies of exactly `[start, end)` of `key`.
+    fn is(&self, ctx: &GmemCtx, key: BlockKey, start: usize, end: usize) -> bool {
+        self.is_of(ctx) && self.key == key && self.start == start && self.end == end
+    }
+}
+
+/// Splits the list `head` into what `pred` selects (returned) and the rest
+/// (left in `head`).  Allocates nothing.
+fn take_dups(head: &mut Option<KBox<Dup>>, pred: &impl Fn(&Dup) -> bool) -> Option<KBox<Dup>> {
+    let mut kept = None;
+    let mut taken = None;
+    let mut cur = head.take();
+    while let Some(mut d) = cur {
+        cur = d.next.take();
+        let list = if pred(&d) { &mut taken } else { &mut kept };
+        d.next = list.take();
+        *list = Some(d);
+    }
+    *head = kept;
+    taken
 }
 
 /// One chunk of device memory.  Free when `used` is 0 and it is not being
@@ -162,7 +217,51 @@ struct Chunks {
     last: usize,
 }
 
+/// Percent of a device's memory one address space may pin; written by the
+/// module loader.
+static mut PIN_LIMIT_PCT: kernel::ffi::c_uint = 50;
+uint_param!(
+    PIN_LIMIT_PCT,
+    "pin_limit_pct",
+    0o644,
+    PIN_LIMIT_PCT_PARAM,
+    PIN_LIMIT_PCT_TYPE,
+    PIN_LIMIT_PCT_DESC,
+    "Percent of one device's memory one process may pin (default 50)"
+);
+
+/// Percent of a device's memory all address spaces together may pin.
+static mut PIN_TOTAL_PCT: kernel::ffi::c_uint = 75;
+uint_param!(
+    PIN_TOTAL_PCT,
+    "pin_total_pct",
+    0o644,
+    PIN_TOTAL_PCT_PARAM,
+    PIN_TOTAL_PCT_TYPE,
+    PIN_TOTAL_PCT_DESC,
+    "Percent of one device's memory all processes together may pin (default 75)"
+);
+
 impl Chunks {
+    /// Pinned chunks of `mm`, and of everyone.
+    fn pinned_counts(&self, mm: usize) -> (usize, usize) {
+        let pinned = || self.v.iter().filter(|c| c.used > 0 && c.pinned);
+        (pinned().filter(|c| c.key.mm == mm).count(), pinned().count())
+    }
+
+    /// The most chunks one address space, and all, may pin.
+    fn pin_limits(&self) -> (usize, usize) {
+        let pct = |p: kernel::ffi::c_uint| self.v.len() * (p.min(100) as usize) / 100;
+        (pct(param_value!(PIN_LIMIT_PCT)), pct(param_value!(PIN_TOTAL_PCT)))
+    }
+
+    /// Whether `mm` may pin one more chunk.
+    fn may_pin(&self, mm: usize) -> bool {
+        let (mine, all) = self.pinned_counts(mm);
+        let (max_mine, max_all) = self.pin_limits();
+        mine < max_mine && all < max_all
+    }
+
     fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
@@ -200,10 +299,6 @@ pub(crate) enum Victim {
     Busy,
 }
 
-/// Every live pool, for lookups by pfn.
-static POOLS: [AtomicPtr<DevMem>; MAX_POOLS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_POOLS];
-
 #[repr(transparent)]
 struct PgmapOps(bindings::dev_pagemap_ops);
 
@@ -232,7 +327,6 @@ pub(crate) struct DevMem {
     pub(crate) base_pfn: usize,
     pub(crate) npages: usize,
     dev: *const GmemDev,
-    slot: usize,
     /// The chunks, allocated up front: pages are freed from any context.
     #[pin]
     chunks: SpinLock<Chunks>,
@@ -293,10 +387,6 @@ impl DevMem {
                 bindings::__release_region(&raw mut bindings::iomem_resource, start as _, size as _)
             };
         });
-        let slot = POOLS
-            .iter()
-            .position(|p| p.load(Ordering::Acquire).is_null())
-            .ok_or(ENOSPC)?;
         let pool = KBox::pin_init(
             pin_init!(DevMem {
                 // SAFETY: All-zero is an unused pagemap.
@@ -305,7 +395,6 @@ impl DevMem {
                 base_pfn: start / PAGE_SIZE,
                 npages,
                 dev: ptr::from_ref(dev),
-                slot,
                 chunks <- new_spinlock!(Chunks {
                     v: chunks,
                     clock: 0,
@@ -324,13 +413,6 @@ impl DevMem {
             }),
             GFP_KERNEL,
         )?;
-        let raw = ptr::from_ref::<DevMem>(&pool).cast_mut();
-        if POOLS[slot]
-            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(EBUSY);
-        }
         // SAFETY: The pagemap is pinned in the box and not yet in use; the
         // ops table is static; the owner token is the device, which
         // outlives the pool.
@@ -345,10 +427,7 @@ impl DevMem {
             (*pg).owner = pool.owner();
             bindings::memremap_pages(pg, bindings::NUMA_NO_NODE)
         };
-        if let Err(e) = kernel::error::from_err_ptr(mapped) {
-            POOLS[slot].store(ptr::null_mut(), Ordering::Release);
-            return Err(e);
-        }
+        kernel::error::from_err_ptr(mapped)?;
         release.dismiss();
         STATS
             .devmem_pages
@@ -378,12 +457,15 @@ impl DevMem {
         if idx >= self.npages || chunks.v[c].bits[w] & bit != 0 {
             return None;
         }
+        // Over a pin limit the chunk stays evictable: pins are bounded
+        // even for ranges pinned while they were elsewhere.
+        let pin = pinned && (chunks.v[c].pinned || chunks.may_pin(key.mm));
         let stamp = chunks.tick();
         let chunk = &mut chunks.v[c];
         chunk.bits[w] |= bit;
         chunk.used += 1;
         chunk.stamp = stamp;
-        chunk.pinned |= pinned;
+        chunk.pinned |= pin;
         drop(chunks);
         self.used.fetch_add(1, Ordering::Relaxed);
         STATS.devmem_used.fetch_add(1, Ordering::Relaxed);
@@ -461,23 +543,59 @@ impl DevMem {
         (first, CHUNK_PAGES.min(self.npages - first))
     }
 
+    /// Pages of chunk `c` in use.
+    pub(crate) fn chunk_used(&self, c: usize) -> u32 {
+        self.chunks.lock().v[c].used
+    }
+
     /// Number of chunks.
     pub(crate) fn nchunks(&self) -> usize {
         self.npages.div_ceil(CHUNK_PAGES)
     }
 
     /// Pins (or unpins) the chunks holding blocks of `mm` in `[start,
-    /// end)`; returns how many chunks changed.
+    /// end)`, pinning only within the limits; returns how many changed.
     pub(crate) fn set_pinned(&self, mm: usize, start: usize, end: usize, pinned: bool) -> usize {
         let first = start & !(gmem_fault::FAULT_BLOCK - 1);
         let mut n = 0;
-        for c in self.chunks.lock().v.iter_mut() {
-            if c.used > 0 && c.key.mm == mm && (first..end).contains(&c.key.block) {
-                n += usize::from(c.pinned != pinned);
-                c.pinned = pinned;
+        let mut chunks = self.chunks.lock();
+        for i in 0..chunks.v.len() {
+            let c = chunks.v[i];
+            if c.used == 0 || c.key.mm != mm || c.key.is_dup() || !(first..end).contains(&c.key.block)
+            {
+                continue;
             }
+            if c.pinned == pinned || (pinned && !chunks.may_pin(mm)) {
+                continue;
+            }
+            chunks.v[i].pinned = pinned;
+            n += 1;
         }
         n
+    }
+
+    /// `ENOMEM` if pinning the blocks of `[start, end)` of `mm` would take
+    /// it over `pin_limit_pct` of this device's memory, or all address
+    /// spaces together over `pin_total_pct`: what one user pins never
+    /// starves another.  Blocks already pinned count once.
+    pub(crate) fn check_pin(&self, mm: usize, start: usize, end: usize) -> Result {
+        let block = gmem_fault::FAULT_BLOCK;
+        let first = start & !(block - 1);
+        let blocks = (end - first).div_ceil(block);
+        let chunks = self.chunks.lock();
+        let held = chunks
+            .v
+            .iter()
+            .filter(|c| c.pinned && c.used > 0 && c.key.mm == mm && !c.key.is_dup())
+            .filter(|c| (first..end).contains(&c.key.block))
+            .count();
+        let want = blocks.saturating_sub(held);
+        let (mine, all) = chunks.pinned_counts(mm);
+        let (max_mine, max_all) = chunks.pin_limits();
+        if mine + want > max_mine || all + want > max_all {
+            return Err(ENOMEM);
+        }
+        Ok(())
     }
 
     /// Pages in pinned chunks.
@@ -496,14 +614,29 @@ impl DevMem {
         pfn.checked_sub(self.base_pfn).filter(|&i| i < self.npages)
     }
 
-    /// The pool `pfn` belongs to.
-    pub(crate) fn lookup(pfn: usize) -> Option<&'static DevMem> {
-        POOLS.iter().find_map(|p| {
-            // SAFETY: A published pool lives until its entry is cleared,
-            // after which no pfn of it reaches gmem (see the module docs).
-            let pool = unsafe { p.load(Ordering::Acquire).as_ref() }?;
-            pool.index_of(pfn).map(|_| pool)
-        })
+    /// The pool of `page`, a device-private page of gmem.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be a page of one of gmem's pagemaps (`PGMAP_OPS`), on
+    /// which the caller holds a reference or which core MM passes to a
+    /// pagemap callback: either keeps the pagemap, hence the pool, alive.
+    pub(crate) unsafe fn of_page<'a>(page: *mut bindings::page) -> &'a DevMem {
+        // SAFETY: Per the contract the page's pagemap is the `pgmap` field
+        // of a live `DevMem`.
+        unsafe {
+            let pgmap = gmem_page_pgmap(page);
+            &*(pgmap
+                .cast::<u8>()
+                .sub(mem::offset_of!(DevMem, pgmap))
+                .cast::<DevMem>())
+        }
+    }
+
+    /// Whether `pfn` is device memory (gmem's or anyone's).
+    pub(crate) fn is_device_pfn(pfn: usize) -> bool {
+        // SAFETY: Only reads the page's zone; `pfn` came from a page table.
+        unsafe { gmem_pfn_is_zone_device(pfn) }
     }
 
     /// Takes the memory away from core MM: pages in use go back to host
@@ -513,7 +646,6 @@ impl DevMem {
         gmem_fault::evict_all(&self);
         // SAFETY: Mapped in `new`; this waits until every page is free.
         unsafe { bindings::memunmap_pages(self.pgmap.get()) };
-        POOLS[self.slot].store(ptr::null_mut(), Ordering::Release);
         // SAFETY: Requested in `new` (and freed by this call); nothing
         // uses the range any more.
         unsafe {
@@ -525,27 +657,45 @@ impl DevMem {
             .fetch_sub(self.npages as u64, Ordering::Relaxed);
     }
 
-    /// The chunk of the installed duplicates of `key` over `[start, end)`.
-    /// Under the address space's page-table lock.
-    pub(crate) fn dup_chunk(&self, key: BlockKey, start: usize, end: usize) -> Option<usize> {
-        self.dups.lock().iter().position(|d| {
-            d.as_ref()
-                .is_some_and(|d| d.key == key && d.start == start && d.end == end)
+    /// The chunk of `ctx`'s installed duplicates of `key` over `[start,
+    /// end)`.  Under the address space's page-table lock.
+    pub(crate) fn dup_chunk(
+        &self,
+        ctx: &GmemCtx,
+        key: BlockKey,
+        start: usize,
+        end: usize,
+    ) -> Option<usize> {
+        let dups = self.dups.lock();
+        dups.iter().position(|head| {
+            let mut cur = head.as_deref();
+            while let Some(d) = cur {
+                if d.is(ctx, key, start, end) {
+                    return true;
+                }
+                cur = d.next.as_deref();
+            }
+            false
         })
     }
 
-    /// Installs duplicates whose copies are the pages from `first_idx`.
-    /// Under the address space's page-table lock.
-    pub(crate) fn install_dup(&self, dup: KBox<Dup>, first_idx: usize) {
+    /// Installs duplicates whose copies are the pages from `first_idx`,
+    /// beside any others in that chunk.  Under the address space's
+    /// page-table lock; allocates nothing.
+    pub(crate) fn install_dup(&self, mut dup: KBox<Dup>, first_idx: usize) {
         let n = ((dup.end - dup.start) / PAGE_SIZE) as u64;
-        self.dups.lock()[first_idx / CHUNK_PAGES] = Some(dup);
+        let mut dups = self.dups.lock();
+        let head = &mut dups[first_idx / CHUNK_PAGES];
+        dup.next = head.take();
+        *head = Some(dup);
+        drop(dups);
         self.dup_pages.fetch_add(n, Ordering::Relaxed);
         STATS.dup_pages.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Takes out the duplicates `pred` selects and frees them.  Under the
-    /// page-table lock of their address space, whose devices no longer map
-    /// them; allocates nothing and never sleeps.
+    /// Takes out the duplicates `pred` selects and retires them (see
+    /// [`retire_dup`](Self::retire_dup)).  Under the page-table lock of
+    /// their address space; allocates nothing and never sleeps.
     pub(crate) fn collapse_dups(&self, pred: impl Fn(&Dup) -> bool) {
         // Every invalidation comes here: most find no copies at all.  An
         // installation is ordered before by the page-table lock both hold.
@@ -553,12 +703,25 @@ impl DevMem {
             return;
         }
         for c in 0..self.nchunks() {
-            let taken = self.dups.lock()[c].take_if(|d| pred(d));
-            if let Some(d) = taken {
-                self.free_dup(c, d);
+            let mut taken = take_dups(&mut self.dups.lock()[c], &pred);
+            while let Some(mut d) = taken {
+                taken = d.next.take();
+                self.retire_dup(c, d);
                 STATS.dup_collapses.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The one way copies go: their context stops mapping all of their
+    /// range (an invalidation that touched one page of it removed only
+    /// that page), then their pages are freed, to be reused at once.
+    /// Under the page-table lock of their address space, with `d` out of
+    /// the table.
+    fn retire_dup(&self, c: usize, d: KBox<Dup>) {
+        if !d.ctx.is_dead() {
+            d.ctx.invalidate(d.start, d.end);
+        }
+        self.free_dup(c, d);
     }
 
     /// Frees the copies of `d`, taken out of chunk `c`.
@@ -577,21 +740,25 @@ impl DevMem {
         d.ctx.address_space().put();
     }
 
-    /// Evicts the duplicates in chunk `c`: its context stops mapping them,
-    /// then they are freed.  No gmem lock held.
+    /// Evicts the duplicates in chunk `c`: each one's context stops mapping
+    /// it, then it is freed.  No gmem lock held.
     pub(crate) fn evict_dup(&self, c: usize) -> usize {
-        let Some(d) = self.dups.lock()[c].take() else {
-            return 0;
-        };
-        {
-            let _pt = d.ctx.address_space().pt.lock();
-            if !d.ctx.is_dead() {
-                d.ctx.invalidate(d.start, d.end);
+        let mut taken = self.dups.lock()[c].take();
+        let mut moved = 0;
+        while let Some(mut d) = taken {
+            taken = d.next.take();
+            {
+                let _pt = d.ctx.address_space().pt.lock();
+                if !d.ctx.is_dead() {
+                    d.ctx.invalidate(d.start, d.end);
+                }
             }
+            moved += (d.end - d.start) / PAGE_SIZE;
+            // Outside the lock: the reference `d` holds on the address
+            // space may be the last one (its context detached).
+            self.free_dup(c, d);
         }
-        let n = (d.end - d.start) / PAGE_SIZE;
-        self.free_dup(c, d);
-        n
+        moved
     }
 
     pub(crate) fn free_page(&self, idx: usize) {
@@ -615,11 +782,9 @@ impl DevMem {
 /// `dev_pagemap_ops::page_free`: the last reference to a device page went.
 unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
     // SAFETY: Core MM passes a page of one of our pagemaps.
-    let pfn = unsafe { bindings::page_to_pfn(page) } as usize;
-    if let Some(pool) = DevMem::lookup(pfn) {
-        if let Some(idx) = pool.index_of(pfn) {
-            pool.free_page(idx);
-        }
+    let (pool, pfn) = unsafe { (DevMem::of_page(page), bindings::page_to_pfn(page) as usize) };
+    if let Some(idx) = pool.index_of(pfn) {
+        pool.free_page(idx);
     }
 }
 
@@ -629,12 +794,37 @@ unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
 /// Slots of the thrashing table (direct-mapped by block) per chunk of device
 /// memory: enough for every block a stream evicts within the reuse window.
 const THRASH_SLOTS_PER_CHUNK: usize = THRASH_REUSE_FACTOR as usize;
-/// Departures of one block within this long of each other count together.
-pub(crate) const THRASH_WINDOW_MS: u64 = 200;
+/// Departures of one block within this many ms of each other count
+/// together (UVM's `uvm_perf_thrashing_lapse_usec`); root may change it,
+/// as the right value depends on how fast the machine moves a block.
+static mut THRASH_LAPSE_MS: kernel::ffi::c_uint = 200;
+uint_param!(
+    THRASH_LAPSE_MS,
+    "thrash_lapse_ms",
+    0o644,
+    THRASH_LAPSE_MS_PARAM,
+    THRASH_LAPSE_MS_TYPE,
+    THRASH_LAPSE_MS_DESC,
+    "Departures of a block within this many ms of each other count as thrashing (default 200)"
+);
+
+fn thrash_lapse_ms() -> u64 {
+    u64::from(param_value!(THRASH_LAPSE_MS))
+}
 /// Departures that make a block thrashing.
 pub(crate) const THRASH_THRESHOLD: u32 = 3;
-/// How long a thrashing block stays in host memory, mapped in place.
-pub(crate) const THRASH_PIN_MS: u64 = 1000;
+/// How many ms a thrashing block stays in host memory, mapped in place
+/// (UVM's `uvm_perf_thrashing_pin`); root may change it.
+static mut THRASH_PIN_MS: kernel::ffi::c_uint = 1000;
+uint_param!(
+    THRASH_PIN_MS,
+    "thrash_pin_ms",
+    0o644,
+    THRASH_PIN_MS_PARAM,
+    THRASH_PIN_MS_TYPE,
+    THRASH_PIN_MS_DESC,
+    "How long a thrashing block stays in host memory, in ms (default 1000)"
+);
 /// An evicted block wanted back within this many device memories' worth of
 /// allocations is thrashing.
 pub(crate) const THRASH_REUSE_FACTOR: u64 = 4;
@@ -686,7 +876,7 @@ impl Thrash {
         let mut slots = self.slots.lock();
         let n = slots.len();
         let s = &mut slots[Self::slot(key, n)];
-        if s.key == key && now.saturating_sub(s.last) < THRASH_WINDOW_MS {
+        if s.key == key && now.saturating_sub(s.last) < thrash_lapse_ms() {
             s.departures += 1;
             s.last = now;
         } else if s.key != key || now >= s.pinned_until {
@@ -717,14 +907,14 @@ impl Thrash {
             return true;
         }
         let pingpong =
-            s.departures >= THRASH_THRESHOLD && now.saturating_sub(s.last) < THRASH_WINDOW_MS;
+            s.departures >= THRASH_THRESHOLD && now.saturating_sub(s.last) < thrash_lapse_ms();
         // A device idle for long does not move its clock: the eviction
         // must be recent in time too.
         let reused = s.evicted_at != 0
             && clock.saturating_sub(s.evicted_at) < THRASH_REUSE_FACTOR * pages as u64
             && now.saturating_sub(s.last) < THRASH_REUSE_MS;
         if pingpong || reused {
-            s.pinned_until = now + THRASH_PIN_MS;
+            s.pinned_until = now + u64::from(param_value!(THRASH_PIN_MS));
             s.departures = 0;
             s.evicted_at = 0;
             drop(slots);

@@ -156,6 +156,7 @@ pub(crate) fn fault_block(
             && place == Place::Policy
             && !write
             && attrs.read_mostly
+            && param_value!(READ_DUP) != 0
             && ctx.devmem().is_some()
         {
             if let Some(done) = duplicate(ctx, &user, &region, addr) {
@@ -580,11 +581,8 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
             (*vmf).__bindgen_anon_1.address,
         )
     };
-    // SAFETY: As above.
-    let pfn = unsafe { bindings::page_to_pfn(page) } as usize;
-    let Some(pool) = DevMem::lookup(pfn) else {
-        return bindings::vm_fault_reason_VM_FAULT_SIGBUS as _;
-    };
+    // SAFETY: Core MM holds a reference on the faulting page of ours.
+    let pool = unsafe { DevMem::of_page(page) };
     pool.cpu_faults.fetch_add(1, Ordering::Relaxed);
     STATS.cpu_devmem_faults.fetch_add(1, Ordering::Relaxed);
     // SAFETY: The faulting VMA, locked by the caller.
@@ -606,12 +604,15 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
 /// Faults `[start, end)` into `ctx`'s device block by block with `place`
 /// (a prefetch, a pin, an eager accessed-by mapping).  Every block is
 /// visited and a hole fails with `EFAULT`; `EINTR` if a signal is pending,
-/// what was done staying done.
+/// `ENODEV` if the device is going away, what was done staying done.
 pub(crate) fn map_range(ctx: &GmemCtx, start: usize, end: usize, place: Place) -> Result {
     let mut addr = start;
     while addr < end {
         if kernel::current!().signal_pending() {
             return Err(EINTR);
+        }
+        if ctx.dev_going() {
+            return Err(ENODEV);
         }
         let (_, covered) = fault_block(ctx, addr, false, place)?;
         addr = covered;
@@ -636,6 +637,9 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
             if kernel::current!().signal_pending() {
                 return Err(EINTR);
             }
+            if ctx.dev_going() {
+                return Err(ENODEV);
+            }
             let next = ((addr & !(FAULT_BLOCK - 1)) + FAULT_BLOCK).min(stop);
             // SAFETY: The VMA is read-locked and covers the block.
             unsafe { migrate_to_host(pool, vma.as_ptr(), addr, next, core::ptr::null_mut())? };
@@ -646,24 +650,40 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
 }
 
 /// Moves every page of `pool` still in use back to host memory, whoever
-/// maps it (device unregistration).
+/// maps it (device unregistration).  Runs after the device's entry points
+/// drained and its contexts (with their read duplicates) are gone, so no
+/// page of the pool is allocated any more: a page still in use is in some
+/// process's page table, or being moved home by a CPU fault.  A page that
+/// could not move (locked by such a fault, or by munmap) is tried again
+/// until the pool is empty, which `memunmap_pages` then waits for.
 pub(crate) fn evict_all(pool: &DevMem) {
     let nofail = HOST_GFP | (1 << bindings::___GFP_NOFAIL_BIT);
     for c in 0..pool.nchunks() {
         let (first, n) = pool.chunk_range(c);
-        let moved = loop {
-            match evict_pages(pool, first, n, nofail) {
-                Ok(moved) => break moved,
-                // SAFETY: A plain sleep; memory may free up.
-                Err(_) => unsafe { bindings::msleep(10) },
+        let mut tries = 0u32;
+        while pool.chunk_used(c) > 0 {
+            tries += 1;
+            if tries == EVICT_WARN_TRIES {
+                pr_warn!("device memory chunk {} still busy, waiting\n", c);
             }
-        };
-        pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
-        STATS
-            .migrated_to_host
-            .fetch_add(moved as u64, Ordering::Relaxed);
+            let moved = evict_pages(pool, first, n, nofail).unwrap_or(0);
+            pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
+            STATS
+                .migrated_to_host
+                .fetch_add(moved as u64, Ordering::Relaxed);
+            if pool.chunk_used(c) > 0 {
+                // SAFETY: A plain sleep while the holder of the page
+                // finishes with it.
+                unsafe { bindings::msleep(EVICT_RETRY_MS) };
+            }
+        }
     }
 }
+
+/// How long [`evict_all`] waits for a busy page before trying again.
+const EVICT_RETRY_MS: u32 = 1;
+/// Tries after which [`evict_all`] says it is still waiting.
+const EVICT_WARN_TRIES: u32 = 10_000;
 
 /// Makes sure block `key` can get device memory in `pool`: while no chunk
 /// is free, evicts the least recently used one.  `ENOMEM` if everything in
@@ -708,6 +728,19 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
     Ok(())
 }
 
+/// Whether read-mostly ranges are duplicated (1) or only mapped in place
+/// (0); root may change it at run time.
+static mut READ_DUP: kernel::ffi::c_uint = 1;
+uint_param!(
+    READ_DUP,
+    "read_dup",
+    0o644,
+    READ_DUP_PARAM,
+    READ_DUP_TYPE,
+    READ_DUP_DESC,
+    "Read duplication of read-mostly ranges (1, default) or mapping in place (0)"
+);
+
 /// Attempts at making read duplicates that keep racing invalidations.
 const DUP_ATTEMPTS: usize = 4;
 
@@ -720,10 +753,18 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
     let pool = ctx.devmem()?;
     let as_ = ctx.address_space();
     let key = BlockKey::new(as_.mm(), addr).dup();
+    // The chunk holding them is this context's: another context of the
+    // same device makes copies of its own in another chunk.
+    let chunk_key = key.of_ctx(ctx);
+    // Read before the policy is looked at: a narrowing since then makes
+    // the mapping below retry (or give up) rather than commit.
+    let policy_gen = ctx.policy_gen();
     let (start, end) = {
         let mm = user.read_lock();
         let vma = mm.vma_at(addr)?;
-        if !vma.is_anonymous() {
+        // The caller's checks come after this: a sibling context's wider
+        // policy may have created the region, not this one's.
+        if !vma.is_anonymous() || !ctx.allows(&vma) {
             return None;
         }
         (
@@ -749,6 +790,7 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             start,
             end,
             host,
+            next: None,
         },
         GFP_KERNEL,
     )
@@ -756,13 +798,12 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
     // Device page indices, then the entries mapped; scratch before that.
     let mut idxs = KVec::from_elem(0usize, n, GFP_KERNEL).ok()?;
     for _ in 0..DUP_ATTEMPTS {
-        let policy_gen = ctx.policy_gen();
         ctx.prepare(start, end).ok()?;
         {
-            // Copies made earlier, still valid: map them.
+            // This context's copies made earlier, still valid: map them.
             let pt = as_.pt.lock();
-            if let Some(c) = pool.dup_chunk(key, start, end) {
-                if region.is_dead() || ctx.is_dead() {
+            if let Some(c) = pool.dup_chunk(ctx, key, start, end) {
+                if region.is_dead() || ctx.is_dead() || ctx.policy_gen() != policy_gen {
                     return None;
                 }
                 for (i, e) in idxs.iter_mut().enumerate() {
@@ -773,29 +814,24 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
                 return Some((n, end));
             }
         }
-        make_room(pool, key).ok()?;
+        {
+            // Copies of this context overlapping these (a range split by
+            // mprotect and merged again, say) hold the pages wanted.
+            let _pt = as_.pt.lock();
+            pool.collapse_dups(|d| {
+                d.is_of(ctx) && d.key == key && d.start < end && start < d.end
+            });
+        }
+        make_room(pool, chunk_key).ok()?;
         let pfns = &mut dup.host;
         let seq = {
             let mm = user.read_lock();
-            let mut seq = 0;
-            for protect in [false, true] {
-                // SAFETY: As in `fault_block`.
-                seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
-                snapshot(&mm, region, seq, start, end, pfns)?;
-                if !pfns.iter().any(|&p| p & HMM_PFN_WRITE != 0) {
-                    break;
-                }
-                if protect {
-                    return None;
-                }
-                // Writable host pages: protect them (first copies of the
-                // block, or the first since a write collapsed them).
-                // SAFETY: The mm is read-locked; the range lies in one VMA.
-                unsafe { bindings::gmem_wrprotect(user.as_ptr(), start as _, end as _) };
-            }
+            // SAFETY: As in `fault_block`.
+            let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
+            snapshot(&mm, region, seq, start, end, pfns)?;
             for p in pfns.iter_mut() {
                 *p &= !HMM_PFN_FLAGS;
-                if DevMem::lookup(*p).is_some() {
+                if DevMem::is_device_pfn(*p) {
                     return None;
                 }
             }
@@ -803,8 +839,24 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             if !unsafe { gmem_devmem::gmem_get_pfns(pfns.as_ptr(), n) } {
                 continue;
             }
-            // With the references held a write must copy; a write that
-            // reused a page before they were taken left it writable.
+            // With the references held, a write fault on a page that is not
+            // exclusive must copy it.  Make every page so: write-protected
+            // and maybe shared.  An exclusive page, even a read-only one,
+            // would be reused by the next write fault silently, whatever
+            // references it has.  Nothing to change (the usual case once
+            // one device made copies) means no invalidation either.
+            // SAFETY: The mm is read-locked.
+            if unsafe { bindings::gmem_wrprotect(user.as_ptr(), start as _, end as _) } != 0 {
+                // A page pinned for DMA stays exclusive: its writes would
+                // not be seen.  Mapped in place instead.
+                // SAFETY: Taken just above.
+                unsafe { gmem_devmem::gmem_put_pfns(pfns.as_ptr(), n) };
+                return None;
+            }
+            // The copies are made of what the CPU maps from now on: the
+            // same pages, read-only; any change after this bumps `seq`.
+            // SAFETY: As above.
+            let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
             let again = &mut idxs;
             let same = snapshot(&mm, region, seq, start, end, again).is_some()
                 && again
@@ -826,7 +878,7 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             unsafe { gmem_devmem::gmem_put_pfns(pfns.as_ptr(), pfns.len()) };
         };
         for i in 0..n {
-            match pool.alloc(key, first + i, false) {
+            match pool.alloc(chunk_key, first + i, false) {
                 Some(idx) => idxs[i] = idx,
                 None => {
                     release(&idxs[..i], pfns);
@@ -862,7 +914,7 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
         if ctx.map(start, &idxs, bindings::GMEM_PROT_READ).is_err() {
             // Undone as any invalidation would.
             ctx.invalidate(start, end);
-            pool.collapse_dups(|d| d.key == key && d.start == start);
+            pool.collapse_dups(|d| d.is_of(ctx) && d.key == key && d.start == start);
             return None;
         }
         drop(pt);

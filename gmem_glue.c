@@ -36,19 +36,48 @@ void gmem_put_pfns(const unsigned long *pfns, unsigned long n)
 
 /*
  * A reference on the folio of each page (a tail page of a THP has no count
- * of its own), or on none if one is being freed.
+ * of its own), or on none if one is being freed or split.
  */
 bool gmem_get_pfns(const unsigned long *pfns, unsigned long n)
 {
 	unsigned long i;
 
-	for (i = 0; i < n; i++)
-		if (!folio_try_get(page_folio(pfn_to_page(pfns[i]))))
+	for (i = 0; i < n; i++) {
+		struct page *page = pfn_to_page(pfns[i]);
+		struct folio *folio = page_folio(page);
+
+		if (!folio_try_get(folio))
 			break;
+		/* Split meanwhile: the reference is on the wrong folio (GUP). */
+		if (unlikely(page_folio(page) != folio)) {
+			folio_put(folio);
+			break;
+		}
+	}
 	if (i == n)
 		return true;
 	gmem_put_pfns(pfns, i);
 	return false;
+}
+
+/*
+ * Device-memory pages (gmem_devmem.rs): the pagemap of a page, which
+ * finds its pool as container_of() without a global table, and whether a
+ * pfn is device memory of any kind.
+ */
+#include <linux/memremap.h>
+
+struct dev_pagemap *gmem_page_pgmap(struct page *page);
+bool gmem_pfn_is_zone_device(unsigned long pfn);
+
+struct dev_pagemap *gmem_page_pgmap(struct page *page)
+{
+	return page->pgmap;
+}
+
+bool gmem_pfn_is_zone_device(unsigned long pfn)
+{
+	return is_zone_device_page(pfn_to_page(pfn));
 }
 
 /*

@@ -16,6 +16,7 @@
 #include <linux/pagewalk.h>
 #include <linux/rcupdate.h>
 #include <linux/rmap.h>
+#include <linux/secretmem.h>
 #include <linux/spinlock.h>
 
 static const struct gmem_mm_hooks __rcu *gmem_hooks;
@@ -26,13 +27,14 @@ static DEFINE_SPINLOCK(gmem_hooks_lock);
  * @file: the file being mapped, NULL for anonymous memory
  * @flags: the MAP_* flags of the request
  *
- * Return: 0 if so; -EINVAL for anything but a private anonymous mapping;
- * -ENODEV if gmem.ko is not loaded.
+ * Return: 0 if so; -EINVAL for anything but a private anonymous mapping of
+ * base pages (MAP_HUGETLB and MAP_GROWSDOWN included); -ENODEV if gmem.ko
+ * is not loaded.
  */
 int gmem_peer_shared_check(struct file *file, unsigned long flags)
 {
 	if (file || (flags & MAP_TYPE) != MAP_PRIVATE ||
-	    (flags & MAP_GROWSDOWN))
+	    (flags & (MAP_GROWSDOWN | MAP_HUGETLB)))
 		return -EINVAL;
 	if (!rcu_access_pointer(gmem_hooks))
 		return -ENODEV;
@@ -111,23 +113,58 @@ out:
 }
 EXPORT_SYMBOL_GPL(gmem_discard);
 
+/*
+ * The pages gmem_wrprotect() must change: present anonymous ones that are
+ * writable, or read-only but exclusive (after mprotect(), or back from a
+ * device through a read-only device-private entry), because the write
+ * fault handler reuses an exclusive page without looking at its
+ * references, and so without a copy or an mmu notifier invalidation.
+ */
+static struct page *gmem_wrprotect_target(struct vm_area_struct *vma,
+					  unsigned long addr, pte_t pte)
+{
+	struct page *page;
+
+	if (!pte_present(pte))
+		return NULL;
+	page = vm_normal_page(vma, addr, pte);
+	if (!page || !folio_test_anon(page_folio(page)))
+		return NULL;
+	if (!pte_write(pte) && !PageAnonExclusive(page))
+		return NULL;
+	return page;
+}
+
+static int gmem_wrprotect_scan_pte(pte_t *ptep, unsigned long addr,
+				   unsigned long next, struct mm_walk *walk)
+{
+	if (!gmem_wrprotect_target(walk->vma, addr, ptep_get(ptep)))
+		return 0;
+	*(bool *)walk->private = true;
+	return 1;	/* found one: stop the walk */
+}
+
+static int gmem_wrprotect_pmd(pmd_t *pmd, unsigned long addr,
+			      unsigned long next, struct mm_walk *walk)
+{
+	/* A huge mapping may be writable or exclusive: the PTE pass splits it. */
+	if (!pmd_trans_huge(pmdp_get(pmd)))
+		return 0;
+	*(bool *)walk->private = true;
+	return 1;
+}
+
 static int gmem_wrprotect_pte(pte_t *ptep, unsigned long addr,
 			      unsigned long next, struct mm_walk *walk)
 {
 	struct vm_area_struct *vma = walk->vma;
 	pte_t pte = ptep_get(ptep);
+	struct page *page = gmem_wrprotect_target(vma, addr, pte);
 	struct folio *folio;
-	struct page *page;
 
-	if (!pte_present(pte))
-		return 0;
-	page = vm_normal_page(vma, addr, pte);
 	if (!page)
 		return 0;
 	folio = page_folio(page);
-	if (!folio_test_anon(folio) ||
-	    (!pte_write(pte) && !PageAnonExclusive(page)))
-		return 0;
 	/*
 	 * As KSM's write_protect_page(): clear and flush the PTE first, so
 	 * that GUP-fast either sees the old PTE or none, then mark the page
@@ -135,12 +172,20 @@ static int gmem_wrprotect_pte(pte_t *ptep, unsigned long addr,
 	 */
 	pte = ptep_clear_flush(vma, addr, ptep);
 	if (folio_try_share_anon_rmap_pte(folio, page)) {
+		/* Still exclusive: a write would reuse it silently. */
 		set_pte_at(vma->vm_mm, addr, ptep, pte);
+		*(bool *)walk->private = true;
 		return 0;
 	}
 	set_pte_at(vma->vm_mm, addr, ptep, pte_wrprotect(pte));
 	return 0;
 }
+
+static const struct mm_walk_ops gmem_wrprotect_scan_ops = {
+	.pmd_entry = gmem_wrprotect_pmd,
+	.pte_entry = gmem_wrprotect_scan_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
 
 static const struct mm_walk_ops gmem_wrprotect_ops = {
 	.pte_entry = gmem_wrprotect_pte,
@@ -151,32 +196,65 @@ static const struct mm_walk_ops gmem_wrprotect_ops = {
  * gmem_wrprotect - make the next CPU write to a range visible
  * @mm: the address space, with mmap_lock held (read is enough)
  * @start: page-aligned start
- * @end: page-aligned end, within one anonymous VMA
+ * @end: page-aligned end
  *
  * Write-protects the present anonymous pages of the range and marks them
  * maybe shared, as fork() and KSM do, so that a CPU write fault on one
  * that someone else holds a reference on copies it (wp_page_copy()), with
  * an mmu notifier invalidation, rather than silently making it writable
- * again.  gmem's read duplication relies on this to learn of writes.
- * Pages pinned for DMA are left as they are.
+ * again.  gmem's read duplication relies on this to learn of writes; it
+ * takes its references first, so that no write can reuse a page after
+ * this returns.  A range with nothing to change is left alone, without
+ * an invalidation, so that the copies other devices made of it stay.
  *
- * Return: 0 or the page walk's error.
+ * Return: 0; -EBUSY if a page could not be shared (pinned for DMA, it
+ * stays exclusive, and writes to it would not be seen); or the page walk's
+ * error.
  */
 int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
 		   unsigned long end)
 {
 	struct mmu_notifier_range range;
+	bool needed = false, pinned = false;
 	int ret;
 
 	mmap_assert_locked(mm);
+	ret = walk_page_range(mm, start, end, &gmem_wrprotect_scan_ops,
+			      &needed);
+	if (ret < 0)
+		return ret;
+	if (!needed)
+		return 0;
 	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_PAGE, 0, mm,
 				start, end);
 	mmu_notifier_invalidate_range_start(&range);
-	ret = walk_page_range(mm, start, end, &gmem_wrprotect_ops, NULL);
+	ret = walk_page_range(mm, start, end, &gmem_wrprotect_ops, &pinned);
 	mmu_notifier_invalidate_range_end(&range);
+	if (!ret && pinned)
+		ret = -EBUSY;
 	return ret;
 }
 EXPORT_SYMBOL_GPL(gmem_wrprotect);
+
+/**
+ * gmem_vma_device_reachable - may a device map the pages of @vma?
+ * @vma: the VMA, with its mm's mmap_lock held
+ *
+ * Not raw pfn mappings (VM_IO, VM_PFNMAP, VM_MIXEDMAP: pages without a
+ * struct page, or MMIO), and not memfd_secret() memory, whose pages are
+ * removed from the kernel's direct map so that no one but its process
+ * reads them.  Built in because vma_is_secretmem() is not exported.
+ *
+ * Return: true if gmem may give the VMA's pages to a device.
+ */
+bool gmem_vma_device_reachable(struct vm_area_struct *vma)
+{
+	mmap_assert_locked(vma->vm_mm);
+	if (vma->vm_flags & (VM_IO | VM_PFNMAP | VM_MIXEDMAP))
+		return false;
+	return !vma_is_secretmem(vma);
+}
+EXPORT_SYMBOL_GPL(gmem_vma_device_reachable);
 
 /**
  * gmem_register_mm_hooks - install gmem.ko's hooks

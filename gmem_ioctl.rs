@@ -197,6 +197,11 @@ fn advise(a: &bindings::gmem_advise) -> Result {
         }
         _ => None,
     };
+    // Held while the hint reaches the device (see `GmemDev::enter`).
+    let _dev = match ctx.as_deref() {
+        Some(x) => Some(x.enter()?),
+        None => None,
+    };
     c.check_reachable(start, end)?;
     let bit = ctx.as_ref().map_or(0, |x| 1u64 << x.dev_id());
     let mm = c.user.as_ptr() as usize;
@@ -218,17 +223,35 @@ fn advise(a: &bindings::gmem_advise) -> Result {
         }
         bindings::GMEM_ADV_UNSET_ACCESSED_BY => c.update(start, end, |at| at.accessed_by &= !bit),
         bindings::GMEM_ADV_PIN => {
-            let ctx = ctx.ok_or(EINVAL)?;
+            let ctx = ctx.as_deref().ok_or(EINVAL)?;
+            if let Some(pool) = ctx.devmem() {
+                // Before any change: over a limit, nothing is pinned.
+                pool.check_pin(mm, start, end)?;
+            }
+            // What was pinned before stays pinned if this call fails.
+            let before = c
+                .as_
+                .regions
+                .lock()
+                .attrs
+                .ranges(start, end, |at| at.pinned & bit != 0)?;
             c.update(start, end, |at| at.pinned |= bit)?;
             if let Some(pool) = ctx.devmem() {
                 pool.set_pinned(mm, start, end, true);
             }
-            let res = map_range(&ctx, start, end, Place::Device);
+            let res = map_range(ctx, start, end, Place::Device);
             if res.is_err() {
-                // Out of room: the range is left unpinned.
+                // Out of room, a signal, the device going: the range is
+                // left as it was.
                 let _ = c.update(start, end, |at| at.pinned &= !bit);
                 if let Some(pool) = ctx.devmem() {
                     pool.set_pinned(mm, start, end, false);
+                }
+                for &(s, e) in before.iter() {
+                    let _ = c.update(s, e, |at| at.pinned |= bit);
+                    if let Some(pool) = ctx.devmem() {
+                        pool.set_pinned(mm, s, e, true);
+                    }
                 }
             }
             res
@@ -240,8 +263,8 @@ fn advise(a: &bindings::gmem_advise) -> Result {
             }
             Ok(())
         }
-        bindings::GMEM_ADV_PREFETCH => match ctx {
-            Some(ctx) => map_range(&ctx, start, end, Place::Device),
+        bindings::GMEM_ADV_PREFETCH => match ctx.as_deref() {
+            Some(ctx) => map_range(ctx, start, end, Place::Device),
             None => {
                 // Home from every device that holds some of it.
                 let ctxs = {
@@ -253,6 +276,10 @@ fn advise(a: &bindings::gmem_advise) -> Result {
                     v
                 };
                 for x in ctxs.iter() {
+                    // A device going away brings its pages home itself.
+                    let Ok(_dev) = x.enter() else {
+                        continue;
+                    };
                     gmem_fault::prefetch_to_host(x, start, end)?;
                 }
                 Ok(())

@@ -198,6 +198,14 @@ impl Vma<'_> {
         self.flags() & VM_PEER_SHARED != 0
     }
 
+    /// Whether a device may be given this VMA's pages at all: not raw pfn
+    /// or I/O mappings, not memfd_secret() memory (outside the kernel's
+    /// direct map).
+    pub(crate) fn device_reachable(&self) -> bool {
+        // SAFETY: A valid VMA whose mm is locked (the type's meaning).
+        unsafe { bindings::gmem_vma_device_reachable(self.as_ptr()) }
+    }
+
     /// Private anonymous memory (no `vm_ops`), which pages may leave for a
     /// device.
     pub(crate) fn is_anonymous(&self) -> bool {

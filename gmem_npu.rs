@@ -37,12 +37,29 @@
 //! A file owns its gmem attachment.  Each queued job holds an `Arc` of its
 //! file; closing the file cancels the jobs not started and stops the
 //! running one between two accesses (status `ECANCELED`), waits for it,
-//! then detaches.  The module cannot unload while a file is open
+//! then detaches.
+//!
+//! # Hot-unplug
+//!
+//! `gmem_npu/npuN/present` in debugfs unplugs the device (write `0`), as a
+//! GPU falling off the bus, and plugs it back (write `1`).  Unplugging
+//! marks the registration gone ([`Npu::live`] no longer matches any
+//! file's generation), so the running job stops at its next access and
+//! queued ones end at once, both with `ENODEV`; waits for the engine to
+//! drain; then unregisters from gmem, which waits for the faults and hints
+//! in flight on the device, tears every context down and moves the pages
+//! in the device's memory back to host memory.  Files opened before stay
+//! open: WAIT still reports, everything else fails with `ENODEV`, and
+//! opening the device fails until it is plugged back with fresh memory.
+//! No job touches a driver context after the drain: each checks the
+//! generation first, and the drain orders that check after the store.
+//!
+//! The module cannot unload while a file is open
 //! (the misc device's fops name this module as owner), so the devices and
 //! their registrations outlive every file.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::ffi::{c_int, c_uint, c_ulong};
 use kernel::ioctl::{_IOR, _IOW, _IOWR};
@@ -55,7 +72,11 @@ use kernel::sync::{
 use kernel::types::Opaque;
 use kernel::{c_str, fmt};
 
+#[allow(dead_code)]
+mod gmem_debugfs;
 mod gmem_dev;
+#[macro_use]
+mod gmem_param;
 mod gmem_uaccess;
 // Shared with gmem.ko; the NPU uses its workqueue and work items only.
 #[allow(dead_code)]
@@ -89,64 +110,12 @@ fn errno(e: u32) -> Error {
 
 const MAX_DEVICES: u32 = 8;
 
-/// Declares a `uint` module parameter: what `module_param(name, uint, 0444)`
-/// and `MODULE_PARM_DESC` expand to in C, for the variable `$var`.
-macro_rules! uint_param {
-    ($var:ident, $name:literal, $param:ident, $type:ident, $desc:ident, $desc_text:literal) => {
-        #[link_section = "__param"]
-        #[used]
-        static $param: KernelParam = KernelParam(bindings::kernel_param {
-            name: concat!($name, "\0").as_ptr().cast(),
-            mod_: (&raw mut __this_module).cast(),
-            ops: &raw const bindings::param_ops_uint,
-            perm: 0o444,
-            level: -1,
-            flags: 0,
-            __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
-                arg: (&raw mut $var).cast(),
-            },
-        });
-
-        #[link_section = ".modinfo"]
-        #[used]
-        static $type: [u8; concat!("parmtype=", $name, ":uint\0").len()] =
-            *konst_bytes(concat!("parmtype=", $name, ":uint\0"));
-
-        #[link_section = ".modinfo"]
-        #[used]
-        static $desc: [u8; concat!("parm=", $name, ":", $desc_text, "\0").len()] =
-            *konst_bytes(concat!("parm=", $name, ":", $desc_text, "\0"));
-    };
-}
-
-/// The bytes of a string literal as an array reference, in a constant.
-const fn konst_bytes<const N: usize>(s: &'static str) -> &'static [u8; N] {
-    match s.as_bytes().first_chunk::<N>() {
-        Some(a) => a,
-        None => panic!("length mismatch"),
-    }
-}
-
-#[repr(transparent)]
-struct KernelParam(bindings::kernel_param);
-
-// SAFETY: The loader and sysfs serialise access to parameters; Rust code
-// only reads the values, in `init`.
-unsafe impl Sync for KernelParam {}
-
-// Only its address is taken; `struct module` has empty members in some
-// configurations, which the FFI lint dislikes (the module! macro has the
-// same declaration).
-#[allow(improper_ctypes)]
-extern "C" {
-    static mut __this_module: Opaque<bindings::module>;
-}
-
 /// Written by the module loader before `init` runs, read-only afterwards.
 static mut NUM_DEVICES: c_uint = 1;
 uint_param!(
     NUM_DEVICES,
     "num_devices",
+    0o444,
     NUM_DEVICES_PARAM,
     NUM_DEVICES_TYPE,
     NUM_DEVICES_DESC,
@@ -159,10 +128,24 @@ const MAX_DRAM_MIB: u32 = 1024;
 uint_param!(
     DRAM_MIB,
     "dram_mib",
+    0o444,
     DRAM_MIB_PARAM,
     DRAM_MIB_TYPE,
     DRAM_MIB_DESC,
     "MiB of device memory per NPU (default 16)"
+);
+
+/// MiB of job bytes (`len`) a file may have submitted and not completed;
+/// written by the module loader.
+static mut MAX_QUEUED_MIB: c_uint = 256;
+uint_param!(
+    MAX_QUEUED_MIB,
+    "max_queued_mib",
+    0o644,
+    MAX_QUEUED_MIB_PARAM,
+    MAX_QUEUED_MIB_TYPE,
+    MAX_QUEUED_MIB_DESC,
+    "MiB of job length one file may have queued (default 256; a job is always accepted on an idle file)"
 );
 
 // ---------------------------------------------------------------------------
@@ -587,18 +570,21 @@ impl JobRunner<'_> {
         vas: [(usize, bool); N],
         f: impl FnOnce([*mut u8; N]) -> R,
     ) -> core::result::Result<R, Fault> {
-        let ctx = self.file.attachment.driver_ctx();
         let mut replays = 0;
         loop {
-            if self.file.closing.load(Ordering::Relaxed) {
-                // The file is going away: stop between accesses.
+            if let Some(err) = self.file.stopped() {
+                // The file or the device is going away: stop between
+                // accesses, before touching the driver context.
                 return Err(Fault {
-                    err: errno(bindings::ECANCELED),
+                    err,
                     addr: vas[0].0,
                 });
             }
             let mut missing = None;
             {
+                // SAFETY: The device was live just above (`stopped`), and
+                // unplugging waits for this job before it destroys contexts.
+                let ctx = unsafe { self.file.attachment.driver_ctx() };
                 let mut mmu = ctx.mmu.lock();
                 let mut ptrs = [ptr::null_mut::<u8>(); N];
                 for (i, &(va, write)) in vas.iter().enumerate() {
@@ -774,9 +760,9 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
     // invariant); we take the box back.
     let job = unsafe { KBox::from_raw(work.cast::<Job>()) };
     let file = &job.file;
-    let res = if file.closing.load(Ordering::Acquire) {
+    let res = if let Some(err) = file.stopped() {
         JobResult {
-            status: errno(bindings::ECANCELED).to_errno(),
+            status: err.to_errno(),
             ..Default::default()
         }
     } else {
@@ -796,7 +782,7 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
         }
     };
     file.npu.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
-    file.complete(job.seqno, res);
+    file.complete(job.seqno, job.desc.len as u64, res);
 }
 
 // ---------------------------------------------------------------------------
@@ -810,6 +796,8 @@ struct FileState {
     outstanding: usize,
     /// Jobs submitted and not yet completed.
     pending: usize,
+    /// Their bytes (`len`), bounded by `max_queued_mib`.
+    queued_bytes: u64,
 }
 
 /// An open `/dev/gmem_npuN`.
@@ -819,6 +807,8 @@ struct NpuFile {
     attachment: Attachment<NpuMmuOps>,
     /// The address space the file belongs to; compared, never used.
     mm: *mut bindings::mm_struct,
+    /// The device's registration this file attached to ([`Npu::live`]).
+    gen: u64,
     closing: AtomicBool,
     #[pin]
     state: Mutex<FileState>,
@@ -834,12 +824,30 @@ unsafe impl Send for NpuFile {}
 unsafe impl Sync for NpuFile {}
 
 impl NpuFile {
-    fn complete(&self, seqno: u64, res: JobResult) {
+    /// Whether the device this file attached to is still plugged in.
+    fn live(&self) -> bool {
+        self.npu.live.load(Ordering::Acquire) == self.gen
+    }
+
+    /// Why jobs must stop now, if they must: the file is closing
+    /// (`ECANCELED`) or the device was unplugged (`ENODEV`).
+    fn stopped(&self) -> Option<Error> {
+        if self.closing.load(Ordering::Acquire) {
+            Some(errno(bindings::ECANCELED))
+        } else if !self.live() {
+            Some(ENODEV)
+        } else {
+            None
+        }
+    }
+
+    fn complete(&self, seqno: u64, len: u64, res: JobResult) {
         let mut st = self.state.lock();
         if let Some(slot) = st.results.get_mut(&seqno) {
             *slot = Some(res);
         }
         st.pending -= 1;
+        st.queued_bytes -= len;
         drop(st);
         self.done.notify_all();
         // SAFETY: `poll_wq` is initialised for the file's lifetime.
@@ -853,7 +861,11 @@ impl NpuFile {
         };
     }
 
-    fn submit(self: &Arc<Self>, job: &bindings::gmem_npu_job) -> Result<u64> {
+    /// Validates `job` and gives it a seqno and a result slot, without
+    /// running it: the caller tells user space the seqno, then
+    /// [`queue`](Self::queue)s it, or [`cancel`](Self::cancel)s it if that
+    /// failed, so that a failed SUBMIT leaves no trace.
+    fn reserve(self: &Arc<Self>, job: &bindings::gmem_npu_job) -> Result<KBox<Job>> {
         let desc = JobDesc::validate(job)?;
         let mut job = KBox::new(
             Job {
@@ -864,9 +876,14 @@ impl NpuFile {
             },
             GFP_KERNEL,
         )?;
+        let limit = u64::from(param_value!(MAX_QUEUED_MIB)) << 20;
         let mut st = self.state.lock();
         if st.outstanding >= MAX_OUTSTANDING {
             return Err(EBUSY);
+        }
+        // An idle file always takes a job, however large.
+        if st.pending > 0 && st.queued_bytes.saturating_add(job.desc.len as u64) > limit {
+            return Err(EAGAIN);
         }
         let seqno = st.next_seqno;
         job.seqno = seqno;
@@ -874,7 +891,28 @@ impl NpuFile {
         st.next_seqno += 1;
         st.pending += 1;
         st.outstanding += 1;
+        st.queued_bytes += job.desc.len as u64;
+        Ok(job)
+    }
+
+    /// Undoes [`reserve`](Self::reserve) of a job that never ran.
+    fn cancel(&self, job: KBox<Job>) {
+        let mut st = self.state.lock();
+        st.results.remove(&job.seqno);
+        // Its seqno too, unless another was handed out since.
+        if st.next_seqno == job.seqno + 1 {
+            st.next_seqno = job.seqno;
+        }
+        st.pending -= 1;
+        st.outstanding -= 1;
+        st.queued_bytes -= job.desc.len as u64;
         drop(st);
+        // A WAIT for the seqno (guessed) sees it gone.
+        self.done.notify_all();
+    }
+
+    /// Hands a reserved job to the engine.
+    fn queue(&self, job: KBox<Job>) {
         let job = KBox::into_raw(job);
         // SAFETY: `work` is the first field of the leaked box; it is
         // initialised here and owned by the work item from now on.
@@ -887,9 +925,11 @@ impl NpuFile {
             );
             self.npu.engine.queue((*job).work.get());
         }
-        Ok(seqno)
     }
 
+    /// Waits for job `seqno` and returns its report, which stays until
+    /// [`consume`](Self::consume)d: a WAIT that cannot write it out
+    /// loses nothing.
     fn wait(&self, seqno: u64, timeout_ns: i64) -> Result<JobResult> {
         let mut st = self.state.lock();
         let mut left = if timeout_ns < 0 {
@@ -901,12 +941,7 @@ impl NpuFile {
         loop {
             match st.results.get(&seqno) {
                 None => return Err(EINVAL),
-                Some(Some(res)) => {
-                    let res = *res;
-                    st.results.remove(&seqno);
-                    st.outstanding -= 1;
-                    return Ok(res);
-                }
+                Some(Some(res)) => return Ok(*res),
                 Some(None) => {}
             }
             if timeout_ns == 0 {
@@ -925,10 +960,19 @@ impl NpuFile {
         }
     }
 
+    /// Forgets the report of job `seqno`, delivered to user space.
+    fn consume(&self, seqno: u64) {
+        let mut st = self.state.lock();
+        if let Some(Some(_)) = st.results.get(&seqno) {
+            st.results.remove(&seqno);
+            st.outstanding -= 1;
+        }
+    }
+
     fn info(&self) -> bindings::gmem_npu_info {
         let s = &self.npu.stats;
         bindings::gmem_npu_info {
-            dev_id: self.npu.gmem.id(),
+            dev_id: self.npu.dev_id.load(Ordering::Relaxed),
             npu_index: self.npu.index,
             caps: bindings::GMEM_DEV_CAP_REPLAYABLE
                 | bindings::GMEM_DEV_CAP_DEVMEM
@@ -959,18 +1003,28 @@ impl NpuFile {
 ///
 /// # Invariants
 ///
-/// `misc` is registered while the `Npu` lives, and its `fops` point to
-/// `FOPS`.
+/// `misc` is registered from the end of [`Npu::new`] while the `Npu`
+/// lives, and its `fops` point to `FOPS`.  `live` is 0 while `gmem` is
+/// `None`, else the generation of the registration in it.
 #[pin_data(PinnedDrop)]
 struct Npu {
     #[pin]
     misc: Opaque<bindings::miscdevice>,
+    /// `misc` was registered (`Npu::new` may fail before).
+    misc_registered: AtomicBool,
     name: CString,
     index: u32,
     stats: Arc<NpuStats>,
-    /// Dropped first: unregistration moves device pages back to the host,
-    /// reading `dram`.
-    gmem: Registration<NpuMmuOps>,
+    /// The registration with gmem while plugged in.  Dropped before `dram`:
+    /// unregistration moves device pages back to the host, reading it.
+    #[pin]
+    gmem: Mutex<Option<Registration<NpuMmuOps>>>,
+    /// The generation of the registration in `gmem`, 0 while unplugged.
+    live: AtomicU64,
+    /// The last generation given out.
+    gens: AtomicU64,
+    /// The gmem id of the current (or last) registration.
+    dev_id: AtomicU32,
     dram: Arc<Dram>,
     engine: gmem_sync::Workqueue,
 }
@@ -984,9 +1038,11 @@ unsafe impl Sync for Npu {}
 #[pinned_drop]
 impl PinnedDrop for Npu {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Registered (type invariant); no file is open (they pin
-        // the module), so no callback is running.
-        unsafe { bindings::misc_deregister(self.misc.get()) };
+        if self.misc_registered.load(Ordering::Acquire) {
+            // SAFETY: Registered (type invariant); no file is open (they
+            // pin the module), so no callback is running.
+            unsafe { bindings::misc_deregister(self.misc.get()) };
+        }
     }
 }
 
@@ -1010,31 +1066,26 @@ impl Npu {
         let name = CString::try_from_fmt(fmt!("gmem_npu{}", index))?;
         let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
         let dram = Arc::new(Dram::new(dram_mib)?, GFP_KERNEL)?;
-        let gmem_name = CString::try_from_fmt(fmt!("npu{}", index))?;
-        let gmem = Registration::new(
-            &gmem_name,
-            gmem_dev::caps::REPLAYABLE | gmem_dev::caps::DEVMEM | gmem_dev::caps::COPY_ENGINE,
-            NpuMmuOps {
-                stats: stats.clone(),
-                dram: dram.clone(),
-            },
-        )?;
-        gmem.add_memory(dram.pages * PAGE_SIZE)?;
         // The job engine: jobs run one at a time, in submission order.
         let engine = gmem_sync::Workqueue::new(&name, true)?;
         let npu = KBox::pin_init(
             try_pin_init!(Npu {
                 // SAFETY: Zeroed is the unregistered state of a miscdevice.
                 misc: Opaque::new(unsafe { core::mem::zeroed() }),
+                misc_registered: AtomicBool::new(false),
                 name,
                 index,
                 stats,
-                gmem,
+                gmem <- new_mutex!(None, "Npu::gmem"),
+                live: AtomicU64::new(0),
+                gens: AtomicU64::new(0),
+                dev_id: AtomicU32::new(0),
                 dram,
                 engine,
             }? Error),
             GFP_KERNEL,
         )?;
+        npu.plug()?;
         // SAFETY: `misc` is pinned in the box; `FOPS` is static.  After
         // registration the device may be opened at once.
         unsafe {
@@ -1042,10 +1093,68 @@ impl Npu {
             (*m).minor = bindings::MISC_DYNAMIC_MINOR as i32;
             (*m).name = npu.name.as_char_ptr();
             (*m).fops = &raw const FOPS.0;
+            // Like KFD's /dev/kfd: a file reaches only its opener's own
+            // memory, and the limits bound what one user can take.
             (*m).mode = 0o666;
             kernel::error::to_result(bindings::misc_register(m))?;
         }
+        npu.misc_registered.store(true, Ordering::Release);
         Ok(npu)
+    }
+
+    /// Registers the device with gmem, with fresh memory (plugged in).
+    fn plug(&self) -> Result {
+        let mut reg = self.gmem.lock();
+        if reg.is_some() {
+            return Ok(());
+        }
+        let gmem_name = CString::try_from_fmt(fmt!("npu{}", self.index))?;
+        let r = Registration::new(
+            &gmem_name,
+            gmem_dev::caps::REPLAYABLE | gmem_dev::caps::DEVMEM | gmem_dev::caps::COPY_ENGINE,
+            NpuMmuOps {
+                stats: self.stats.clone(),
+                dram: self.dram.clone(),
+            },
+        )?;
+        r.add_memory(self.dram.pages * PAGE_SIZE)?;
+        self.dev_id.store(r.id(), Ordering::Relaxed);
+        *reg = Some(r);
+        let gen = self.gens.fetch_add(1, Ordering::Relaxed) + 1;
+        self.live.store(gen, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes the device away from gmem, as if it fell off the bus: see the
+    /// module docs (hot-unplug).
+    fn unplug(&self) {
+        let mut reg = self.gmem.lock();
+        let Some(r) = reg.take() else {
+            return;
+        };
+        self.live.store(0, Ordering::Release);
+        // Every job that could still see the old generation has run.
+        self.engine.flush();
+        drop(r);
+        pr_info!("{} unplugged\n", &*self.name);
+    }
+}
+
+impl gmem_debugfs::Control for Npu {
+    fn show(&self, w: &mut gmem_debugfs::SeqWriter) -> core::fmt::Result {
+        use core::fmt::Write;
+        writeln!(w, "{}", u32::from(self.live.load(Ordering::Acquire) != 0))
+    }
+
+    fn write(&self, input: &[u8]) -> Result {
+        match input.strip_suffix(b"\n").unwrap_or(input) {
+            b"0" => {
+                self.unplug();
+                Ok(())
+            }
+            b"1" => self.plug(),
+            _ => Err(EINVAL),
+        }
     }
 }
 
@@ -1065,14 +1174,19 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
     // SAFETY: `misc_open()` stored our miscdevice in `private_data`.
     let npu = unsafe { npu_of((*file).private_data.cast()) };
     let res = (|| -> Result<Arc<NpuFile>> {
-        let attachment = Attachment::attach_current(&npu.gmem)?;
+        // Held while attaching: unplugging never races an attach.
+        let reg = npu.gmem.lock();
+        let attachment = Attachment::attach_current(reg.as_ref().ok_or(ENODEV)?)?;
+        let gen = npu.live.load(Ordering::Acquire);
+        drop(reg);
         Arc::pin_init(
             try_pin_init!(NpuFile {
                 npu,
                 attachment,
                 mm: gmem_dev::current_mm(),
+                gen,
                 closing: AtomicBool::new(false),
-                state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), outstanding: 0, pending: 0 }),
+                state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), outstanding: 0, pending: 0, queued_bytes: 0 }),
                 done <- new_condvar!(),
                 // SAFETY: `__init_waitqueue_head` initialises the slot.
                 poll_wq <- unsafe {
@@ -1183,11 +1297,21 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
         // The file belongs to another address space (fork, fd passing).
         return Err(EBADF);
     }
+    // After an unplug a file only reports what its jobs did.
+    if cmd != IOC_WAIT && cmd != IOC_INFO && !f.live() {
+        return Err(ENODEV);
+    }
     match cmd {
         IOC_SUBMIT => {
             let mut s: bindings::gmem_npu_submit = read_arg(arg)?;
-            s.seqno = f.submit(&s.job)?;
-            write_arg(arg, &s)
+            let job = f.reserve(&s.job)?;
+            s.seqno = job.seqno;
+            if let Err(e) = write_arg(arg, &s) {
+                f.cancel(job);
+                return Err(e);
+            }
+            f.queue(job);
+            Ok(())
         }
         IOC_WAIT => {
             let mut w: bindings::gmem_npu_wait = read_arg(arg)?;
@@ -1199,7 +1323,9 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
             w.fault_addr = r.fault_addr;
             w.result = r.result;
             w.faults = r.faults;
-            write_arg(arg, &w)
+            write_arg(arg, &w)?;
+            f.consume(w.seqno);
+            Ok(())
         }
         IOC_SET_MODE => {
             let m: bindings::gmem_npu_mode = read_arg(arg)?;
@@ -1245,14 +1371,14 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
 // ---------------------------------------------------------------------------
 
 struct NpuModule {
+    /// `gmem_npu/npuN/present`; dropped first, its files point at `npus`.
+    _debugfs: gmem_debugfs::Dir,
     npus: KVec<Pin<KBox<Npu>>>,
 }
 
 impl kernel::Module for NpuModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: Parameters are set before `init` and not written after
-        // (0444); no other code runs yet.
-        let (n, dram_mib) = unsafe { (*(&raw const NUM_DEVICES), *(&raw const DRAM_MIB)) };
+        let (n, dram_mib) = (param_value!(NUM_DEVICES), param_value!(DRAM_MIB));
         if n == 0 || n > MAX_DEVICES {
             pr_err!("num_devices must be 1..={}\n", MAX_DEVICES);
             return Err(EINVAL);
@@ -1264,15 +1390,26 @@ impl kernel::Module for NpuModule {
         // SAFETY: No device exists yet, so nothing reads `FOPS`.
         unsafe { (*(&raw mut FOPS)).0.owner = module.as_ptr() };
         let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        let debugfs = gmem_debugfs::Dir::new(c_str!("gmem_npu"));
         for i in 0..n {
             npus.push(Npu::new(i, dram_mib as usize)?, GFP_KERNEL)?;
+            let npu = &npus[i as usize];
             pr_info!(
                 "/dev/gmem_npu{} ready (gmem device {})\n",
                 i,
-                npus[i as usize].gmem.id()
+                npu.dev_id.load(Ordering::Relaxed)
             );
+            let dir = debugfs.subdir(&CString::try_from_fmt(fmt!("npu{}", i))?);
+            // SAFETY: The NPU is pinned in `npus`, which outlives the
+            // directory (dropped first, see `NpuModule`).
+            unsafe { dir.control_file(c_str!("present"), &**npu) };
+            // Removed with its parent.
+            core::mem::forget(dir);
         }
-        Ok(NpuModule { npus })
+        Ok(NpuModule {
+            _debugfs: debugfs,
+            npus,
+        })
     }
 }
 

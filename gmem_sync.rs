@@ -161,6 +161,16 @@ impl Workqueue {
     }
 }
 
+// Used by gmem_npu.ko only.
+#[allow(dead_code)]
+impl Workqueue {
+    /// Waits until every item queued before the call has run.
+    pub(crate) fn flush(&self) {
+        // SAFETY: `wq` is live (type invariant).
+        unsafe { bindings::__flush_workqueue(self.wq) };
+    }
+}
+
 impl Drop for Workqueue {
     fn drop(&mut self) {
         // SAFETY: Live per the invariant; drains pending work first.

@@ -22,9 +22,11 @@
 //! A region is an `Arc<Region>`: the address space's tree holds one
 //! reference, a device fault in flight another.  A region owns one
 //! reference on its address space.  Its notifier is registered from
-//! creation until [`retire`] removes it, after marking it `dead` under the
-//! address space's page-table lock, so that a fault which started on it
-//! retries instead of mapping pages the notifier no longer watches.
+//! creation until [`retire`] removes it, after marking it `dead` and
+//! removing every device mapping of its range under the address space's
+//! page-table lock, so that a fault which started on it retries instead of
+//! mapping pages the notifier no longer watches, and no mapping made
+//! through it outlives its notifier.
 //!
 //! # Attributes
 //!
@@ -230,6 +232,23 @@ impl AttrMap {
         Ok(())
     }
 
+    /// The parts of `[start, end)` whose attributes satisfy `pred` (never
+    /// the default ones).
+    pub(crate) fn ranges(
+        &self,
+        start: usize,
+        end: usize,
+        pred: impl Fn(&Attrs) -> bool,
+    ) -> Result<KVec<(usize, usize)>> {
+        let mut out = KVec::new();
+        for s in self.spans.iter() {
+            if s.end > start && s.start < end && pred(&s.a) {
+                out.push((s.start.max(start), s.end.min(end)), GFP_KERNEL)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// The attributes all of `[start, end)` shares, as
     /// `cudaMemRangeGetAttributes()` reports them.
     pub(crate) fn common(&self, start: usize, end: usize) -> Attrs {
@@ -340,13 +359,26 @@ impl Regions {
     }
 }
 
-/// Takes `region` out of service: dead under the page-table lock, notifier
-/// removed, its address-space reference dropped.  No region or page-table
-/// lock may be held (notifier removal waits for a running callback).
-fn retire(as_: &GmemAs, region: Arc<Region>) {
+/// Takes `region` out of service: dead, and (if it was ever published)
+/// every device mapping of its range removed, both under the page-table
+/// lock; then its notifier removed and its address-space reference dropped.
+/// No region or page-table lock may be held (notifier removal waits for a
+/// running callback).
+///
+/// This is what keeps every device mapping inside a live notifier: a
+/// mapping is committed only under the page-table lock, through a region
+/// that is not dead, after reading that region's notifier sequence; a
+/// region's notifier is removed only after its range was made unreachable
+/// under that same lock.  Whatever a resync decided (pieces dropped on
+/// ENOMEM, a MAP_FIXED mapping that raced the VMA walk), no device can keep
+/// a page that no notifier watches; the pieces still mapped fault again.
+fn retire(as_: &GmemAs, region: Arc<Region>, published: bool) {
     {
-        let _pt = as_.pt.lock();
+        let pt = as_.pt.lock();
         region.dead.store(true, Ordering::Relaxed);
+        if published {
+            as_.invalidate_locked(&pt, region.start, region.end);
+        }
     }
     // SAFETY: Registered until now (invariant) and no lock the callback
     // takes is held.
@@ -385,7 +417,7 @@ pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end:
         };
         if let Some(region) = lost_race {
             // Someone covered part of it meanwhile; theirs stands.
-            retire(as_, region);
+            retire(as_, region, false);
             continue;
         }
         addr = ge;
@@ -484,7 +516,7 @@ pub(crate) fn resync(as_: &GmemAs) {
                 regions.by_start.insert(slot.into_node(p.start, p));
             }
         }
-        retire(as_, old);
+        retire(as_, old, true);
     }
 }
 

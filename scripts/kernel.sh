@@ -43,7 +43,9 @@ ln -sfn "$GMEM_ROOT/include/uapi/linux/gmem.h" "$tree/include/uapi/linux/gmem.h"
 # The selftests are copied, not linked: their Makefile includes ../lib.mk,
 # which make resolves from the physical directory.
 [ -L "$tree/tools/testing/selftests/gmem" ] && rm "$tree/tools/testing/selftests/gmem"
-rsync -a --delete "$GMEM_ROOT/tools/testing/selftests/gmem/" "$tree/tools/testing/selftests/gmem/"
+# By content, stamped now: a file older than a binary built from an
+# earlier copy must still rebuild it.
+rsync -rl --checksum --delete "$GMEM_ROOT/tools/testing/selftests/gmem/" "$tree/tools/testing/selftests/gmem/"
 
 frags=("$GMEM_ROOT/configs/base.config" "$GMEM_ROOT/configs/$flavor.config")
 cfg_stamp=$(cat "${frags[@]}" | sha256sum | cut -c1-16)

@@ -22,6 +22,7 @@
 struct file;
 struct mm_struct;
 struct module;
+struct vm_area_struct;
 
 /**
  * struct gmem_mm_hooks - what core MM calls in gmem.ko
@@ -45,6 +46,7 @@ void gmem_unregister_mm_hooks(const struct gmem_mm_hooks *hooks);
 int gmem_discard(struct mm_struct *mm, unsigned long start, size_t len);
 int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
 		   unsigned long end);
+bool gmem_vma_device_reachable(struct vm_area_struct *vma);
 #else
 static inline int gmem_peer_shared_check(struct file *file,
 					 unsigned long flags)
@@ -116,8 +118,17 @@ struct gmem_dev;
  * gmem_dev_unregister(), after which gmem_ctx_drvctx() must not be used.
  * gmem_dev_fault() resolves a device fault: it returns the number of pages
  * it mapped around @addr, or -EFAULT (no mapping), -EPERM (write to
- * read-only memory), -EACCES (outside the context's policy), -ESRCH (the
- * address space is exiting), -ENODEV (context torn down), -EAGAIN.
+ * read-only memory), -EACCES (outside the context's policy, or memory no
+ * device may reach: VM_IO, VM_PFNMAP, memfd_secret), -ESRCH (the address
+ * space is exiting), -ENODEV (context torn down or device going away),
+ * -EAGAIN.
+ *
+ * gmem_dev_unregister() first waits for the gmem calls in flight on the
+ * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),
+ * then tears the contexts down and moves the pages in device memory back
+ * to host memory, calling copy_from_dev.  So the driver keeps its ops and
+ * storage until it returns, does not call it while one of its own faults
+ * waits for that call, and does not attach contexts concurrently with it.
  */
 struct gmem_dev_ops {
 	int (*ctx_create)(void *drvdata, struct mm_struct *mm, void **ctx);

@@ -1,6 +1,16 @@
 # Runs in the test VM (busybox sh): every gmem selftest, then the upstream
 # hmm-tests as a reference.  Markers let the host count the results.
 export GMEM_MODDIR=/lib/modules/gmem
+# kmemleak (test kernel, auto scan off): forget what boot leaked, so that
+# only objects leaked from here on are reported at the end (two scans:
+# objects freshly unreferenced at boot are reported only by the second).
+KMEMLEAK=/sys/kernel/debug/kmemleak
+if [ -e $KMEMLEAK ]; then
+	echo scan > $KMEMLEAK
+	sleep 5
+	echo scan > $KMEMLEAK
+	echo clear > $KMEMLEAK
+fi
 if ! insmod $GMEM_MODDIR/gmem.ko || ! insmod $GMEM_MODDIR/gmem_npu.ko num_devices=2 dram_mib=16; then
 	echo "GMEM-SETUP-FAILED loading gmem.ko and gmem_npu.ko"
 	exit 1
@@ -20,6 +30,22 @@ for i in 1 2 3 4 5 6 7 8 9 10; do rmmod gmem 2>/dev/null && break; sleep 0.2; do
 [ -d /sys/module/gmem ] && ok=0
 [ $ok = 1 ] && echo "ok 1 final_unload" || echo "not ok 1 final_unload"
 echo "GMEM-TEST-END final_unload rc=0"
+# Nothing gmem allocated may be left: kmemleak reports an object only once
+# it has been unreferenced for a while, so scan twice, 5 s apart.
+if [ -e $KMEMLEAK ]; then
+	echo "GMEM-TEST-BEGIN kmemleak"
+	echo scan > $KMEMLEAK
+	sleep 5
+	echo scan > $KMEMLEAK
+	leaks=$(cat $KMEMLEAK)
+	if [ -z "$leaks" ]; then
+		echo "ok 1 kmemleak"
+	else
+		echo "$leaks" | sed 's/^/# /'
+		echo "not ok 1 kmemleak"
+	fi
+	echo "GMEM-TEST-END kmemleak rc=0"
+fi
 if [ -z "${GMEM_TESTS:-}" ]; then
 	insmod $GMEM_MODDIR/test_hmm.ko
 	echo "GMEM-REF-BEGIN hmm-tests"

@@ -18,7 +18,7 @@
 #include <linux/types.h>
 
 #ifndef MAP_PEER_SHARED
-#define MAP_PEER_SHARED		0x8000000
+#define MAP_PEER_SHARED		0x200000
 #endif
 
 /*
@@ -38,7 +38,9 @@
  * Errors: EINVAL (alignment, unknown advice or flags, reserved fields,
  * GMEM_DEV_HOST where a device is needed), EFAULT (a hole), EACCES (not
  * reachable by devices), ENODEV (no such device attached to this process),
- * ENOMEM (PIN or PREFETCH: the device's memory is full of pinned data),
+ * ENOMEM (PIN over the limits: one process may pin gmem.ko's
+ * pin_limit_pct percent of a device's memory, all together pin_total_pct;
+ * PREFETCH: the device's memory is full of pinned data),
  * EINTR (a signal stopped a PREFETCH, PIN or ACCESSED_BY mapping midway:
  * what moved stays).  A call failing with the first four changes nothing.
  */
@@ -101,7 +103,15 @@ struct gmem_range_attrs {
  * negative errno status and the faulting address, and the NPU goes on.
  *
  * Every structure has a fixed size and explicit padding; reserved fields
- * and unknown flags must be zero (EINVAL otherwise).
+ * and unknown flags must be zero (EINVAL otherwise).  A failed ioctl
+ * changes nothing: a SUBMIT whose seqno cannot be written back (EFAULT)
+ * queues no job, and a WAIT that cannot write its report (EFAULT) keeps
+ * it for the next WAIT.  SUBMIT fails with EAGAIN while the file's jobs
+ * not yet completed hold gmem_npu.ko's max_queued_mib MiB of job length
+ * (a file with none pending takes any job), and with EBUSY at 1024 jobs
+ * not yet waited for.  After the device was unplugged
+ * (debugfs gmem_npu/npuN/present) open() and every ioctl but WAIT and
+ * INFO fail with ENODEV, and its jobs end with status -ENODEV.
  */
 
 /* Job operations; element types are little-endian unsigned integers. */
@@ -148,7 +158,8 @@ struct gmem_npu_wait {
 	__s32 status;		/* out: 0 or -errno (EFAULT: no mapping; */
 				/* EPERM: write to read-only; EACCES: outside */
 				/* the policy; ESRCH: address space gone; */
-				/* ECANCELED: file closed; ENOMEM, EAGAIN) */
+				/* ECANCELED: file closed; ENODEV: device */
+				/* unplugged; ENOMEM, EAGAIN) */
 	__u32 pad;		/* must be 0 */
 	__u64 fault_addr;	/* out: faulting address if status < 0 */
 	__u64 result;		/* out: REDUCE_SUM and TOUCH (read) result */

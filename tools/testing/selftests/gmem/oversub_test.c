@@ -139,19 +139,80 @@ TEST_F_TIMEOUT(oversub, pinned_never_evicted, 600)
 	ASSERT_EQ(munmap(p, len), 0);
 }
 
+/* Sets a gmem.ko parameter; returns its old value, or -1. */
+static long set_gmem_param(const char *name, long value)
+{
+	char path[128];
+	long old = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/gmem/parameters/%s", name);
+	f = fopen(path, "r+");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &old) != 1)
+		old = -1;
+	rewind(f);
+	fprintf(f, "%ld\n", value);
+	if (fclose(f))
+		return -1;
+	return old;
+}
+
 /*
- * All of the device pinned: a job that needs device memory fails with
- * ENOMEM and changes nothing; pinning more fails the same way and leaves
- * the range unpinned; unpinning lets the job run.
+ * By default one process may pin half of a device and everyone together
+ * three quarters: pinning all of it fails with ENOMEM and pins nothing,
+ * and a job on other memory still finds room.
+ */
+TEST_F_TIMEOUT(oversub, pins_are_bounded, 600)
+{
+	size_t len = self->dev_bytes, half = len / 2, olen = 4 * MiB;
+	struct gmem_range_attrs q;
+	struct gmem_npu_wait w;
+	char *pin = peer_mmap_block(len), *other = peer_mmap_block(olen);
+
+	ASSERT_NE(pin, MAP_FAILED);
+	ASSERT_NE(other, MAP_FAILED);
+	fill_pattern(pin, len, 31);
+	fill_pattern(other, olen, 32);
+	ASSERT_EQ(gmem_advise(self->gfd, pin, len, GMEM_ADV_PIN, self->dev),
+		  -ENOMEM);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), 0);
+	ASSERT_EQ(gmem_get_attrs(self->gfd, pin, len, &q), 0);
+	ASSERT_EQ(q.pinned, 0);
+	ASSERT_EQ(gmem_advise(self->gfd, pin, half, GMEM_ADV_PIN, self->dev),
+		  0);
+	ASSERT_EQ(dev_stat("npu0", "pinned"), (long)(half / self->ps));
+	/* Past the limit, a range adjoining the pinned one is refused too. */
+	ASSERT_EQ(gmem_advise(self->gfd, pin + half, BLOCK, GMEM_ADV_PIN,
+			      self->dev), -ENOMEM);
+	ASSERT_EQ(npu_sum(self->fd, other, olen, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(olen, 32));
+	ASSERT_EQ(gmem_advise(self->gfd, pin, half, GMEM_ADV_UNPIN, self->dev),
+		  0);
+	ASSERT_EQ(check_pattern(pin, len, 31), -1);
+	ASSERT_EQ(munmap(pin, len), 0);
+	ASSERT_EQ(munmap(other, olen), 0);
+}
+
+/*
+ * All of the device pinned (limits raised by root to 100%): a job that
+ * needs device memory fails with ENOMEM and changes nothing; pinning more
+ * fails the same way and leaves the range unpinned; unpinning lets the
+ * job run.
  */
 TEST_F_TIMEOUT(oversub, all_pinned_is_enomem, 600)
 {
 	size_t len = self->dev_bytes, olen = 4 * MiB;
 	long oom = dev_stat("npu0", "oom");
+	long old_limit = set_gmem_param("pin_limit_pct", 100);
+	long old_total = set_gmem_param("pin_total_pct", 100);
 	struct gmem_range_attrs q;
 	struct gmem_npu_wait w;
 	char *pin = peer_mmap_block(len), *other = peer_mmap_block(olen);
 
+	ASSERT_GE(old_limit, 0);
+	ASSERT_GE(old_total, 0);
 	ASSERT_NE(pin, MAP_FAILED);
 	ASSERT_NE(other, MAP_FAILED);
 	fill_pattern(pin, len, 21);
@@ -177,6 +238,8 @@ TEST_F_TIMEOUT(oversub, all_pinned_is_enomem, 600)
 	ASSERT_EQ(w.result, pattern_sum(len, 21));
 	ASSERT_EQ(munmap(pin, len), 0);
 	ASSERT_EQ(munmap(other, olen), 0);
+	ASSERT_EQ(set_gmem_param("pin_limit_pct", old_limit), 100);
+	ASSERT_EQ(set_gmem_param("pin_total_pct", old_total), 100);
 }
 
 /*
@@ -188,10 +251,19 @@ TEST_F_TIMEOUT(oversub, thrashing_pins_to_host, 300)
 {
 	size_t len = BLOCK;
 	long pins = dev_stat("npu0", "thrash"), to_dev_mid, to_dev_end;
+	/*
+	 * A round trip of a block takes longer than the default lapse under
+	 * TCG with the debug kernel's checkers: count departures up to 5 s
+	 * apart, and hold for 30 s, as a slow machine's administrator would.
+	 */
+	long old_lapse = set_gmem_param("thrash_lapse_ms", 5000);
+	long old_pin = set_gmem_param("thrash_pin_ms", 30000);
 	struct gmem_npu_wait w;
 	char *p = peer_mmap_block(len);
 	int i;
 
+	ASSERT_GE(old_lapse, 0);
+	ASSERT_GE(old_pin, 0);
 	ASSERT_NE(p, MAP_FAILED);
 	memset(p, 0, len);
 	for (i = 0; i < 8; i++) {
@@ -212,6 +284,8 @@ TEST_F_TIMEOUT(oversub, thrashing_pins_to_host, 300)
 		TH_LOG("%ld pages still migrated after round 4",
 		       to_dev_end - to_dev_mid);
 	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(set_gmem_param("thrash_lapse_ms", old_lapse), 5000);
+	ASSERT_EQ(set_gmem_param("thrash_pin_ms", old_pin), 30000);
 }
 
 /*
