@@ -161,7 +161,11 @@ impl<T: Control> ControlFops<T> {
     ) -> isize {
         // SAFETY: `single_open()` made `private_data` the `seq_file` whose
         // `private` is the `T`.
-        let ctl = unsafe { &*(*(*file).private_data.cast::<bindings::seq_file>()).private.cast::<T>() };
+        let ctl = unsafe {
+            &*(*(*file).private_data.cast::<bindings::seq_file>())
+                .private
+                .cast::<T>()
+        };
         let mut input = [0u8; CONTROL_INPUT_MAX];
         if len > input.len() {
             return EINVAL.to_errno() as isize;

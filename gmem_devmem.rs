@@ -246,13 +246,19 @@ impl Chunks {
     /// Pinned chunks of `mm`, and of everyone.
     fn pinned_counts(&self, mm: usize) -> (usize, usize) {
         let pinned = || self.v.iter().filter(|c| c.used > 0 && c.pinned);
-        (pinned().filter(|c| c.key.mm == mm).count(), pinned().count())
+        (
+            pinned().filter(|c| c.key.mm == mm).count(),
+            pinned().count(),
+        )
     }
 
     /// The most chunks one address space, and all, may pin.
     fn pin_limits(&self) -> (usize, usize) {
         let pct = |p: kernel::ffi::c_uint| self.v.len() * (p.min(100) as usize) / 100;
-        (pct(param_value!(PIN_LIMIT_PCT)), pct(param_value!(PIN_TOTAL_PCT)))
+        (
+            pct(param_value!(PIN_LIMIT_PCT)),
+            pct(param_value!(PIN_TOTAL_PCT)),
+        )
     }
 
     /// Whether `mm` may pin one more chunk.
@@ -561,7 +567,10 @@ impl DevMem {
         let mut chunks = self.chunks.lock();
         for i in 0..chunks.v.len() {
             let c = chunks.v[i];
-            if c.used == 0 || c.key.mm != mm || c.key.is_dup() || !(first..end).contains(&c.key.block)
+            if c.used == 0
+                || c.key.mm != mm
+                || c.key.is_dup()
+                || !(first..end).contains(&c.key.block)
             {
                 continue;
             }

@@ -818,9 +818,7 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             // Copies of this context overlapping these (a range split by
             // mprotect and merged again, say) hold the pages wanted.
             let _pt = as_.pt.lock();
-            pool.collapse_dups(|d| {
-                d.is_of(ctx) && d.key == key && d.start < end && start < d.end
-            });
+            pool.collapse_dups(|d| d.is_of(ctx) && d.key == key && d.start < end && start < d.end);
         }
         make_room(pool, chunk_key).ok()?;
         let pfns = &mut dup.host;

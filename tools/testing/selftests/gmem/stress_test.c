@@ -154,6 +154,7 @@ struct shared {
 	long pin_est[2];	/* upper bound of pinned chunks per NPU */
 	unsigned long epoch[2];	/* bumped on every change at/above full */
 	long nchunks[2];
+	long pin_cap[2];	/* chunks this process may pin (gmem's limits) */
 };
 
 static struct shared *sh;
@@ -239,7 +240,7 @@ static void pin_est_add(int npu, long n)
 {
 	long old = __atomic_fetch_add(&sh->pin_est[npu], n, __ATOMIC_SEQ_CST);
 
-	if (old >= sh->nchunks[npu] || old + n >= sh->nchunks[npu])
+	if (old >= sh->pin_cap[npu] || old + n >= sh->pin_cap[npu])
 		__atomic_add_fetch(&sh->epoch[npu], 1, __ATOMIC_SEQ_CST);
 }
 
@@ -254,6 +255,31 @@ static bool enomem_possible(int npu, unsigned long epoch0)
 	return __atomic_load_n(&sh->pin_est[npu], __ATOMIC_SEQ_CST) >=
 		       sh->nchunks[npu] ||
 	       pin_epoch(npu) != epoch0;
+}
+
+/* May a PIN have gone over gmem's pin limits since @epoch0 was read? */
+static bool pin_over_limit(int npu, unsigned long epoch0)
+{
+	return __atomic_load_n(&sh->pin_est[npu], __ATOMIC_SEQ_CST) >
+		       sh->pin_cap[npu] ||
+	       pin_epoch(npu) != epoch0;
+}
+
+/* A gmem.ko parameter, or @dflt if it cannot be read. */
+static long gmem_param(const char *name, long dflt)
+{
+	char path[128];
+	long v = dflt;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/gmem/parameters/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
 }
 
 /* ---- the model's pages ---- */
@@ -1161,8 +1187,9 @@ static void op_hint(struct worker *w)
 	pin_est_add(npu, added);	/* tentatively: the PIN itself counts */
 	ret = gmem_advise(gfd, b->p + off, len, adv, dev);
 	enomem_ok = !hole && dev != GMEM_DEV_HOST &&
-		    (adv == GMEM_ADV_PIN || adv == GMEM_ADV_PREFETCH) &&
-		    enomem_possible(npu, ep);
+		    ((adv == GMEM_ADV_PIN && pin_over_limit(npu, ep)) ||
+		     ((adv == GMEM_ADV_PIN || adv == GMEM_ADV_PREFETCH) &&
+		      enomem_possible(npu, ep)));
 	if (added) {
 		if (!ret)
 			for (size_t bl = first; bl < end; bl++)
@@ -1714,6 +1741,12 @@ int main(int argc, char **argv)
 	/* Without debugfs assume 16 MiB (dram_mib=16). */
 	sh->nchunks[0] = pages0 > 0 ? pages0 * (long)ps / BLOCK : 8;
 	sh->nchunks[1] = pages1 > 0 ? pages1 * (long)ps / BLOCK : 8;
+	for (i = 0; i < 2; i++) {
+		long lim = gmem_param("pin_limit_pct", 100);
+		long tot = gmem_param("pin_total_pct", 100);
+
+		sh->pin_cap[i] = sh->nchunks[i] * (lim < tot ? lim : tot) / 100;
+	}
 	ksft_print_msg("npu0 id %d (%ld chunks), npu1 id %d (%ld chunks), %ld s\n",
 		       dev_id[0], sh->nchunks[0], dev_id[1], sh->nchunks[1],
 		       seconds);

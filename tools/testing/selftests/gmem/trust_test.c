@@ -314,62 +314,83 @@ static int start_stream_child(pid_t pid, int go)
 	return reap(pid);
 }
 
+/* The buffer, its two files on npu0, and the other process, held. */
+struct two_readers {
+	char *p;
+	size_t len;
+	__u32 seed;
+	int fa, fb, go;
+	pid_t other;
+};
+
 /*
- * The parent's read-mostly buffer, read by NPU through fdA and fdB (before
- * copies were per context, one file's copies were mapped by the other).
+ * Sets up @t: the other process forked and held first, then the buffer
+ * filled, made read-mostly and read by the NPU through fdA and fdB, each
+ * into copies of its own (before copies were per context, fdB mapped
+ * fdA's).
  */
-static void read_mostly_two_files(struct __test_metadata *_metadata,
-				  FIXTURE_DATA(trust) *self, char *p,
-				  size_t len, __u32 seed, int fa, int fb)
+static void two_readers_setup(struct __test_metadata *_metadata,
+			      FIXTURE_DATA(trust) *self, struct two_readers *t,
+			      __u32 seed)
 {
-	long npages = len / self->ps, dup0 = dev_stat("npu0", "dup_pages");
+	long dup0 = dev_stat("npu0", "dup_pages");
 	struct gmem_npu_wait w;
 
-	fill_pattern(p, len, seed);
-	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_SET_READ_MOSTLY, 0),
-		  0);
-	ASSERT_EQ(npu_sum(fa, p, len, &w), 0);
-	ASSERT_EQ(w.result, pattern_sum(len, seed));
-	ASSERT_EQ(npu_sum(fb, p, len, &w), 0);
-	ASSERT_EQ(w.result, pattern_sum(len, seed));
+	t->len = 4 * MiB;
+	t->seed = seed;
+	t->other = spawn_stream_child((int[]){ self->gfd }, 1, 24 * MiB,
+				      &t->go);
+	ASSERT_GT(t->other, 0);
+	t->p = peer_mmap_block(t->len);
+	ASSERT_NE(t->p, MAP_FAILED);
+	t->fa = npu_open(0);
+	t->fb = npu_open(0);
+	ASSERT_GE(t->fa, 0);
+	ASSERT_GE(t->fb, 0);
+	fill_pattern(t->p, t->len, seed);
+	ASSERT_EQ(gmem_advise(self->gfd, t->p, t->len,
+			      GMEM_ADV_SET_READ_MOSTLY, 0), 0);
+	ASSERT_EQ(npu_sum(t->fa, t->p, t->len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(t->len, seed));
+	ASSERT_EQ(npu_sum(t->fb, t->p, t->len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(t->len, seed));
 	/* Read through copies: otherwise this tests nothing. */
-	ASSERT_GE(dev_stat("npu0", "dup_pages"), dup0 + npages)
+	ASSERT_GE(dev_stat("npu0", "dup_pages"),
+		  dup0 + (long)(t->len / self->ps))
 		TH_LOG("the reads made no read duplicates");
 }
 
+/* @fds must still read the parent's data. */
+static void two_readers_check(struct __test_metadata *_metadata,
+			      struct two_readers *t, const int *fds, int n)
+{
+	struct gmem_npu_wait w;
+
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(npu_sum(fds[i], t->p, t->len, &w), 0);
+		ASSERT_EQ(w.result, pattern_sum(t->len, t->seed))
+			TH_LOG("file %d read 0x%llx: freed device pages or "
+			       "another process's data", i,
+			       (unsigned long long)w.result);
+	}
+	ASSERT_EQ(check_pattern(t->p, t->len, t->seed), -1);
+}
+
 /*
- * fdA made the copies and fdB maps them; fdA is closed, then another
- * process cycles through all of npu0's memory and exits: fdB still reads
- * the parent's data, never freed device pages.
+ * fdA is closed, then another process cycles through all of npu0's memory
+ * and exits: fdB still reads the parent's data, never freed device pages.
  */
 TEST_F_TIMEOUT(trust, read_mostly_copies_survive_closing_sibling_file, 180)
 {
-	size_t len = 4 * MiB;
-	__u32 seed = 0x7e57a;
-	struct gmem_npu_wait w;
-	int go, code;
-	pid_t other = spawn_stream_child((int[]){ self->gfd }, 1, 24 * MiB,
-					 &go);
-	char *p = peer_mmap_block(len);
-	int fa = npu_open(0), fb = npu_open(0);
+	struct two_readers t;
 
-	ASSERT_GT(other, 0);
-	ASSERT_GE(fa, 0);
-	ASSERT_GE(fb, 0);
-	ASSERT_NE(p, MAP_FAILED);
-	read_mostly_two_files(_metadata, self, p, len, seed, fa, fb);
-	ASSERT_EQ(close(fa), 0);
-
-	code = start_stream_child(other, go);
-	ASSERT_EQ(code, 0) TH_LOG("the other process failed");
-
-	ASSERT_EQ(npu_sum(fb, p, len, &w), 0);
-	ASSERT_EQ(w.result, pattern_sum(len, seed))
-		TH_LOG("fdB read 0x%llx: another process's data",
-		       (unsigned long long)w.result);
-	ASSERT_EQ(check_pattern(p, len, seed), -1);
-	ASSERT_EQ(close(fb), 0);
-	ASSERT_EQ(munmap(p, len), 0);
+	two_readers_setup(_metadata, self, &t, 0x7e57a);
+	ASSERT_EQ(close(t.fa), 0);
+	ASSERT_EQ(start_stream_child(t.other, t.go), 0)
+		TH_LOG("the other process failed");
+	two_readers_check(_metadata, &t, &t.fb, 1);
+	ASSERT_EQ(close(t.fb), 0);
+	ASSERT_EQ(munmap(t.p, t.len), 0);
 }
 
 /*
@@ -379,40 +400,20 @@ TEST_F_TIMEOUT(trust, read_mostly_copies_survive_closing_sibling_file, 180)
  */
 TEST_F_TIMEOUT(trust, read_mostly_copies_survive_eviction, 180)
 {
-	size_t len = 4 * MiB;
 	long dup0 = dev_stat("npu0", "dup_pages"), ev0;
-	__u32 seed = 0xe71c7;
-	struct gmem_npu_wait w;
-	int go, code;
-	pid_t other = spawn_stream_child((int[]){ self->gfd }, 1, 24 * MiB,
-					 &go);
-	char *p = peer_mmap_block(len);
-	int fa = npu_open(0), fb = npu_open(0);
+	struct two_readers t;
 
-	ASSERT_GT(other, 0);
-	ASSERT_GE(fa, 0);
-	ASSERT_GE(fb, 0);
-	ASSERT_NE(p, MAP_FAILED);
-	read_mostly_two_files(_metadata, self, p, len, seed, fa, fb);
+	two_readers_setup(_metadata, self, &t, 0xe71c7);
 	ev0 = dev_stat("npu0", "evictions");
-
-	code = start_stream_child(other, go);
-	ASSERT_EQ(code, 0) TH_LOG("the other process failed");
+	ASSERT_EQ(start_stream_child(t.other, t.go), 0)
+		TH_LOG("the other process failed");
 	ASSERT_GT(dev_stat("npu0", "evictions"), ev0);
-	ASSERT_LT(dev_stat("npu0", "dup_pages"), dup0 + (long)(len / self->ps))
+	ASSERT_LT(dev_stat("npu0", "dup_pages"), dup0 + (long)(t.len / self->ps))
 		TH_LOG("the copies were not evicted: this tests nothing");
-
-	ASSERT_EQ(npu_sum(fa, p, len, &w), 0);
-	ASSERT_EQ(w.result, pattern_sum(len, seed))
-		TH_LOG("fdA read 0x%llx", (unsigned long long)w.result);
-	ASSERT_EQ(npu_sum(fb, p, len, &w), 0);
-	ASSERT_EQ(w.result, pattern_sum(len, seed))
-		TH_LOG("fdB read 0x%llx: evicted pages still mapped",
-		       (unsigned long long)w.result);
-	ASSERT_EQ(check_pattern(p, len, seed), -1);
-	ASSERT_EQ(close(fa), 0);
-	ASSERT_EQ(close(fb), 0);
-	ASSERT_EQ(munmap(p, len), 0);
+	two_readers_check(_metadata, &t, (int[]){ t.fa, t.fb }, 2);
+	ASSERT_EQ(close(t.fa), 0);
+	ASSERT_EQ(close(t.fb), 0);
+	ASSERT_EQ(munmap(t.p, t.len), 0);
 }
 
 /* ----------------------------------------------------------------------
