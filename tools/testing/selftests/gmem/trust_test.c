@@ -815,6 +815,57 @@ TEST_F_TIMEOUT(unmap, device_touch_after_munmap_faults, 120)
 	ASSERT_EQ(munmap(p, len / 2), 0);
 }
 
+/*
+ * Pieces of a mapping unmapped one after another while the NPU keeps
+ * reading the rest: each munmap queues a region resync, which may run
+ * between a later munmap's VMA removal and its invalidation.  Whatever the
+ * interleaving, an NPU read of an unmapped piece faults, never reads the
+ * freed pages through a mapping made before.
+ */
+TEST_F_TIMEOUT(unmap, munmap_pieces_while_reading, 300)
+{
+	size_t piece = MiB, len = 8 * piece;
+	struct gmem_npu_wait w;
+
+	for (int round = 0; round < 12; round++) {
+		char *p = peer_mmap_block(len);
+		__u64 seq[8];
+
+		ASSERT_NE(p, MAP_FAILED);
+		fill_pattern(p, len, 0x4400 + round);
+		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+		ASSERT_EQ(w.result, pattern_sum(len, 0x4400 + round));
+		for (int k = 0; k < 8; k++) {
+			/* An order that leaves pieces on both sides mapped. */
+			int i = (k * 5 + round) % 8;
+			struct gmem_npu_job touch = {
+				.op = GMEM_NPU_OP_TOUCH,
+				.dst = U64(p + i * piece), .len = piece,
+			};
+			int j = (i + 1) % 8;
+			struct gmem_npu_job sum = job_sum(p + j * piece, piece);
+			__u64 sseq;
+
+			ASSERT_EQ(munmap(p + i * piece, piece), 0);
+			ASSERT_EQ(npu_submit(self->fd, &touch, &seq[i]), 0);
+			/* Keep the device mapping what is still mapped. */
+			if (k < 7) {
+				ASSERT_EQ(npu_submit(self->fd, &sum, &sseq), 0);
+				ASSERT_EQ(npu_wait(self->fd, sseq, WAIT_FOREVER,
+						   &w), 0);
+			}
+		}
+		for (int i = 0; i < 8; i++) {
+			ASSERT_EQ(npu_wait(self->fd, seq[i], WAIT_FOREVER, &w),
+				  0);
+			ASSERT_EQ(w.status, -EFAULT)
+				TH_LOG("round %d: piece %d read after munmap "
+				       "(status %d, result %#llx)", round, i,
+				       w.status, (unsigned long long)w.result);
+		}
+	}
+}
+
 TEST_F_TIMEOUT(unmap, remap_after_munmap_sees_new_data, 120)
 {
 	size_t len = 4 * MiB, half = len / 2;
