@@ -974,4 +974,65 @@ TEST_F_TIMEOUT(faultinj, clean_run_after, 600)
 	ASSERT_EQ(stats_back(_metadata, self, "after the clean run"), 0);
 }
 
+/*
+ * Loading the NPU driver under allocation failures: every failed load is
+ * a clean errno with nothing left registered (its error paths undo only
+ * what they did: the misc device, the gmem device, its memory), and a
+ * normal load afterwards works.  Opt-in (FAULTINJ_LOAD=1): the module
+ * loader's own vmalloc() reports each injected failure with a stack dump
+ * (warn_alloc), which make check's splat filter counts as a failure.
+ */
+TEST_F_TIMEOUT(faultinj, npu_load_under_failures, 600)
+{
+	const char *params = "num_devices=2 dram_mib=16";
+	const char *opt = getenv("FAULTINJ_LOAD");
+	int loaded = 0, refused = 0;
+	__u64 rng = base_seed();
+
+	if (!opt || strcmp(opt, "1"))
+		SKIP(return, "set FAULTINJ_LOAD=1 (prints allocation warnings)");
+	if (unload_module_wait("gmem_npu", 5000))
+		SKIP(return, "gmem_npu busy: %s", strerror(errno));
+	for (int n = 0; n < 20; n++) {
+		int status, code;
+		pid_t pid;
+
+		set_probability(10 + rnd(&rng) % 30);
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			int ret;
+
+			if (write_str("/proc/self/make-it-fail", "1"))
+				_exit(255);
+			ret = load_module_params("gmem_npu", params);
+			_exit(ret ? -ret : 0);
+		}
+		ASSERT_EQ(waitpid(pid, &status, 0), pid);
+		set_probability(0);
+		ASSERT_TRUE(WIFEXITED(status))
+			TH_LOG("load %d: the loading process crashed", n);
+		code = WEXITSTATUS(status);
+		ASSERT_NE(code, 255);
+		if (code == 0) {
+			loaded++;
+			ASSERT_EQ(unload_module_wait("gmem_npu", 5000), 0);
+		} else {
+			refused++;
+			ASSERT_FALSE(module_loaded("gmem_npu"))
+				TH_LOG("load %d failed (%s) but left the module",
+				       n, strerror(code));
+		}
+		/* Nothing of a failed or unloaded driver stays in gmem. */
+		ASSERT_EQ(gmem_stat_wait("devices", 0, STAT_WAIT_MS), 0)
+			TH_LOG("load %d (%s): a gmem device was left", n,
+			       code ? strerror(code) : "loaded");
+		ASSERT_EQ(gmem_stat_wait("devmem_pages", 0, STAT_WAIT_MS), 0);
+	}
+	TH_LOG("%d loads worked, %d failed cleanly", loaded, refused);
+	ASSERT_EQ(load_module_params("gmem_npu", params), 0);
+	ASSERT_EQ(access("/dev/gmem_npu1", F_OK), 0);
+	ASSERT_EQ(stats_back(_metadata, self, "after the loads"), 0);
+}
+
 TEST_HARNESS_MAIN
