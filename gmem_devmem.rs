@@ -169,6 +169,14 @@ impl Dup {
         ptr::eq::<GmemCtx>(&*self.ctx, ctx)
     }
 
+    /// Removes its context's mappings of the whole range.  Under the
+    /// page-table lock of the context's address space.
+    fn unmap(&self) {
+        if !self.ctx.is_dead() {
+            self.ctx.invalidate(self.start, self.end);
+        }
+    }
+
     /// Whether these are `ctx`'s copies of exactly `[start, end)` of `key`.
     fn is(&self, ctx: &GmemCtx, key: BlockKey, start: usize, end: usize) -> bool {
         self.is_of(ctx) && self.key == key && self.start == start && self.end == end
@@ -261,11 +269,11 @@ impl Chunks {
         )
     }
 
-    /// Whether `mm` may pin one more chunk.
-    fn may_pin(&self, mm: usize) -> bool {
+    /// Whether `mm` may pin `want` more chunks.
+    fn may_pin(&self, mm: usize, want: usize) -> bool {
         let (mine, all) = self.pinned_counts(mm);
         let (max_mine, max_all) = self.pin_limits();
-        mine < max_mine && all < max_all
+        mine + want <= max_mine && all + want <= max_all
     }
 
     fn tick(&mut self) -> u64 {
@@ -465,7 +473,7 @@ impl DevMem {
         }
         // Over a pin limit the chunk stays evictable: pins are bounded
         // even for ranges pinned while they were elsewhere.
-        let pin = pinned && (chunks.v[c].pinned || chunks.may_pin(key.mm));
+        let pin = pinned && (chunks.v[c].pinned || chunks.may_pin(key.mm, 1));
         let stamp = chunks.tick();
         let chunk = &mut chunks.v[c];
         chunk.bits[w] |= bit;
@@ -574,7 +582,7 @@ impl DevMem {
             {
                 continue;
             }
-            if c.pinned == pinned || (pinned && !chunks.may_pin(mm)) {
+            if c.pinned == pinned || (pinned && !chunks.may_pin(mm, 1)) {
                 continue;
             }
             chunks.v[i].pinned = pinned;
@@ -598,10 +606,7 @@ impl DevMem {
             .filter(|c| c.pinned && c.used > 0 && c.key.mm == mm && !c.key.is_dup())
             .filter(|c| (first..end).contains(&c.key.block))
             .count();
-        let want = blocks.saturating_sub(held);
-        let (mine, all) = chunks.pinned_counts(mm);
-        let (max_mine, max_all) = chunks.pin_limits();
-        if mine + want > max_mine || all + want > max_all {
+        if !chunks.may_pin(mm, blocks.saturating_sub(held)) {
             return Err(ENOMEM);
         }
         Ok(())
@@ -727,9 +732,7 @@ impl DevMem {
     /// Under the page-table lock of their address space, with `d` out of
     /// the table.
     fn retire_dup(&self, c: usize, d: KBox<Dup>) {
-        if !d.ctx.is_dead() {
-            d.ctx.invalidate(d.start, d.end);
-        }
+        d.unmap();
         self.free_dup(c, d);
     }
 
@@ -758,9 +761,7 @@ impl DevMem {
             taken = d.next.take();
             {
                 let _pt = d.ctx.address_space().pt.lock();
-                if !d.ctx.is_dead() {
-                    d.ctx.invalidate(d.start, d.end);
-                }
+                d.unmap();
             }
             moved += (d.end - d.start) / PAGE_SIZE;
             // Outside the lock: the reference `d` holds on the address
