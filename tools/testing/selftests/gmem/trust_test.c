@@ -1761,6 +1761,22 @@ TEST_F_TIMEOUT(unplug, npu_unplug_keeps_host_data, 180)
 	fd = npu_open(1);
 	ASSERT_GE(fd, 0) TH_LOG("open npu1 after replug: %s", strerror(errno));
 	ASSERT_EQ(dev_stat_wait("npu1", "devmem_used", 0, FREE_DELAY_MS), 0);
+	/*
+	 * Hints name devices by id, and the re-plugged NPU may get the old
+	 * one: drop what the hint thread left (accessed-by and a preferred
+	 * location keep pages in place) before expecting a migration.
+	 */
+	{
+		int gfd = open("/dev/gmem", O_RDWR), id = npu_dev_id(1);
+
+		ASSERT_GE(gfd, 0);
+		ASSERT_GE(id, 0);
+		ASSERT_EQ(gmem_advise(gfd, p, len, GMEM_ADV_UNSET_ACCESSED_BY, id),
+			  0);
+		ASSERT_EQ(gmem_advise(gfd, p, len,
+				      GMEM_ADV_UNSET_PREFERRED_LOCATION, 0), 0);
+		ASSERT_EQ(close(gfd), 0);
+	}
 	ASSERT_EQ(npu_sum(fd, p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, seed));
 	ASSERT_GT(dev_stat("npu1", "devmem_used"), 0);
