@@ -56,7 +56,8 @@
 //! (around `prepare`; teardown takes it once, after marking the context
 //! dead, to wait for a `prepare` in flight), `DevMem::chunks`,
 //! `DevMem::dups` (taken under `GmemAs::pt` and released before anything
-//! else is taken), `Thrash::slots`, and the drivers' own MMU locks.
+//! else is taken), `Thrash::slots`, `GmemAs::stale_span`, and the
+//! drivers' own MMU locks.
 //!
 //! Eviction (`gmem_fault::make_room`) holds none of these while it works:
 //! it picks a victim under `DevMem::chunks`, then migrates with no gmem
@@ -81,7 +82,7 @@ use kernel::ffi::{c_char, c_int, c_void};
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::str::CString;
-use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
+use kernel::sync::{new_condvar, new_mutex, new_spinlock, Arc, CondVar, Mutex, SpinLock};
 use kernel::types::Opaque;
 use kernel::{c_str, fmt};
 
@@ -97,7 +98,7 @@ mod gmem_uaccess;
 mod gmem_vma;
 
 use gmem_devmem::DevMem;
-use gmem_mm::{MmRef, MmWriteLocked};
+use gmem_mm::MmWriteLocked;
 use gmem_sync::TryMutex;
 use gmem_vma::Regions;
 
@@ -567,6 +568,12 @@ pub(crate) struct GmemAs {
     released: AtomicBool,
     #[pin]
     pub(crate) regions: Mutex<Regions>,
+    /// The span holding every region marked stale since the last resync
+    /// (`(usize::MAX, 0)` when none is): what the resync looks at, so
+    /// that an unmap costs in proportion to what it touched.  A leaf
+    /// lock, taken by notifier callbacks that may not sleep.
+    #[pin]
+    pub(crate) stale_span: SpinLock<(usize, usize)>,
     /// The page-table lock: serialises device page-table updates (fault
     /// commits) with invalidations, and guards the context list.
     #[pin]
@@ -649,6 +656,9 @@ impl GmemAs {
         self.mm
     }
 
+    /// The mm is exiting and every device mapping is gone.  Set under the
+    /// page-table lock, after which no device mapping is committed (every
+    /// commit checks it under that lock), so it is reliable under the lock.
     pub(crate) fn is_released(&self) -> bool {
         self.released.load(Ordering::Acquire)
     }
@@ -705,8 +715,12 @@ impl GmemAs {
             }
         };
         under_lock();
-        self.invalidate_locked(&pt, start, end);
-        STATS.invalidations.fetch_add(1, Ordering::Relaxed);
+        // After `release`, nothing is mapped and nothing can be (see
+        // `is_released`): exit's unmapping of every region costs no work.
+        if !self.is_released() {
+            self.invalidate_locked(&pt, start, end);
+            STATS.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
         true
     }
 
@@ -784,6 +798,7 @@ unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut binding
         refs: AtomicUsize::new(0),
         released: AtomicBool::new(false),
         regions <- new_mutex!(Regions::new(), "GmemAs::regions"),
+        stale_span <- new_spinlock!((usize::MAX, 0), "GmemAs::stale_span"),
         pt <- TryMutex::new(KVec::new(), c_str!("GmemAs::pt"), kernel::static_lock_class!()),
         work: Opaque::uninit(),
     });
@@ -833,8 +848,9 @@ unsafe extern "C" fn gmem_as_release(
     // SAFETY: Core MM passes a registered notifier of ours, alive for the
     // duration of the callback.
     let as_ = unsafe { GmemAs::from_notifier(mn) };
+    let pt = as_.pt.lock();
     as_.released.store(true, Ordering::Release);
-    as_.invalidate_devices(true, 0, usize::MAX, || {});
+    as_.invalidate_locked(&pt, 0, usize::MAX);
 }
 
 static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::mmu_notifier_ops {
@@ -845,7 +861,10 @@ static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::m
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
 });
 
-/// The MAP_PEER_SHARED hook: cover the new mapping with regions.
+/// The MAP_PEER_SHARED hook.  A new mapping costs gmem only its address
+/// space (once per mm) and the removal of stale hints: regions, and their
+/// notifiers, come when a device or a hint first needs the range (see
+/// `gmem_vma`).
 unsafe extern "C" fn gmem_peer_shared_hook(
     mm: *mut bindings::mm_struct,
     start: usize,
@@ -858,13 +877,7 @@ unsafe extern "C" fn gmem_peer_shared_hook(
         let end = start.checked_add(len).ok_or(EINVAL)?;
         let as_ = GmemAs::get_locked(&mm)?;
         // A new mapping has no hints, whatever an old one here had.
-        let cleared = as_
-            .regions
-            .lock()
-            .attrs
-            .update(start, end, |a| *a = gmem_vma::Attrs::default());
-        let res = cleared
-            .and_then(|()| gmem_vma::ensure_covered(as_, MmRef::WriteLocked(&mm), start, end));
+        let res = as_.regions.lock().attrs.clear(start, end);
         as_.put();
         res?;
         STATS.peer_shared_mmaps.fetch_add(1, Ordering::Relaxed);

@@ -69,7 +69,7 @@ use kernel::bindings;
 use kernel::prelude::*;
 
 use crate::gmem_devmem::{self, BlockKey, DevMem, Dup, Victim, CHUNK_PAGES};
-use crate::gmem_mm::{self, MmRef, MmUser};
+use crate::gmem_mm::{self, MmUser};
 use crate::gmem_vma::Region;
 use crate::{gmem_vma, GmemCtx, STATS};
 
@@ -149,7 +149,7 @@ pub(crate) fn fault_block(
                 }
                 (vma.start(), vma.end())
             };
-            gmem_vma::ensure_covered(as_, MmRef::User(&user), start, end)?;
+            gmem_vma::ensure_covered(as_, &user, start, end)?;
             continue;
         };
         if !decided
@@ -229,11 +229,24 @@ pub(crate) fn fault_block(
             }
             start = start.max(vma.start());
             end = end.min(vma.end());
+            let uffd = vma.uffd_armed();
+            if uffd {
+                // A userfaultfd handler sees the device's accesses only:
+                // no fault-ahead around them.
+                start = addr & !(PAGE_SIZE - 1);
+                end = start + PAGE_SIZE;
+            }
             let flags = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
             let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
             match range_fault(&mm, &region, seq, start, end, &mut pfns, flags, owner) {
                 Ok(()) => {}
                 Err(e) if e == EBUSY => {
+                    STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) if e == EFAULT && uffd => {
+                    // The handler must answer first; then look again.
+                    mm.fault_in_waiting(addr, write)?;
                     STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -287,6 +300,9 @@ pub(crate) fn fault_block(
         }
         if ctx.is_dead() {
             return Err(ENODEV);
+        }
+        if as_.is_released() {
+            return Err(ESRCH);
         }
         match map_runs(ctx, start, &mut pfns[..npages]) {
             Ok(()) => {}
@@ -356,8 +372,17 @@ fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
 const MIGRATE_PFN_VALID: usize = bindings::MIGRATE_PFN_VALID as usize;
 const MIGRATE_PFN_MIGRATE: usize = bindings::MIGRATE_PFN_MIGRATE as usize;
 const MIGRATE_PFN_SHIFT: u32 = bindings::MIGRATE_PFN_SHIFT;
-/// Host pages for data coming back from a device (`GFP_HIGHUSER`-like).
-const HOST_GFP: bindings::gfp_t = bindings::GFP_KERNEL | bindings::__GFP_HIGHMEM;
+extern "C" {
+    /// A movable user page (gmem_glue.c): for `vma` at `addr` under its
+    /// NUMA policy, or on the local node if `vma` is null; with `nofail`,
+    /// one that cannot fail.  Null on failure.
+    #[allow(improper_ctypes)]
+    fn gmem_alloc_host_page(
+        vma: *mut bindings::vm_area_struct,
+        addr: usize,
+        nofail: bool,
+    ) -> *mut bindings::page;
+}
 
 fn migrate_pfn(pfn: usize) -> usize {
     (pfn << MIGRATE_PFN_SHIFT) | MIGRATE_PFN_VALID
@@ -533,8 +558,8 @@ unsafe fn migrate_to_host(
         let Some(idx) = mpfn_pfn(b.src[i]).and_then(|p| pool.index_of(p)) else {
             continue;
         };
-        // SAFETY: Plain page allocation.
-        let page = unsafe { bindings::alloc_pages(HOST_GFP, 0) };
+        // SAFETY: `vma` is valid and covers the address (the contract).
+        let page = unsafe { gmem_alloc_host_page(vma, start + i * PAGE_SIZE, false) };
         if page.is_null() {
             oom = true;
             continue;
@@ -657,7 +682,6 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
 /// could not move (locked by such a fault, or by munmap) is tried again
 /// until the pool is empty, which `memunmap_pages` then waits for.
 pub(crate) fn evict_all(pool: &DevMem) {
-    let nofail = HOST_GFP | (1 << bindings::___GFP_NOFAIL_BIT);
     for c in 0..pool.nchunks() {
         let (first, n) = pool.chunk_range(c);
         let mut tries = 0u32;
@@ -666,7 +690,7 @@ pub(crate) fn evict_all(pool: &DevMem) {
             if tries == EVICT_WARN_TRIES {
                 pr_warn!("device memory chunk {} still busy, waiting\n", c);
             }
-            let moved = evict_pages(pool, first, n, nofail).unwrap_or(0);
+            let moved = evict_pages(pool, first, n, true).unwrap_or(0);
             pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
             STATS
                 .migrated_to_host
@@ -706,7 +730,7 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
             }
             Victim::Chunk(c, victim) => {
                 let (first, n) = pool.chunk_range(c);
-                let moved = evict_pages(pool, first, n, HOST_GFP).unwrap_or(0) as u64;
+                let moved = evict_pages(pool, first, n, false).unwrap_or(0) as u64;
                 pool.end_evict(c);
                 pool.thrash.departed(victim, Some(pool.clock()));
                 pool.evictions.fetch_add(1, Ordering::Relaxed);
@@ -803,7 +827,11 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             // This context's copies made earlier, still valid: map them.
             let pt = as_.pt.lock();
             if let Some(c) = pool.dup_chunk(ctx, key, start, end) {
-                if region.is_dead() || ctx.is_dead() || ctx.policy_gen() != policy_gen {
+                if region.is_dead()
+                    || ctx.is_dead()
+                    || as_.is_released()
+                    || ctx.policy_gen() != policy_gen
+                {
                     return None;
                 }
                 for (i, e) in idxs.iter_mut().enumerate() {
@@ -893,8 +921,12 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
         }
         let pt = as_.pt.lock();
         // SAFETY: As in `fault_block`.
+        if ctx.is_dead() || as_.is_released() {
+            drop(pt);
+            release(&idxs, pfns);
+            return None;
+        }
         if region.is_dead()
-            || ctx.is_dead()
             || ctx.policy_gen() != policy_gen
             || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) }
         {
@@ -966,10 +998,10 @@ fn range_fault(
 }
 
 /// Moves pages `[first, first + n)` of `pool` that are in use back to host
-/// memory, whoever maps them, allocating host pages with `gfp`; returns
-/// how many moved.  Pages that are locked (being faulted or migrated by
-/// someone else) or cannot get a host page stay.
-fn evict_pages(pool: &DevMem, first: usize, n: usize, gfp: bindings::gfp_t) -> Result<usize> {
+/// memory, whoever maps them, with host page allocations that cannot fail
+/// if `nofail`; returns how many moved.  Pages that are locked (being
+/// faulted or migrated by someone else) or cannot get a host page stay.
+fn evict_pages(pool: &DevMem, first: usize, n: usize, nofail: bool) -> Result<usize> {
     let mut b = MigrateBufs::new(n)?;
     // SAFETY: Our pagemap's pfns, arrays of `n` entries.
     kernel::error::to_result(unsafe {
@@ -983,8 +1015,8 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, gfp: bindings::gfp_t) -> R
         if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
             continue;
         }
-        // SAFETY: Plain page allocation.
-        let page = unsafe { bindings::alloc_pages(gfp, 0) };
+        // SAFETY: With no VMA, a plain page allocation.
+        let page = unsafe { gmem_alloc_host_page(core::ptr::null_mut(), 0, nofail) };
         if page.is_null() {
             continue;
         }

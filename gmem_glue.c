@@ -160,3 +160,37 @@ const unsigned long gmem_c_layout[] = {
  * operations, module parameters, poll tables, the NPU uapi) are checked
  * here too, and it cannot load without gmem.ko.
  */
+
+/*
+ * Whether userfaultfd watches @vma (any mode), for gmem_mm.rs: a device
+ * fault there must wait for the handler as a CPU fault would.
+ */
+#include <linux/userfaultfd_k.h>
+
+bool gmem_vma_uffd_armed(struct vm_area_struct *vma);
+
+bool gmem_vma_uffd_armed(struct vm_area_struct *vma)
+{
+	return userfaultfd_armed(vma);
+}
+
+/*
+ * A page for user data coming back from a device, as a CPU fault would
+ * allocate it (movable, charged when the migration moves the device page's
+ * charge to it): for @vma at @addr, under its NUMA policy, or with @vma
+ * NULL (eviction, which does not know the mapping) on the local node.
+ */
+#include <linux/gfp.h>
+
+struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
+				  unsigned long addr, bool nofail);
+
+struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
+				  unsigned long addr, bool nofail)
+{
+	gfp_t gfp = GFP_HIGHUSER_MOVABLE | (nofail ? __GFP_NOFAIL : 0);
+
+	if (vma)
+		return alloc_page_vma(gfp, vma, addr);
+	return alloc_page(gfp);
+}

@@ -20,7 +20,7 @@ use kernel::sync::Arc;
 use kernel::types::Opaque;
 
 use crate::gmem_fault::{self, map_range, Place};
-use crate::gmem_mm::{MmRef, MmUser};
+use crate::gmem_mm::MmUser;
 use crate::gmem_uaccess::{read_arg, write_arg};
 use crate::gmem_vma::{self, Attrs, Loc};
 use crate::{GmemAs, GmemCtx, STATS};
@@ -144,7 +144,7 @@ impl Caller {
             }
         }
         for (s, e) in spans {
-            gmem_vma::ensure_covered(self.as_, MmRef::User(&self.user), s, e)?;
+            gmem_vma::ensure_covered(self.as_, &self.user, s, e)?;
         }
         Ok(())
     }

@@ -10,6 +10,14 @@ use kernel::bindings;
 use kernel::error::from_err_ptr;
 use kernel::prelude::*;
 
+extern "C" {
+    /// `userfaultfd_armed(vma)` (gmem_glue.c).  `vm_area_struct` has
+    /// members bindgen cannot lay out, which the FFI lint dislikes; only
+    /// its address passes.
+    #[allow(improper_ctypes)]
+    fn gmem_vma_uffd_armed(vma: *mut bindings::vm_area_struct) -> bool;
+}
+
 /// An `mm_struct` whose `mmap_lock` the caller holds for write.
 ///
 /// # Invariants
@@ -159,6 +167,26 @@ impl MmReadGuard<'_> {
         unsafe { bindings::find_vma(self.mm.mm, addr as _).as_ref() }.map(Vma)
     }
 
+    /// Faults `addr` in as the CPU would, for reading or `write`, waiting
+    /// for a userfaultfd handler if one watches it (which
+    /// `hmm_range_fault()` cannot: it gets SIGBUS where a CPU fault would
+    /// sleep, since it cannot let go of `mmap_lock`).  The lock may be
+    /// dropped and retaken meanwhile: VMAs looked up before are stale.
+    pub(crate) fn fault_in_waiting(&self, addr: usize, write: bool) -> Result {
+        let mut unlocked = false;
+        let flags = bindings::fault_flag_FAULT_FLAG_REMOTE
+            | if write {
+                bindings::fault_flag_FAULT_FLAG_WRITE
+            } else {
+                0
+            };
+        // SAFETY: The mm is read-locked, as `fixup_user_fault()` wants, and
+        // it returns with the lock held again if it dropped it.
+        kernel::error::to_result(unsafe {
+            bindings::fixup_user_fault(self.mm.mm, addr as _, flags, &mut unlocked)
+        })
+    }
+
     /// Runs `hmm_range_fault()` on `range`, which must belong to this mm.
     pub(crate) fn hmm_range_fault(&self, range: &mut bindings::hmm_range) -> Result {
         // SAFETY: The mm is read-locked as `hmm_range_fault()` requires;
@@ -192,6 +220,13 @@ impl Vma<'_> {
     pub(crate) fn flags(&self) -> u64 {
         // SAFETY: As above.
         unsafe { self.0.__bindgen_anon_2.vm_flags as u64 }
+    }
+
+    /// Whether userfaultfd watches this VMA (missing, write-protect or
+    /// minor faults).
+    pub(crate) fn uffd_armed(&self) -> bool {
+        // SAFETY: A valid VMA (the type's meaning).
+        unsafe { gmem_vma_uffd_armed(self.as_ptr()) }
     }
 
     pub(crate) fn is_peer_shared(&self) -> bool {
@@ -251,16 +286,9 @@ impl IntervalOps {
     }
 }
 
-/// Where an interval notifier is inserted from: the lock held decides
-/// which core-MM function is legal.
-pub(crate) enum MmRef<'a, 'b> {
-    /// `mmap_lock` held for write (the mmap hook).
-    WriteLocked(&'a MmWriteLocked<'b>),
-    /// A users reference and no `mmap_lock`.
-    User(&'a MmUser),
-}
-
-/// Registers `sub` for `[start, end)` of the mm.
+/// Registers `sub` for `[start, end)` of `mm`'s mm.  No `mmap_lock` may be
+/// held: the first interval notifier of an mm registers its subscriptions,
+/// which takes it for write.
 ///
 /// # Safety
 ///
@@ -268,27 +296,16 @@ pub(crate) enum MmRef<'a, 'b> {
 /// [`interval_remove`] returns for it.
 pub(crate) unsafe fn interval_insert(
     sub: *mut bindings::mmu_interval_notifier,
-    mm: MmRef<'_, '_>,
+    mm: &MmUser,
     start: usize,
     end: usize,
     ops: &'static IntervalOps,
 ) -> Result {
     let len = (end - start) as _;
-    // SAFETY: The caller vouches for `sub`; the lock state matches the
-    // function called, as the `MmRef` variant says.
+    // SAFETY: The caller vouches for `sub`; `mm` is a live mm with a users
+    // reference.
     kernel::error::to_result(unsafe {
-        match mm {
-            MmRef::WriteLocked(m) => bindings::mmu_interval_notifier_insert_locked(
-                sub,
-                m.as_ptr(),
-                start as _,
-                len,
-                &ops.0,
-            ),
-            MmRef::User(m) => {
-                bindings::mmu_interval_notifier_insert(sub, m.as_ptr(), start as _, len, &ops.0)
-            }
-        }
+        bindings::mmu_interval_notifier_insert(sub, mm.as_ptr(), start as _, len, &ops.0)
     })
 }
 

@@ -5,17 +5,20 @@
 //!
 //! # How regions follow the VMAs
 //!
-//! A region is created when core MM reports a MAP_PEER_SHARED mapping (the
-//! mmap hook, under `mmap_lock` for write), or lazily when a device faults
-//! on an address the policy allows but no region covers yet (after mremap,
-//! in a forked child, in system-allocator mode).  Core MM keeps VMA flags
-//! exact across split, merge, mprotect and mremap, so gmem does not mirror
-//! VMAs: it asks them.  When an invalidation of a region says
-//! `MMU_NOTIFY_UNMAP`, the region is marked stale and the address space's
-//! work item re-reads the VMAs under its range and replaces the region by
-//! the pieces still mapped (none after munmap or exit, two after a hole is
-//! punched).  Notifiers cannot be removed from their own callback, hence the
-//! deferral.
+//! A region is created when a range is first needed by a device or a
+//! hint: a device fault on an address the policy allows, a prefetch, a
+//! `GMEM_IOC_ADVISE` (a hint is kept only where a region watches it).  A
+//! MAP_PEER_SHARED mmap only marks the VMA; a mapping no device ever
+//! touches costs gmem nothing more, so mmap, munmap and exit cost as much
+//! with 100,000 such mappings as with 10 (the mapping-scale benchmark).
+//! Core MM keeps VMA flags exact across split, merge, mprotect and mremap,
+//! so gmem does not mirror VMAs: it asks them.  When an invalidation of a
+//! region says `MMU_NOTIFY_UNMAP`, the region is marked stale, its span is
+//! added to the address space's `stale_span`, and the address space's work
+//! item re-reads the VMAs under the stale regions of that span only and
+//! replaces each by the pieces still mapped (none after munmap or exit, two
+//! after a hole is punched).  Notifiers cannot be removed from their own
+//! callback, hence the deferral.
 //!
 //! # Lifetime
 //!
@@ -43,7 +46,7 @@ use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
-use crate::gmem_mm::{self, IntervalOps, MmRef};
+use crate::gmem_mm::{self, IntervalOps, MmUser};
 use crate::{GmemAs, STATS};
 
 /// One range of an address space that devices may reach.
@@ -78,7 +81,7 @@ static REGION_OPS: IntervalOps = IntervalOps::new(bindings::mmu_interval_notifie
 
 impl Region {
     /// Creates a region for `[start, end)` and registers its notifier.
-    fn new(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end: usize) -> Result<Arc<Region>> {
+    fn new(as_: &GmemAs, mm: &MmUser, start: usize, end: usize) -> Result<Arc<Region>> {
         let region = Arc::pin_init(
             pin_init!(Region {
                 // SAFETY: A zeroed notifier is what insertion expects.
@@ -232,6 +235,16 @@ impl AttrMap {
         Ok(())
     }
 
+    /// Drops every hint on `[start, end)`.  Costs nothing when there is
+    /// none there (every new mapping asks).
+    pub(crate) fn clear(&mut self, start: usize, end: usize) -> Result {
+        let i = self.spans.partition_point(|s| s.end <= start);
+        if self.spans.get(i).map_or(true, |s| s.start >= end) {
+            return Ok(());
+        }
+        self.update(start, end, |a| *a = Attrs::default())
+    }
+
     /// The parts of `[start, end)` whose attributes satisfy `pred` (never
     /// the default ones).
     pub(crate) fn ranges(
@@ -347,13 +360,24 @@ impl Regions {
         self.next_start(start).is_some_and(|s| s < end)
     }
 
-    /// The regions whose CPU mappings changed shape.
-    fn stale(&self) -> Result<KVec<Arc<Region>>> {
+    /// The regions overlapping `[start, end)` whose CPU mappings changed
+    /// shape.
+    fn stale_in(&mut self, start: usize, end: usize) -> Result<KVec<Arc<Region>>> {
         let mut out = KVec::new();
-        for r in self.by_start.values() {
+        let first = match self.floor(start) {
+            Some(r) if r.end > start => r.start,
+            _ => start,
+        };
+        let mut cursor = self.by_start.cursor_lower_bound(&first);
+        while let Some(c) = cursor {
+            let (s, r) = c.current();
+            if *s >= end {
+                break;
+            }
             if r.stale.load(Ordering::Relaxed) {
                 out.push(r.clone(), GFP_KERNEL)?;
             }
+            cursor = c.move_next();
         }
         Ok(out)
     }
@@ -376,7 +400,8 @@ fn retire(as_: &GmemAs, region: Arc<Region>, published: bool) {
     {
         let pt = as_.pt.lock();
         region.dead.store(true, Ordering::Relaxed);
-        if published {
+        // After `release` nothing is mapped (see `GmemAs::is_released`).
+        if published && !as_.is_released() {
             as_.invalidate_locked(&pt, region.start, region.end);
         }
     }
@@ -390,7 +415,7 @@ fn retire(as_: &GmemAs, region: Arc<Region>, published: bool) {
 
 /// Makes sure regions cover `[start, end)` of `as_`, creating them for the
 /// parts nothing covers yet.  Called with the VMA facts already checked.
-pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end: usize) -> Result {
+pub(crate) fn ensure_covered(as_: &GmemAs, mm: &MmUser, start: usize, end: usize) -> Result {
     let mut addr = start;
     while addr < end {
         let (gs, ge) = match as_.regions.lock().gap_around(addr, start, end) {
@@ -399,10 +424,6 @@ pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end:
                 addr = covered_to;
                 continue;
             }
-        };
-        let mm = match &mm {
-            MmRef::WriteLocked(m) => MmRef::WriteLocked(m),
-            MmRef::User(u) => MmRef::User(u),
         };
         let slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let region = Region::new(as_, mm, gs, ge)?;
@@ -431,8 +452,13 @@ pub(crate) fn ensure_covered(as_: &GmemAs, mm: MmRef<'_, '_>, start: usize, end:
 /// and page-table locks only around its updates (never while inserting or
 /// removing a notifier; insertion may take `mmap_lock` itself).
 pub(crate) fn resync(as_: &GmemAs) {
-    let Ok(stale) = as_.regions.lock().stale() else {
+    let (start, end) = core::mem::replace(&mut *as_.stale_span.lock(), (usize::MAX, 0));
+    if start >= end {
+        return;
+    }
+    let Ok(stale) = as_.regions.lock().stale_in(start, end) else {
         // Out of memory: the regions stay stale and are looked at next time.
+        mark_stale_span(as_, start, end);
         return;
     };
     // SAFETY: The address space holds `mm_count` on its mm.
@@ -461,6 +487,7 @@ pub(crate) fn resync(as_: &GmemAs) {
                     {
                         // Cannot tell: keep the region, look again later.
                         old.stale.store(true, Ordering::Relaxed);
+                        mark_stale_span(as_, old.start, old.end);
                         unchanged = true;
                         break;
                     }
@@ -477,6 +504,7 @@ pub(crate) fn resync(as_: &GmemAs) {
                     Ok(v) => pieces = v,
                     Err(_) => {
                         old.stale.store(true, Ordering::Relaxed);
+                        mark_stale_span(as_, old.start, old.end);
                         continue;
                     }
                 }
@@ -486,7 +514,7 @@ pub(crate) fn resync(as_: &GmemAs) {
                     let Ok(slot) = RBTreeNodeReservation::new(GFP_KERNEL) else {
                         continue;
                     };
-                    let Ok(r) = Region::new(as_, MmRef::User(user), s, e) else {
+                    let Ok(r) = Region::new(as_, user, s, e) else {
                         continue;
                     };
                     // Within the capacity reserved above: cannot fail.
@@ -551,7 +579,15 @@ unsafe extern "C" fn region_invalidate(
     if range.event == bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP
         && !region.stale.swap(true, Ordering::Relaxed)
     {
+        mark_stale_span(as_, region.start, region.end);
         as_.queue_resync();
     }
     true
+}
+
+/// Adds `[start, end)` to the span the next resync looks at.
+fn mark_stale_span(as_: &GmemAs, start: usize, end: usize) {
+    let mut span = as_.stale_span.lock();
+    span.0 = span.0.min(start);
+    span.1 = span.1.max(end);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make check: the test kernel (KASAN, lockdep, DEBUG_VM...), every selftest
 # in the VM, a result line per test and the totals as the last line.
-# GMEM_TESTS="mmap_test module_test" limits the run to those programs.
+# GMEM_TESTS="mmap_test module_test" limits the run to those programs
+# (mm_conformance: the kernel's mm selftests; MM_SUITES="cow mkdirty" limits
+# those).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -9,7 +11,12 @@ bash "$GMEM_ROOT/scripts/kernel.sh" test
 bash "$GMEM_ROOT/scripts/userspace.sh" test
 
 job=$(mktemp)
-{ printf 'export GMEM_TESTS="%s"\n' "${GMEM_TESTS:-}"; cat "$GMEM_ROOT/scripts/guest/check-job.sh"; } >"$job"
+{
+	printf 'export GMEM_TESTS="%s"\n' "${GMEM_TESTS:-}"
+	printf 'export MM_SUITES="%s"\n' "${MM_SUITES:-}"
+	[ -n "${MM_TIMEOUT:-}" ] && printf 'export MM_TIMEOUT=%s\n' "$MM_TIMEOUT"
+	cat "$GMEM_ROOT/scripts/guest/mm-conformance.sh" "$GMEM_ROOT/scripts/guest/check-job.sh"
+} >"$job"
 set +e
 bash "$GMEM_ROOT/scripts/vm.sh" test "$job"
 vm_status=$?

@@ -13,7 +13,7 @@ out=$(kbuild_dir "$flavor")
 guest=$GMEM_CACHE/guest-$flavor
 hdrs="-isystem $out/usr/include"
 rm -rf "$guest"
-mkdir -p "$guest"/{selftests,ref,samples,tools}
+mkdir -p "$guest"/{selftests,ref,samples,tools,mm,lib}
 
 stage "building selftests (make -C tools/testing/selftests TARGETS=gmem)"
 make -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=gmem O="$out" >/dev/null
@@ -22,6 +22,18 @@ find "$out/kselftest/gmem" -maxdepth 1 -type f -perm -u+x -exec cp {} "$guest/se
 stage "building the reference hmm-tests"
 sel=$GMEM_TREE/tools/testing/selftests
 gcc -O2 -pthread -I "$GMEM_TREE" $hdrs -o "$guest/ref/hmm-tests" "$sel/mm/hmm-tests.c"
+
+if [ "$flavor" = test ]; then
+	# The kernel's own mm selftests (core-MM conformance, run as is and
+	# MAP_PEER_SHARED); -k: one that does not build from this source
+	# (mm-conformance.sh says which) does not stop the others.
+	stage "building the mm selftests (make -C tools/testing/selftests TARGETS=mm)"
+	make -k -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=mm O="$out" >"$out/mm-selftests.log" 2>&1 || true
+	find "$out/kselftest/mm" -maxdepth 1 -type f -perm -u+x -exec cp {} "$guest/mm/" \;
+	gcc -O2 -Wall -Werror -shared -fPIC $hdrs -o "$guest/lib/peer_shared.so" \
+		"$GMEM_ROOT/tools/testing/peer_shared/peer_shared.c"
+	chmod -x "$guest/lib/peer_shared.so"
+fi
 
 stage "building samples"
 for c in "$GMEM_ROOT"/samples/*.c; do

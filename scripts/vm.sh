@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: scripts/vm.sh FLAVOR JOB [HOST_FILE...]
 #
-# Boots the FLAVOR (run|test) kernel under QEMU with a busybox initramfs
+# Boots the FLAVOR (run|test) kernel under QEMU (2 CPUs, 4 GiB in two NUMA
+# nodes of one CPU and 2 GiB each) with a busybox initramfs
 # holding gmem's modules, test_hmm.ko, the built programs of $GMEM_CACHE/
 # guest-<flavor>/ (in /opt/gmem) and every HOST_FILE (in /host), runs the
 # shell script JOB as root, prints the guest's dmesg and powers off.
@@ -32,8 +33,12 @@ for f in "$@"; do
 done
 # Dynamically linked programs run as they would on the host: copy in the
 # shared libraries (and loader) every ELF file needs.
+# One file per ldd call: given several, ldd prints a "path:" header for
+# each (a header naming a *.so is no library to copy); a static program
+# makes ldd fail, which only means it needs none.
 find "$root/opt" "$root/host" -type f -perm -u+x -print0 |
-	xargs -0 -r ldd 2>/dev/null | grep -o '/[^ ]*\.so[^ ]*' | sort -u |
+	while IFS= read -r -d '' f; do ldd "$f" 2>/dev/null || true; done |
+	{ grep -o '/[^ ]*\.so[^ ]*' || true; } | sort -u |
 	while read -r lib; do
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"
@@ -64,7 +69,9 @@ stage "booting the $flavor kernel under QEMU (TCG)"
 cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic=0 rdinit=/init"
 set +e
 timeout --foreground "${GMEM_VM_TIMEOUT:-1800}" \
-	qemu-system-x86_64 -machine q35 -cpu max -smp 2 -m 2G \
+	qemu-system-x86_64 -machine q35 -cpu max -smp 2 -m 4G \
+	-object memory-backend-ram,id=node0,size=2G -numa node,nodeid=0,cpus=0,memdev=node0 \
+	-object memory-backend-ram,id=node1,size=2G -numa node,nodeid=1,cpus=1,memdev=node1 \
 	-kernel "$out/arch/x86/boot/bzImage" -initrd "$root.cpio" \
 	-append "$cmdline" -nographic -no-reboot -monitor none -serial stdio \
 	</dev/null 2>&1 | tee "$log" | sed -u '/^GMEM-DMESG-BEGIN/,/^GMEM-DMESG-END/d'

@@ -1,5 +1,6 @@
-# Runs in the test VM (busybox sh): every gmem selftest, then the upstream
-# hmm-tests as a reference.  Markers let the host count the results.
+# Runs in the test VM (busybox sh): every gmem selftest, the kernel's mm
+# selftests as is and MAP_PEER_SHARED (mm-conformance.sh, prepended), then
+# the upstream hmm-tests as a reference.  Markers let the host count the results.
 export GMEM_MODDIR=/lib/modules/gmem
 # kmemleak (test kernel, auto scan off): forget what boot leaked, so that
 # only objects leaked from here on are reported at the end (two scans:
@@ -15,6 +16,9 @@ if ! insmod $GMEM_MODDIR/gmem.ko || ! insmod $GMEM_MODDIR/gmem_npu.ko num_device
 	echo "GMEM-SETUP-FAILED loading gmem.ko and gmem_npu.ko"
 	exit 1
 fi
+# cgroup2, hugetlb pages and room for many mappings, for mmfeat_test and
+# the mm selftests.
+mm_setup
 for t in /opt/gmem/selftests/*; do
 	name=${t##*/}
 	[ -n "${GMEM_TESTS:-}" ] && ! echo " $GMEM_TESTS " | grep -q " $name " && continue
@@ -22,6 +26,9 @@ for t in /opt/gmem/selftests/*; do
 	$t
 	echo "GMEM-TEST-END $name rc=$?"
 done
+if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " mm_conformance "; then
+	mm_conformance
+fi
 # Everything a test created must be gone: both modules unload cleanly.
 echo "GMEM-TEST-BEGIN final_unload"
 ok=1

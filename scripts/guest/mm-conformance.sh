@@ -1,0 +1,113 @@
+# Sourced by check-job.sh (busybox sh, gmem.ko and gmem_npu.ko loaded):
+# the kernel's own mm selftests, each run twice in this VM, as is and with
+# every private anonymous mmap() made MAP_PEER_SHARED and a device context
+# attached (tools/testing/peer_shared).  One TAP line per suite: ok when
+# both runs give the same outcome, case by case, and the same exit status.
+# Both results are printed.
+MM=/opt/gmem/mm
+SHIM=/opt/gmem/lib/peer_shared.so
+MM_TIMEOUT=${MM_TIMEOUT:-240}
+
+# name|command line|why it cannot run here (empty: it runs)
+mm_suites() {
+	cat <<'EOF'
+cow|cow|
+mremap_test|mremap_test|
+mremap_dontunmap|mremap_dontunmap|
+madv_populate|madv_populate|
+mlock2-tests|mlock2-tests|
+mlock-random-test|mlock-random-test|
+ksm_functional_tests|ksm_functional_tests|
+soft-dirty|soft-dirty|
+pagemap_ioctl|pagemap_ioctl|
+uffd-unit-tests|uffd-unit-tests|
+uffd-stress-anon|uffd-stress anon 20 16|
+split_huge_page_test|split_huge_page_test|
+transhuge-stress|transhuge-stress -d 10|
+mkdirty|mkdirty|
+mseal_test|mseal_test|
+map_fixed_noreplace|map_fixed_noreplace|
+map_populate|map_populate|
+virtual_address_range|virtual_address_range|
+migration|migration|
+gup_test|gup_test -ct -F 0x1 0 19 0x1000|
+gup_longterm|gup_longterm|
+memfd_secret|memfd_secret|
+hugepage-mmap|hugepage-mmap|
+hugepage-shm|hugepage-shm|
+map_hugetlb|map_hugetlb|
+hugepage-mremap|hugepage-mremap|
+hugetlb-madvise|hugetlb-madvise|
+hugetlb_fault_after_madv|hugetlb_fault_after_madv|
+hugetlb_madv_vs_map|hugetlb_madv_vs_map|
+khugepaged|khugepaged|Debian's 6.12 source of khugepaged.c does not build (KSFT_SKIP undeclared)
+EOF
+}
+
+# The outcome of one run: its TAP case lines without their numbers, and
+# its exit status.  $1: output file, $2: status.
+mm_outcome() {
+	sed -n 's/^\(not ok\|ok\) [0-9][0-9]* /\1 /p' "$1" | tr -d '\r'
+	echo "exit $2"
+}
+
+# "P pass, F fail, S skip, exit R" of one run.
+mm_summary() {
+	p=$(grep -c '^ok ' "$1.o")
+	s=$(grep -c '^ok .*# SKIP' "$1.o")
+	f=$(grep -c '^not ok ' "$1.o")
+	echo "$((p - s)) pass, $f fail, $s skip, exit $(tail -n1 "$1.o" | cut -d' ' -f2)"
+}
+
+mm_setup() {
+	mkdir -p /sys/fs/cgroup
+	mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
+	echo 64 >/proc/sys/vm/nr_hugepages
+	mkdir -p /mnt/huge
+	mount -t hugetlbfs none /mnt/huge 2>/dev/null
+	echo 262144 >/proc/sys/vm/max_map_count
+}
+
+mm_conformance() {
+	echo "GMEM-TEST-BEGIN mm_conformance"
+	n=0
+	tmp=/tmp/mmconf
+	mkdir -p $tmp
+	mm_suites | while IFS='|' read -r name cmd why; do
+		n=$((n + 1))
+		[ -n "${MM_SUITES:-}" ] && ! echo " $MM_SUITES " | grep -q " $name " && continue
+		if [ -n "$why" ]; then
+			echo "ok $n $name # SKIP $why"
+			continue
+		fi
+		cd $MM || return
+		t0=$(cut -d' ' -f1 /proc/uptime)
+		timeout $MM_TIMEOUT ./$cmd >$tmp/plain 2>&1 </dev/null
+		rc=$?
+		mm_outcome $tmp/plain $rc >$tmp/plain.o
+		t1=$(cut -d' ' -f1 /proc/uptime)
+		LD_PRELOAD=$SHIM GMEM_PEER_VERBOSE=1 timeout $MM_TIMEOUT ./$cmd \
+			>$tmp/peer 2>&1 </dev/null
+		rc=$?
+		mm_outcome $tmp/peer $rc >$tmp/peer.o
+		t2=$(cut -d' ' -f1 /proc/uptime)
+		cd /root
+		turned=$(sed -n 's/^peer_shared: \([0-9]*\) mappings.*/\1/p' $tmp/peer | awk '{s += $1} END {print s + 0}')
+		echo "# $name: plain: $(mm_summary $tmp/plain) (${t0}s-${t1}s)"
+		echo "# $name: peer-shared: $(mm_summary $tmp/peer), $turned mappings made MAP_PEER_SHARED (to ${t2}s)"
+		prc=$(tail -n1 $tmp/plain.o | cut -d' ' -f2)
+		if [ "$prc" = 124 ] || [ "$prc" = 126 ] || [ "$prc" = 127 ]; then
+			tail -n 20 $tmp/plain | sed 's/^/#   plain: /'
+			echo "not ok $n $name: did not run to its end as is (exit $prc)"
+		elif cmp -s $tmp/plain.o $tmp/peer.o; then
+			note=
+			[ "$turned" = 0 ] && note=" (it makes no private anonymous mapping to turn)"
+			echo "ok $n $name: same outcome as is and MAP_PEER_SHARED$note"
+		else
+			diff $tmp/plain.o $tmp/peer.o | sed 's/^/# /' | head -n 40
+			tail -n 20 $tmp/peer | sed 's/^/#   peer: /'
+			echo "not ok $n $name: outcome differs with MAP_PEER_SHARED"
+		fi
+	done
+	echo "GMEM-TEST-END mm_conformance rc=0"
+}

@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gmem_mapscale: what a mapping costs as a process has more of them,
+ * MAP_PEER_SHARED against plain private anonymous memory, in one run.
+ *
+ * For each kind (plain, peer) and each count N of existing mappings (10,
+ * 1,000, 100,000), a child process first makes N mappings of one page
+ * each, adjacent but alternating PROT_READ|PROT_WRITE and PROT_READ so
+ * that core MM cannot merge them into fewer VMAs, and writes a byte into
+ * every writable one (a mapping holds data).  A "peer" child has
+ * /dev/gmem_npu0 open from the start, as an application using the NPU
+ * would, so gmem watches its address space the whole time; a "plain" child
+ * never opens a gmem device.  Then it measures:
+ *
+ *  mmap_munmap  one mmap of a fresh 64 KiB mapping, a write to its first
+ *               page, and its munmap, MAPOPS_REPS times; median ns.
+ *  dev_fault    (after the above; the plain child now opens the NPU in
+ *               system-allocator mode) a fresh 64 KiB mapping, the CPU
+ *               writes its first page, then one GMEM_NPU_OP_TOUCH read job
+ *               of that page: the NPU's device fault, gmem's handling of
+ *               it and the job round trip, FAULT_REPS times; median ns.
+ *  exit         a second child makes its N mappings the same way, then
+ *               waits; the parent takes the time, tells it to _exit() and
+ *               reaps it: wall ns from the request to waitpid()'s return,
+ *               EXIT_REPS children; median.
+ *
+ * Prints a table and RATIO lines against the targets of issue 10:
+ * peer/plain <= 1.5 for mmap_munmap and exit at every N, and for each
+ * kind and operation the N = 100,000 case <= 1.2x the N = 10 case.  The
+ * device fault is compared only with itself across N (plain memory needs
+ * system-allocator mode, which is what it measures there).
+ *
+ * vm.max_map_count must allow 200,000 mappings (the bench job sets it).
+ * Exit status: 0 when everything ran (missed targets included), 1 on an
+ * error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/gmem.h>
+
+#define MAPOPS_REPS	201
+#define FAULT_REPS	41
+#define EXIT_REPS	3
+#define NEW_LEN		(64 << 10)
+
+enum kind { PLAIN, PEER, NKINDS };
+enum op { OP_MAPOPS, OP_FAULT, OP_EXIT, NOPS };
+
+static const char *const kind_name[NKINDS] = { "plain", "peer" };
+static const char *const op_name[NOPS] = { "mmap_munmap", "dev_fault", "exit" };
+static const long counts[] = { 10, 1000, 100000 };
+#define NCOUNTS (sizeof(counts) / sizeof(counts[0]))
+
+/* Median ns per [kind][count][op]; 0 = not measured. */
+static double result[NKINDS][NCOUNTS][NOPS];
+static long page_size;
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+static int flags_of(enum kind k)
+{
+	return MAP_PRIVATE | MAP_ANONYMOUS | (k == PEER ? MAP_PEER_SHARED : 0);
+}
+
+/* N one-page mappings that cannot merge; 0 or -1 (message printed). */
+static int make_mappings(enum kind k, long n)
+{
+	char *base = mmap(NULL, n * page_size, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	long i;
+
+	if (base == MAP_FAILED) {
+		perror("mapscale: reserving the range");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		int prot = i % 2 ? PROT_READ : PROT_READ | PROT_WRITE;
+		char *p = mmap(base + i * page_size, page_size, prot,
+			       flags_of(k) | MAP_FIXED, -1, 0);
+
+		if (p == MAP_FAILED) {
+			fprintf(stderr, "mapscale: mapping %ld of %ld: %s\n",
+				i, n, strerror(errno));
+			return -1;
+		}
+		if (prot & PROT_WRITE)
+			*p = 1;
+	}
+	return 0;
+}
+
+static int npu_open_mode(__u32 mode)
+{
+	struct gmem_npu_mode m = { .mode = mode };
+	int fd = open("/dev/gmem_npu0", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		perror("mapscale: /dev/gmem_npu0");
+		return -1;
+	}
+	if (mode != GMEM_NPU_MODE_PEER_SHARED &&
+	    ioctl(fd, GMEM_NPU_IOC_SET_MODE, &m)) {
+		perror("mapscale: GMEM_NPU_IOC_SET_MODE");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static double time_mapops(enum kind k)
+{
+	double t[MAPOPS_REPS];
+	int i;
+
+	for (i = 0; i < MAPOPS_REPS; i++) {
+		double t0 = now_ns();
+		char *p = mmap(NULL, NEW_LEN, PROT_READ | PROT_WRITE,
+			       flags_of(k), -1, 0);
+
+		if (p == MAP_FAILED)
+			return -1;
+		*p = 1;
+		if (munmap(p, NEW_LEN))
+			return -1;
+		t[i] = now_ns() - t0;
+	}
+	return median(t, MAPOPS_REPS);
+}
+
+static double time_fault(int fd, enum kind k)
+{
+	double t[FAULT_REPS];
+	int i;
+
+	for (i = 0; i < FAULT_REPS; i++) {
+		struct gmem_npu_submit sub = { 0 };
+		struct gmem_npu_wait w = { 0 };
+		char *p = mmap(NULL, NEW_LEN, PROT_READ | PROT_WRITE,
+			       flags_of(k), -1, 0);
+		double t0;
+
+		if (p == MAP_FAILED)
+			return -1;
+		*(uint64_t *)p = 42;
+		sub.job.op = GMEM_NPU_OP_TOUCH;
+		sub.job.dst = (uintptr_t)p;
+		sub.job.len = page_size;
+		t0 = now_ns();
+		if (ioctl(fd, GMEM_NPU_IOC_SUBMIT, &sub))
+			return -1;
+		w.seqno = sub.seqno;
+		w.timeout_ns = -1;
+		while (ioctl(fd, GMEM_NPU_IOC_WAIT, &w))
+			if (errno != EINTR)
+				return -1;
+		t[i] = now_ns() - t0;
+		if (w.status || w.result != 42 || w.faults < 1) {
+			fprintf(stderr, "mapscale: touch job: status %d result %llu faults %llu\n",
+				w.status, (unsigned long long)w.result,
+				(unsigned long long)w.faults);
+			return -1;
+		}
+		munmap(p, NEW_LEN);
+	}
+	return median(t, FAULT_REPS);
+}
+
+/* Child of measure(): mappings, then mmap_munmap and dev_fault, to @out. */
+static int child_ops(enum kind k, long n, int out)
+{
+	double v[2];
+	int fd = -1;
+
+	if (k == PEER && (fd = npu_open_mode(GMEM_NPU_MODE_PEER_SHARED)) < 0)
+		return 1;
+	if (make_mappings(k, n))
+		return 1;
+	v[0] = time_mapops(k);
+	if (v[0] < 0) {
+		perror("mapscale: mmap/munmap");
+		return 1;
+	}
+	if (k == PLAIN && (fd = npu_open_mode(GMEM_NPU_MODE_SYSTEM)) < 0)
+		return 1;
+	v[1] = time_fault(fd, k);
+	if (v[1] < 0) {
+		perror("mapscale: device fault");
+		return 1;
+	}
+	return write(out, v, sizeof(v)) == sizeof(v) ? 0 : 1;
+}
+
+static int reap(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
+}
+
+/* One child with N mappings exits; its exit's wall time, or < 0. */
+static double time_exit(enum kind k, long n)
+{
+	int ready[2], go[2];
+	double t0, t;
+	pid_t pid;
+	char c = 0;
+
+	if (pipe(ready) || pipe(go))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		int fd = k == PEER ? npu_open_mode(GMEM_NPU_MODE_PEER_SHARED) : 0;
+
+		if (fd < 0 || make_mappings(k, n))
+			_exit(1);
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	if (read(ready[0], &c, 1) != 1) {
+		reap(pid);
+		return -1;
+	}
+	t0 = now_ns();
+	if (write(go[1], &c, 1) != 1)
+		return -1;
+	if (reap(pid))
+		return -1;
+	t = now_ns() - t0;
+	close(ready[0]);
+	close(go[1]);
+	return t;
+}
+
+static int measure(enum kind k, int ci)
+{
+	double ex[EXIT_REPS], v[2];
+	long n = counts[ci];
+	int p[2], i;
+	pid_t pid;
+
+	if (pipe(p))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		close(p[0]);
+		_exit(child_ops(k, n, p[1]));
+	}
+	close(p[1]);
+	if (read(p[0], v, sizeof(v)) != sizeof(v) || reap(pid)) {
+		fprintf(stderr, "mapscale: %s with %ld mappings failed\n",
+			kind_name[k], n);
+		return -1;
+	}
+	close(p[0]);
+	result[k][ci][OP_MAPOPS] = v[0];
+	result[k][ci][OP_FAULT] = v[1];
+	for (i = 0; i < EXIT_REPS; i++) {
+		ex[i] = time_exit(k, n);
+		if (ex[i] < 0) {
+			fprintf(stderr, "mapscale: exit of %s with %ld mappings failed\n",
+				kind_name[k], n);
+			return -1;
+		}
+	}
+	result[k][ci][OP_EXIT] = median(ex, EXIT_REPS);
+	return 0;
+}
+
+static void ratio(const char *name, double value, double target)
+{
+	printf("RATIO %-34s %6.2f (target <= %.2f) %s\n", name, value, target,
+	       value <= target ? "OK" : "MISS");
+}
+
+int main(void)
+{
+	char name[64];
+	int k, ci, op;
+
+	page_size = sysconf(_SC_PAGESIZE);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (ci = 0; ci < (int)NCOUNTS; ci++)
+		for (k = 0; k < NKINDS; k++)
+			if (measure(k, ci))
+				return 1;
+	printf("%-12s %-6s %12s %12s %12s\n", "operation", "kind", "N=10",
+	       "N=1000", "N=100000");
+	for (op = 0; op < NOPS; op++)
+		for (k = 0; k < NKINDS; k++) {
+			printf("%-12s %-6s", op_name[op], kind_name[k]);
+			for (ci = 0; ci < (int)NCOUNTS; ci++)
+				printf(" %9.1f us", result[k][ci][op] / 1e3);
+			printf("\n");
+		}
+	for (op = 0; op < NOPS; op++) {
+		if (op == OP_FAULT)
+			continue;
+		for (ci = 0; ci < (int)NCOUNTS; ci++) {
+			snprintf(name, sizeof(name), "mapscale_%s_peer_vs_plain_%ld",
+				 op_name[op], counts[ci]);
+			ratio(name, result[PEER][ci][op] / result[PLAIN][ci][op], 1.5);
+		}
+	}
+	for (op = 0; op < NOPS; op++)
+		for (k = 0; k < NKINDS; k++) {
+			snprintf(name, sizeof(name), "mapscale_%s_%s_100000_vs_10",
+				 op_name[op], kind_name[k]);
+			ratio(name, result[k][NCOUNTS - 1][op] / result[k][0][op], 1.2);
+		}
+	return 0;
+}
