@@ -18,7 +18,8 @@
 //!   the device holds its lifetime guard ([`DevGuard`]); unregistration
 //!   refuses new ones and waits for those in flight before it tears the
 //!   device's contexts and memory down.
-//! - [`GmemAs`]: one per `mm_struct` with regions or attached devices.  It
+//! - [`GmemAs`]: one per `mm_struct` with regions, attached devices or a
+//!   MAP_PEER_SHARED mapping (held from the first one until exit).  It
 //!   is the `mmu_notifier` of that mm, found or created with
 //!   `mmu_notifier_get_locked()`, so core MM keeps the mm-to-address-space
 //!   map.  It counts its users itself (`refs`: regions, contexts, a queued
@@ -566,6 +567,11 @@ pub(crate) struct GmemAs {
     refs: AtomicUsize,
     /// The mm is exiting (`release` ran).
     released: AtomicBool,
+    /// The mm made a MAP_PEER_SHARED mapping: it holds a reference (in
+    /// `refs`) until `release`, so that mapping does not create and free an
+    /// address space (and register a notifier, which takes every VMA
+    /// lock) each time.
+    mapped: AtomicBool,
     #[pin]
     pub(crate) regions: Mutex<Regions>,
     /// The span holding every region marked stale since the last resync
@@ -797,6 +803,7 @@ unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut binding
         mm,
         refs: AtomicUsize::new(0),
         released: AtomicBool::new(false),
+        mapped: AtomicBool::new(false),
         regions <- new_mutex!(Regions::new(), "GmemAs::regions"),
         stale_span <- new_spinlock!((usize::MAX, 0), "GmemAs::stale_span"),
         pt <- TryMutex::new(KVec::new(), c_str!("GmemAs::pt"), kernel::static_lock_class!()),
@@ -848,9 +855,15 @@ unsafe extern "C" fn gmem_as_release(
     // SAFETY: Core MM passes a registered notifier of ours, alive for the
     // duration of the callback.
     let as_ = unsafe { GmemAs::from_notifier(mn) };
-    let pt = as_.pt.lock();
-    as_.released.store(true, Ordering::Release);
-    as_.invalidate_locked(&pt, 0, usize::MAX);
+    {
+        let pt = as_.pt.lock();
+        as_.released.store(true, Ordering::Release);
+        as_.invalidate_locked(&pt, 0, usize::MAX);
+    }
+    // `mmu_notifier_put()` may be called from `release`.
+    if as_.mapped.swap(false, Ordering::AcqRel) {
+        as_.put();
+    }
 }
 
 static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::mmu_notifier_ops {
@@ -878,7 +891,11 @@ unsafe extern "C" fn gmem_peer_shared_hook(
         let as_ = GmemAs::get_locked(&mm)?;
         // A new mapping has no hints, whatever an old one here had.
         let res = as_.regions.lock().attrs.clear(start, end);
-        as_.put();
+        // The first mapping's reference stays with the mm (see `mapped`);
+        // `release` cannot have run: the mm is write-locked and mapping.
+        if as_.mapped.swap(true, Ordering::AcqRel) {
+            as_.put();
+        }
         res?;
         STATS.peer_shared_mmaps.fetch_add(1, Ordering::Relaxed);
         STATS

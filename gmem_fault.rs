@@ -62,7 +62,9 @@
 //! A fault resolves the whole [`FAULT_BLOCK`]-aligned block around the
 //! address, clipped to the region and the VMA (one policy and protection),
 //! so a device streaming through memory takes one fault per block rather
-//! than per page, as UVM does with its 2 MiB VA blocks.
+//! than per page, as UVM does with its 2 MiB VA blocks.  Not on a range
+//! userfaultfd watches: there a fault resolves the page touched, after
+//! waiting for the handler as a CPU fault would.
 
 use core::sync::atomic::Ordering;
 use kernel::bindings;
@@ -201,6 +203,11 @@ pub(crate) fn fault_block(
                     } else {
                         0
                     };
+                if vma.uffd_armed() {
+                    // Only the page touched (see below).
+                    start = addr & !(PAGE_SIZE - 1);
+                    end = start + PAGE_SIZE;
+                }
                 (
                     start.max(vma.start()),
                     end.min(vma.end()),
@@ -222,20 +229,41 @@ pub(crate) fn fault_block(
         let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
         let policy_gen = ctx.policy_gen();
         {
-            let mm = user.read_lock();
-            let vma = mm.vma_at(addr).ok_or(EFAULT)?;
-            if !ctx.allows(&vma) {
-                return Err(EACCES);
-            }
-            start = start.max(vma.start());
-            end = end.min(vma.end());
-            let uffd = vma.uffd_armed();
+            let mut mm = user.read_lock();
+            let (mut vs, mut ve, uffd) = {
+                let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+                if !ctx.allows(&vma) {
+                    return Err(EACCES);
+                }
+                (vma.start(), vma.end(), vma.uffd_armed())
+            };
             if uffd {
-                // A userfaultfd handler sees the device's accesses only:
+                // hmm_range_fault() cannot wait for a userfaultfd handler
+                // (it would get SIGBUS): fault the page in first as the
+                // CPU would, waiting for the handler, then map what is
+                // there.  A change meanwhile shows in the notifier
+                // sequence.  The handler sees the device's accesses only:
                 // no fault-ahead around them.
                 start = addr & !(PAGE_SIZE - 1);
                 end = start + PAGE_SIZE;
+                let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
+                // A snapshot first: a page already there (this device's
+                // own included, which a CPU fault would take home) needs
+                // no CPU fault.
+                let need = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
+                let there = range_fault(&mm, &region, seq, start, end, &mut pfns, 0, owner).is_ok()
+                    && pfns[0] & need == need;
+                if !there {
+                    mm.fault_in_waiting(addr, write)?;
+                }
+                let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+                if !ctx.allows(&vma) {
+                    return Err(EACCES);
+                }
+                (vs, ve) = (vma.start(), vma.end());
             }
+            start = start.max(vs);
+            end = end.min(ve);
             let flags = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
             let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
             match range_fault(&mm, &region, seq, start, end, &mut pfns, flags, owner) {
@@ -245,8 +273,7 @@ pub(crate) fn fault_block(
                     continue;
                 }
                 Err(e) if e == EFAULT && uffd => {
-                    // The handler must answer first; then look again.
-                    mm.fault_in_waiting(addr, write)?;
+                    // Taken away again since: fault it in once more.
                     STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -788,7 +815,9 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
         let vma = mm.vma_at(addr)?;
         // The caller's checks come after this: a sibling context's wider
         // policy may have created the region, not this one's.
-        if !vma.is_anonymous() || !ctx.allows(&vma) {
+        // Copies are made from a snapshot of the whole block, which a
+        // range userfaultfd watches may not have (see `fault_block`).
+        if !vma.is_anonymous() || !ctx.allows(&vma) || vma.uffd_armed() {
             return None;
         }
         (

@@ -178,7 +178,8 @@ bool gmem_vma_uffd_armed(struct vm_area_struct *vma)
  * A page for user data coming back from a device, as a CPU fault would
  * allocate it (movable, charged when the migration moves the device page's
  * charge to it): for @vma at @addr, under its NUMA policy, or with @vma
- * NULL (eviction, which does not know the mapping) on the local node.
+ * NULL (eviction, which does not know the mapping, run by whichever task
+ * needed room) on this CPU's node, not under that task's policy or cpuset.
  */
 #include <linux/gfp.h>
 
@@ -192,5 +193,5 @@ struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
 
 	if (vma)
 		return alloc_page_vma(gfp, vma, addr);
-	return alloc_page(gfp);
+	return alloc_pages_node(numa_node_id(), gfp & ~__GFP_HARDWALL, 0);
 }

@@ -172,7 +172,8 @@ impl MmReadGuard<'_> {
     /// `hmm_range_fault()` cannot: it gets SIGBUS where a CPU fault would
     /// sleep, since it cannot let go of `mmap_lock`).  The lock may be
     /// dropped and retaken meanwhile: VMAs looked up before are stale.
-    pub(crate) fn fault_in_waiting(&self, addr: usize, write: bool) -> Result {
+    /// `&mut`: no [`Vma`] borrowed from this guard survives the call.
+    pub(crate) fn fault_in_waiting(&mut self, addr: usize, write: bool) -> Result {
         let mut unlocked = false;
         let flags = bindings::fault_flag_FAULT_FLAG_REMOTE
             | if write {

@@ -215,31 +215,43 @@ impl PageTable {
         }
     }
 
-    /// Clears the PTEs of `[start, end)`; frees leaves left empty.
+    /// Clears the PTEs of `[start, end)`; frees leaves left empty.  Visits
+    /// only the leaves that exist there: an invalidation of a huge range
+    /// (munmap of a large reservation) costs what is mapped in it.
     fn clear(&mut self, start: usize, end: usize) {
         if start == 0 && end == usize::MAX {
             self.leaves = RBTree::new();
             return;
         }
-        let mut va = start & !(PAGE_SIZE - 1);
-        while va < end {
-            let key = va >> LEAF_SHIFT;
-            let leaf_end = (key + 1) << LEAF_SHIFT;
-            let stop = end.min(leaf_end);
-            if let Some(leaf) = self.leaves.get_mut(&key) {
-                let mut v = va;
-                while v < stop {
-                    leaf[(v >> PAGE_SHIFT) % LEAF_ENTRIES] = Pte::NONE;
-                    v += PAGE_SIZE;
-                }
-                if leaf.iter().all(|p| !p.valid()) {
-                    self.leaves.remove(&key);
-                }
-            }
-            if leaf_end == 0 {
+        if start >= end {
+            return;
+        }
+        let last = (end - 1) >> LEAF_SHIFT;
+        let mut cursor = self.leaves.cursor_lower_bound(&(start >> LEAF_SHIFT));
+        while let Some(mut c) = cursor {
+            let key = *c.current().0;
+            if key > last {
                 break;
             }
-            va = leaf_end;
+            let base = key << LEAF_SHIFT;
+            let from = (start.max(base) - base) >> PAGE_SHIFT;
+            let to = if key == last {
+                ((end - 1 - base) >> PAGE_SHIFT) + 1
+            } else {
+                LEAF_ENTRIES
+            };
+            let leaf = c.current_mut().1;
+            for pte in &mut leaf[from..to] {
+                *pte = Pte::NONE;
+            }
+            if leaf.iter().any(|p| p.valid()) {
+                cursor = c.move_next();
+                continue;
+            }
+            // The cursor left behind is on the next leaf, or on the
+            // previous one if there is none: then we are done.
+            let (next, _) = c.remove_current();
+            cursor = next.filter(|n| *n.current().0 > key);
         }
     }
 }
@@ -1225,8 +1237,17 @@ unsafe fn file_of<'a>(file: *mut bindings::file) -> &'a NpuFile {
 unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: Takes back the reference `npu_open` stored.
     let f = unsafe { Arc::from_raw((*file).private_data.cast::<NpuFile>()) };
-    f.quiesce();
-    // Queued jobs held the other references and have all run.
+    if gmem_dev::current_mm().is_null() {
+        // An exiting task (its mm already gone) or a kernel thread closes
+        // the file.  A running job may be waiting for that process's
+        // userfaultfd handler, which cannot answer any more and whose file
+        // is released after this one: waiting here would never end.  The
+        // jobs stop as they would (`closing`) and the last one to finish
+        // drops the file.
+        f.closing.store(true, Ordering::Release);
+    } else {
+        f.quiesce();
+    }
     drop(f);
     0
 }

@@ -8,9 +8,10 @@
 //! A region is created when a range is first needed by a device or a
 //! hint: a device fault on an address the policy allows, a prefetch, a
 //! `GMEM_IOC_ADVISE` (a hint is kept only where a region watches it).  A
-//! MAP_PEER_SHARED mmap only marks the VMA; a mapping no device ever
-//! touches costs gmem nothing more, so mmap, munmap and exit cost as much
-//! with 100,000 such mappings as with 10 (the mapping-scale benchmark).
+//! MAP_PEER_SHARED mmap only marks the VMA (the first one of an mm also
+//! creates its address space); a mapping no device ever touches costs
+//! gmem nothing more, so mmap, munmap and exit cost as much with 100,000
+//! such mappings as with 10 (the mapping-scale benchmark).
 //! Core MM keeps VMA flags exact across split, merge, mprotect and mremap,
 //! so gmem does not mirror VMAs: it asks them.  When an invalidation of a
 //! region says `MMU_NOTIFY_UNMAP`, the region is marked stale, its span is
@@ -432,6 +433,12 @@ pub(crate) fn ensure_covered(as_: &GmemAs, mm: &MmUser, start: usize, end: usize
             if regions.overlaps(gs, ge) {
                 Some(region)
             } else {
+                // Unmapped between its notifier's insertion and now: the
+                // resync that mark queued may have looked before this.
+                if region.stale.load(Ordering::Relaxed) {
+                    mark_stale_span(as_, gs, ge);
+                    as_.queue_resync();
+                }
                 regions.by_start.insert(slot.into_node(gs, region));
                 None
             }
@@ -457,8 +464,9 @@ pub(crate) fn resync(as_: &GmemAs) {
         return;
     }
     let Ok(stale) = as_.regions.lock().stale_in(start, end) else {
-        // Out of memory: the regions stay stale and are looked at next time.
+        // Out of memory: the regions stay stale; look again.
         mark_stale_span(as_, start, end);
+        as_.queue_resync();
         return;
     };
     // SAFETY: The address space holds `mm_count` on its mm.
@@ -485,9 +493,10 @@ pub(crate) fn resync(as_: &GmemAs) {
                             )
                             .is_err()
                     {
-                        // Cannot tell: keep the region, look again later.
+                        // Cannot tell: keep the region, look again.
                         old.stale.store(true, Ordering::Relaxed);
                         mark_stale_span(as_, old.start, old.end);
+                        as_.queue_resync();
                         unchanged = true;
                         break;
                     }
@@ -505,6 +514,7 @@ pub(crate) fn resync(as_: &GmemAs) {
                     Err(_) => {
                         old.stale.store(true, Ordering::Relaxed);
                         mark_stale_span(as_, old.start, old.end);
+                        as_.queue_resync();
                         continue;
                     }
                 }
@@ -576,9 +586,11 @@ unsafe extern "C" fn region_invalidate(
     }) {
         return false;
     }
-    if range.event == bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP
-        && !region.stale.swap(true, Ordering::Relaxed)
-    {
+    if range.event == bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP {
+        // Every time, not only when it turns stale: a resync that ran
+        // before this region entered the tree (or failed) has used up the
+        // earlier mark.  Queueing queued work costs a bit test.
+        region.stale.store(true, Ordering::Relaxed);
         mark_stale_span(as_, region.start, region.end);
         as_.queue_resync();
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: build the run kernel, boot it, load gmem, two NPUs and the HMM
-# test driver, and run tools/gmem/gmem_bench (a table and ratios vs targets);
+# test driver, and run tools/gmem/gmem_bench (a table and ratios vs targets)
+# and tools/gmem/gmem_mapscale (the cost of mappings as they grow in number);
 # then plot its oversubscription curve into $GMEM_CACHE/bench/oversub.png,
 # with the data in oversub.dat beside it.
 set -euo pipefail

@@ -23,8 +23,11 @@ for t in /opt/gmem/selftests/*; do
 	name=${t##*/}
 	[ -n "${GMEM_TESTS:-}" ] && ! echo " $GMEM_TESTS " | grep -q " $name " && continue
 	echo "GMEM-TEST-BEGIN $name"
+	t0=$(cut -d' ' -f1 /proc/uptime)
 	$t
-	echo "GMEM-TEST-END $name rc=$?"
+	rc=$?
+	echo "# $name: ${t0}s to $(cut -d' ' -f1 /proc/uptime)s"
+	echo "GMEM-TEST-END $name rc=$rc"
 done
 if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " mm_conformance "; then
 	mm_conformance

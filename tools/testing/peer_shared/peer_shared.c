@@ -15,6 +15,11 @@
  *   GMEM_PEER_DEV      device node to attach (default /dev/gmem_npu0; an
  *                      empty value attaches nothing)
  *   GMEM_PEER_VERBOSE  if set, print at exit how many mappings were turned
+ *   GMEM_PEER_OFF      if set, turn nothing and attach nothing: the same
+ *                      program, preloaded the same way, as a baseline
+ *
+ * Either way stdout is made line buffered, so that a program stopped by a
+ * time limit has printed every result it reached.
  *
  * Left alone: shared and file mappings, and MAP_HUGETLB ones (gmem refuses
  * MAP_PEER_SHARED | MAP_HUGETLB: hugetlb memory is not gmem's).  glibc's
@@ -40,6 +45,7 @@
 
 static atomic_long turned;
 static int gmem_fd = -1;
+static int off;
 
 /* @fd moved out of the program's way (or as it is if that fails). */
 static int move_high(int fd)
@@ -60,6 +66,10 @@ static void __attribute__((constructor)) peer_shared_attach(void)
 	const char *dev = getenv("GMEM_PEER_DEV");
 	int fd;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	off = getenv("GMEM_PEER_OFF") != NULL;
+	if (off)
+		return;
 	if (!dev)
 		dev = "/dev/gmem_npu0";
 	if (!*dev)
@@ -75,17 +85,24 @@ static void __attribute__((constructor)) peer_shared_attach(void)
 
 static void __attribute__((destructor)) peer_shared_report(void)
 {
-	if (getenv("GMEM_PEER_VERBOSE"))
+	if (!off && getenv("GMEM_PEER_VERBOSE"))
 		fprintf(stderr, "peer_shared: %ld mappings made MAP_PEER_SHARED\n",
 			atomic_load(&turned));
 }
 
 static int peer_shared_flags(int flags)
 {
-	if ((flags & MAP_TYPE) != MAP_PRIVATE || !(flags & MAP_ANONYMOUS) ||
+	if (off || (flags & MAP_TYPE) != MAP_PRIVATE || !(flags & MAP_ANONYMOUS) ||
 	    (flags & MAP_HUGETLB))
 		return flags;
-	atomic_fetch_add_explicit(&turned, 1, memory_order_relaxed);
+	/* Said at once: a program stopped by a time limit has no destructor. */
+	if (!atomic_fetch_add_explicit(&turned, 1, memory_order_relaxed) &&
+	    getenv("GMEM_PEER_VERBOSE")) {
+		static const char msg[] = "peer_shared: turning mappings\n";
+
+		if (write(2, msg, sizeof(msg) - 1) < 0)
+			return flags | MAP_PEER_SHARED;
+	}
 	return flags | MAP_PEER_SHARED;
 }
 

@@ -273,17 +273,11 @@ static void npus_close(struct npus *self)
 FIXTURE(mmfeat)
 {
 	struct npus n;
-	int fd0, fd1, gfd;
-	size_t ps;
 };
 
 FIXTURE_SETUP(mmfeat)
 {
 	npus_open(_metadata, &self->n);
-	self->fd0 = self->n.fd0;
-	self->fd1 = self->n.fd1;
-	self->gfd = self->n.gfd;
-	self->ps = self->n.ps;
 }
 
 FIXTURE_TEARDOWN(mmfeat)
@@ -315,15 +309,15 @@ TEST_F_TIMEOUT(mmfeat, swap_in_place, 300)
 	fill_pattern(p, len, 0x5a11);
 	ASSERT_GT(memcg_read(cg, "memory.swap.current"), 0)
 		TH_LOG("nothing went to swap");
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0) TH_LOG("status %d", w.status);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0) TH_LOG("status %d", w.status);
 	ASSERT_EQ(w.result, pattern_sum(len, 0x5a11));
 	/* One word per page written by the NPU, the rest the CPU's. */
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 0xfeedULL, &w), 0);
-	for (size_t off = 0; off < len; off += self->ps) {
-		ASSERT_EQ(*(__u64 *)(p + off), 0xfeedULL) TH_LOG("page %zu", off / self->ps);
-		ASSERT_EQ(check_pattern_from(p + off + 8, (off + 8) / 4, self->ps - 8, 0x5a11), -1);
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 0xfeedULL, &w), 0);
+	for (size_t off = 0; off < len; off += self->n.ps) {
+		ASSERT_EQ(*(__u64 *)(p + off), 0xfeedULL) TH_LOG("page %zu", off / self->n.ps);
+		ASSERT_EQ(check_pattern_from(p + off + 8, (off + 8) / 4, self->n.ps - 8, 0x5a11), -1);
 	}
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 	ASSERT_EQ(munmap(p, len), 0);
 }
 
@@ -352,17 +346,17 @@ TEST_F_TIMEOUT(mmfeat, swap_spares_device_pages, 300)
 	ASSERT_NE(d, MAP_FAILED);
 	ASSERT_NE(h, MAP_FAILED);
 	fill_pattern(d, dlen, 0xd0);
-	ASSERT_EQ(npu_prefetch(self->fd0, d, dlen, 0), 0);
+	ASSERT_EQ(npu_prefetch(self->n.fd0, d, dlen, 0), 0);
 	used = dev_stat("npu0", "devmem_used");
-	ASSERT_EQ(used, (long)(dlen / self->ps));
+	ASSERT_EQ(used, (long)(dlen / self->n.ps));
 	fill_pattern(h, hlen, 0x40);
 	ASSERT_GT(memcg_read(cg, "memory.swap.current"), 0);
 	ASSERT_EQ(dev_stat("npu0", "devmem_used"), used);
-	ASSERT_EQ(npu_sum(self->fd0, d, dlen, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd0, d, dlen, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(dlen, 0xd0));
 	ASSERT_EQ(check_pattern(h, hlen, 0x40), -1);
 	ASSERT_EQ(check_pattern(d, dlen, 0xd0), -1);
-	ASSERT_SAME_VIEW(self->fd1, h, hlen);
+	ASSERT_SAME_VIEW(self->n.fd1, h, hlen);
 	ASSERT_EQ(munmap(d, dlen), 0);
 	ASSERT_EQ(munmap(h, hlen), 0);
 }
@@ -382,7 +376,7 @@ static long ksm_merging_pages(void)
  */
 TEST_F_TIMEOUT(mmfeat, ksm_merge_then_device_write, 300)
 {
-	size_t npages = 64, len = npages * self->ps;
+	size_t npages = 64, len = npages * self->n.ps;
 	struct gmem_npu_wait w;
 	long merged = 0;
 	char *p;
@@ -392,7 +386,7 @@ TEST_F_TIMEOUT(mmfeat, ksm_merge_then_device_write, 300)
 	p = peer_mmap_block(2 * MiB);
 	ASSERT_NE(p, MAP_FAILED);
 	memset(p, 0x5a, len);
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, byte_sum(0x5a, len));
 	ASSERT_EQ(madvise(p, len, MADV_MERGEABLE), 0);
 	ASSERT_EQ(write_file(KSM "/pages_to_scan", "10000"), 0);
@@ -403,23 +397,23 @@ TEST_F_TIMEOUT(mmfeat, ksm_merge_then_device_write, 300)
 		merged = ksm_merging_pages();
 	}
 	ASSERT_EQ(merged, (long)npages) TH_LOG("KSM merged %ld of %zu pages", merged, npages);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 	/* The device writes page 5: it alone is unmerged and changed. */
-	ASSERT_EQ(npu_touch(self->fd1, p + 5 * self->ps, self->ps, true, 0x77ULL, &w), 0);
-	ASSERT_EQ(*(__u64 *)(p + 5 * self->ps), 0x77ULL);
+	ASSERT_EQ(npu_touch(self->n.fd1, p + 5 * self->n.ps, self->n.ps, true, 0x77ULL, &w), 0);
+	ASSERT_EQ(*(__u64 *)(p + 5 * self->n.ps), 0x77ULL);
 	for (size_t i = 0; i < len; i++) {
-		if (i < 5 * self->ps || i >= 5 * self->ps + 8) {
+		if (i < 5 * self->n.ps || i >= 5 * self->n.ps + 8) {
 			ASSERT_EQ(p[i], 0x5a) TH_LOG("byte %zu", i);
 		}
 	}
 	ASSERT_LE(ksm_merging_pages(), (long)npages - 1);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 	/* Merged pages migrate to (or are read in place by) npu0. */
-	ASSERT_EQ(npu_touch(self->fd0, p + 9 * self->ps, self->ps, true, 0x99ULL, &w), 0);
-	ASSERT_EQ(*(__u64 *)(p + 9 * self->ps), 0x99ULL);
-	ASSERT_EQ(p[10 * self->ps], 0x5a);
-	ASSERT_SAME_VIEW(self->fd0, p, len);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_EQ(npu_touch(self->n.fd0, p + 9 * self->n.ps, self->n.ps, true, 0x99ULL, &w), 0);
+	ASSERT_EQ(*(__u64 *)(p + 9 * self->n.ps), 0x99ULL);
+	ASSERT_EQ(p[10 * self->n.ps], 0x5a);
+	ASSERT_SAME_VIEW(self->n.fd0, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 	ASSERT_EQ(madvise(p, len, MADV_UNMERGEABLE), 0);
 	write_file(KSM "/run", "2");
 	ASSERT_EQ(munmap(p, 2 * MiB), 0);
@@ -456,7 +450,7 @@ static void thp_collapse_split(struct __test_metadata *_metadata,
 	ASSERT_NE(p, MAP_FAILED);
 	fill_pattern(p, len, 0x7e);
 	ASSERT_EQ(smaps_kb(p, "AnonHugePages"), 0);
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, 0x7e));
 
 	ASSERT_EQ(thp_set(mode), NULL);
@@ -465,31 +459,31 @@ static void thp_collapse_split(struct __test_metadata *_metadata,
 	if (madvise(p, len, MADV_COLLAPSE) && errno == EINVAL)
 		SKIP(goto out, "no MADV_COLLAPSE");
 	ASSERT_EQ(smaps_kb(p, "AnonHugePages"), (long)(len >> 10));
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, 0x7e));
 	ASSERT_EQ(w.faults, len / BLOCK) TH_LOG("%llu faults for %zu huge pages",
 					       (unsigned long long)w.faults, len / BLOCK);
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 0xabcdULL, &w), 0);
-	for (size_t off = 0; off < len; off += self->ps)
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 0xabcdULL, &w), 0);
+	for (size_t off = 0; off < len; off += self->n.ps)
 		ASSERT_EQ(*(__u64 *)(p + off), 0xabcdULL);
 	ASSERT_EQ(smaps_kb(p, "AnonHugePages"), (long)(len >> 10));
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 
 	/* Split them while mapped by the device. */
 	snprintf(cmd, sizeof(cmd), "%d,0x%lx,0x%lx", getpid(),
 		 (unsigned long)p, (unsigned long)p + len);
 	ASSERT_EQ(write_file("/sys/kernel/debug/split_huge_pages", cmd), 0);
 	ASSERT_EQ(smaps_kb(p, "AnonHugePages"), 0);
-	ASSERT_EQ(npu_touch(self->fd1, p + self->ps, len - self->ps, true, 0x1234ULL, &w), 0);
+	ASSERT_EQ(npu_touch(self->n.fd1, p + self->n.ps, len - self->n.ps, true, 0x1234ULL, &w), 0);
 	ASSERT_EQ(*(__u64 *)p, 0xabcdULL);
-	for (size_t off = self->ps; off < len; off += self->ps)
+	for (size_t off = self->n.ps; off < len; off += self->n.ps)
 		ASSERT_EQ(*(__u64 *)(p + off), 0x1234ULL);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 	/* And npu0 takes the (split) pages to its memory and back. */
 	ASSERT_EQ(madvise(p, len, MADV_COLLAPSE), 0);
-	ASSERT_SAME_VIEW(self->fd0, p, len);
-	ASSERT_EQ(*(__u64 *)(p + self->ps), 0x1234ULL);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd0, p, len);
+	ASSERT_EQ(*(__u64 *)(p + self->n.ps), 0x1234ULL);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 out:
 	munmap(p, len);
 	thp_set("always");
@@ -520,10 +514,10 @@ TEST_F_TIMEOUT(mmfeat, thp_fault_ahead, 120)
 	p[BLOCK] = 2;
 	if (smaps_kb(p, "AnonHugePages") != (long)(len >> 10))
 		SKIP(goto out, "no huge page on first touch (fragmented?)");
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 5, &w), 0);
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 5, &w), 0);
 	ASSERT_EQ(w.faults, len / BLOCK);
 	ASSERT_EQ(smaps_kb(p, "AnonHugePages"), (long)(len >> 10));
-	for (size_t off = 0; off < len; off += self->ps)
+	for (size_t off = 0; off < len; off += self->n.ps)
 		ASSERT_EQ(*(__u64 *)(p + off), 5);
 out:
 	munmap(p, len);
@@ -555,7 +549,7 @@ static bool two_nodes(void)
  */
 TEST_F_TIMEOUT(mmfeat, numa_move_pages_and_mbind, 300)
 {
-	size_t len = 2 * MiB, n = len / self->ps;
+	size_t len = 2 * MiB, n = len / self->n.ps;
 	void **pages = calloc(n, sizeof(void *));
 	int *nodes = calloc(n, sizeof(int)), *status = calloc(n, sizeof(int));
 	unsigned long mask = 1;
@@ -572,38 +566,38 @@ TEST_F_TIMEOUT(mmfeat, numa_move_pages_and_mbind, 300)
 	from = node_of(p);
 	ASSERT_GE(from, 0);
 	to = !from;
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	for (size_t i = 0; i < n; i++) {
-		pages[i] = p + i * self->ps;
+		pages[i] = p + i * self->n.ps;
 		nodes[i] = to;
 	}
 	ASSERT_EQ(sys_move_pages(0, n, pages, nodes, status, 0), 0);
 	for (size_t i = 0; i < n; i++) {
 		ASSERT_EQ(status[i], to) TH_LOG("page %zu", i);
 	}
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, 0x31));
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 0x4242ULL, &w), 0);
-	for (size_t off = 0; off < len; off += self->ps)
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 0x4242ULL, &w), 0);
+	for (size_t off = 0; off < len; off += self->n.ps)
 		ASSERT_EQ(*(__u64 *)(p + off), 0x4242ULL);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 
 	/* And back with mbind(MPOL_MF_MOVE). */
 	mask = 1UL << from;
 	ASSERT_EQ(syscall(__NR_mbind, p, len, MPOL_BIND, &mask, 8 * sizeof(mask),
 			  MPOL_MF_MOVE_), 0) TH_LOG("mbind: %s", strerror(errno));
-	ASSERT_EQ(node_of(p + len - self->ps), from);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 0x4343ULL, &w), 0);
-	for (size_t off = 0; off < len; off += self->ps)
+	ASSERT_EQ(node_of(p + len - self->n.ps), from);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 0x4343ULL, &w), 0);
+	for (size_t off = 0; off < len; off += self->n.ps)
 		ASSERT_EQ(*(__u64 *)(p + off), 0x4343ULL);
 	/* A page npu0 holds is not on any node; it stays exact. */
-	ASSERT_EQ(npu_prefetch(self->fd0, p, len, 0), 0);
+	ASSERT_EQ(npu_prefetch(self->n.fd0, p, len, 0), 0);
 	sys_move_pages(0, n, pages, nodes, status, 0);
 	/* move_pages() finds no page on a node there (-ENOENT). */
 	ASSERT_EQ(status[0], -ENOENT) TH_LOG("device page status %d", status[0]);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
-	ASSERT_EQ(*(__u64 *)(p + self->ps), 0x4343ULL);
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
+	ASSERT_EQ(*(__u64 *)(p + self->n.ps), 0x4343ULL);
 	munmap(p, len);
 	thp_set("always");
 	free(pages);
@@ -663,11 +657,17 @@ TEST_F_TIMEOUT(mmfeat, numa_balancing, 300)
 	write_file("/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms", "100");
 	write_file("/sys/kernel/debug/sched/numa_balancing/scan_size_mb", "256");
 	ASSERT_EQ(write_file("/proc/sys/kernel/numa_balancing", "1"), 0);
+	/* The NPU maps it in place. */
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 0x99));
 	/*
 	 * Busy, not sleeping: the scanner runs after each second of the
-	 * task's CPU time, and a page moves on its second hinting fault.
+	 * task's CPU time, and a page moves on its second hinting fault from
+	 * the same node.  The NPU stays away meanwhile: its faults on pages
+	 * the scanner protected are hinting faults from the node of the CPU
+	 * that runs its jobs, which would keep resetting that count.
 	 */
-	for (time_t t0 = time(NULL), tn = t0; time(NULL) - t0 < 60;) {
+	for (time_t t0 = time(NULL), tn = t0; time(NULL) - t0 < 30;) {
 		volatile __u32 *u = (__u32 *)p;
 		__u64 s = 0;
 
@@ -677,8 +677,6 @@ TEST_F_TIMEOUT(mmfeat, numa_balancing, 300)
 		if (time(NULL) - tn < 2)
 			continue;
 		tn = time(NULL);
-		ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
-		ASSERT_EQ(w.result, pattern_sum(len, 0x99));
 		if (node_of(p + len / 2) == cpu_node && vmstat("numa_pages_migrated") > mig0)
 			break;
 	}
@@ -686,9 +684,9 @@ TEST_F_TIMEOUT(mmfeat, numa_balancing, 300)
 	if (vmstat("numa_pages_migrated") == mig0)
 		SKIP(goto out, "NUMA balancing migrated nothing in the time given");
 	ASSERT_EQ(check_pattern(p, len, 0x99), -1);
-	ASSERT_SAME_VIEW(self->fd1, p, len);
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 0x88ULL, &w), 0);
-	for (size_t off = 0; off < len; off += self->ps)
+	ASSERT_SAME_VIEW(self->n.fd1, p, len);
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 0x88ULL, &w), 0);
+	for (size_t off = 0; off < len; off += self->n.ps)
 		ASSERT_EQ(*(__u64 *)(p + off), 0x88ULL);
 	TH_LOG("%ld pages migrated by NUMA balancing",
 	       vmstat("numa_pages_migrated") - mig0);
@@ -701,17 +699,11 @@ out:
 FIXTURE(madv)
 {
 	struct npus n;
-	int fd0, fd1, gfd;
-	size_t ps;
 };
 
 FIXTURE_SETUP(madv)
 {
 	npus_open(_metadata, &self->n);
-	self->fd0 = self->n.fd0;
-	self->fd1 = self->n.fd1;
-	self->gfd = self->n.gfd;
-	self->ps = self->n.ps;
 }
 
 FIXTURE_TEARDOWN(madv)
@@ -750,9 +742,9 @@ TEST_F_TIMEOUT(madv, ranges, 300)
 		ASSERT_NE(p, MAP_FAILED);
 		fill_pattern(p, len, seed);
 		if (where == MAPPED)
-			ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+			ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 		if (where == RESIDENT)
-			ASSERT_EQ(npu_prefetch(self->fd0, p, len, 0), 0);
+			ASSERT_EQ(npu_prefetch(self->n.fd0, p, len, 0), 0);
 		ASSERT_EQ(madvise(p + a, alen, variant->advice), 0)
 			TH_LOG("%s: %s", names[where], strerror(errno));
 		/* Outside the advised range nothing changed. */
@@ -765,12 +757,12 @@ TEST_F_TIMEOUT(madv, ranges, 300)
 			ASSERT_EQ(check_pattern_from(p + a, a / 4, alen, seed), -1)
 				TH_LOG("%s", names[where]);
 		}
-		ASSERT_SAME_VIEW(self->fd0, p, len);
-		ASSERT_SAME_VIEW(self->fd1, p, len);
+		ASSERT_SAME_VIEW(self->n.fd0, p, len);
+		ASSERT_SAME_VIEW(self->n.fd1, p, len);
 		/* And the devices' writes after it reach the CPU. */
-		ASSERT_EQ(npu_touch(self->fd1, p + a, alen, true, 0x3131ULL, &w), 0);
-		ASSERT_EQ(*(__u64 *)(p + a + alen - self->ps), 0x3131ULL);
-		ASSERT_SAME_VIEW(self->fd0, p, len);
+		ASSERT_EQ(npu_touch(self->n.fd1, p + a, alen, true, 0x3131ULL, &w), 0);
+		ASSERT_EQ(*(__u64 *)(p + a + alen - self->n.ps), 0x3131ULL);
+		ASSERT_SAME_VIEW(self->n.fd0, p, len);
 		ASSERT_EQ(munmap(p, len), 0);
 	}
 }
@@ -842,8 +834,8 @@ static int uffd_open(__u64 features)
  */
 TEST_F_TIMEOUT(mmfeat, uffd_missing, 120)
 {
-	size_t len = 16 * self->ps;
-	struct uffd_handler h = { .ps = self->ps, .byte = 0x6b };
+	size_t len = 16 * self->n.ps;
+	struct uffd_handler h = { .ps = self->n.ps, .byte = 0x6b };
 	struct gmem_npu_wait w;
 	pthread_t thr;
 	char *p;
@@ -853,7 +845,7 @@ TEST_F_TIMEOUT(mmfeat, uffd_missing, 120)
 		SKIP(return, "no userfaultfd");
 	ASSERT_GE(h.uffd, 0);
 	for (int pass = 0; pass < 2; pass++) {
-		int fd = pass ? self->fd0 : self->fd1;
+		int fd = pass ? self->n.fd0 : self->n.fd1;
 		struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
 
 		p = peer_mmap(len);
@@ -866,11 +858,11 @@ TEST_F_TIMEOUT(mmfeat, uffd_missing, 120)
 		ASSERT_EQ(npu_sum(fd, p, len, &w), 0)
 			TH_LOG("pass %d: status %d", pass, w.status);
 		ASSERT_EQ(w.result, byte_sum(0x6b, len));
-		ASSERT_EQ(h.served, (int)(len / self->ps));
+		ASSERT_EQ(h.served, (int)(len / self->n.ps));
 		ASSERT_EQ(find_not_byte(p, len, 0x6b), -1);
 		ASSERT_EQ(npu_touch(fd, p, len, true, 0x11ULL, &w), 0);
-		ASSERT_EQ(*(__u64 *)(p + len - self->ps), 0x11ULL);
-		ASSERT_SAME_VIEW(self->fd1, p, len);
+		ASSERT_EQ(*(__u64 *)(p + len - self->n.ps), 0x11ULL);
+		ASSERT_SAME_VIEW(self->n.fd1, p, len);
 		munmap(p, len);
 		pthread_join(thr, NULL);
 	}
@@ -883,8 +875,8 @@ TEST_F_TIMEOUT(mmfeat, uffd_missing, 120)
  */
 TEST_F_TIMEOUT(mmfeat, uffd_wp, 120)
 {
-	size_t len = 16 * self->ps;
-	struct uffd_handler h = { .ps = self->ps, .wp = true };
+	size_t len = 16 * self->n.ps;
+	struct uffd_handler h = { .ps = self->n.ps, .wp = true };
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_WP };
 	struct uffdio_writeprotect wp = { .mode = UFFDIO_WRITEPROTECT_MODE_WP };
 	struct gmem_npu_wait w;
@@ -905,17 +897,17 @@ TEST_F_TIMEOUT(mmfeat, uffd_wp, 120)
 	wp.range = reg.range;
 	ASSERT_EQ(ioctl(h.uffd, UFFDIO_WRITEPROTECT, &wp), 0);
 	/* Reads go through without the handler. */
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, 0x17));
 	ASSERT_EQ(pthread_create(&thr, NULL, uffd_serve, &h), 0);
-	ASSERT_EQ(npu_touch(self->fd1, p, len, true, 0x2222ULL, &w), 0)
+	ASSERT_EQ(npu_touch(self->n.fd1, p, len, true, 0x2222ULL, &w), 0)
 		TH_LOG("status %d", w.status);
-	ASSERT_EQ(h.served, (int)(len / self->ps));
-	for (size_t off = 0; off < len; off += self->ps) {
+	ASSERT_EQ(h.served, (int)(len / self->n.ps));
+	for (size_t off = 0; off < len; off += self->n.ps) {
 		ASSERT_EQ(*(__u64 *)(p + off), 0x2222ULL);
-		ASSERT_EQ(check_pattern_from(p + off + 8, (off + 8) / 4, self->ps - 8, 0x17), -1);
+		ASSERT_EQ(check_pattern_from(p + off + 8, (off + 8) / 4, self->n.ps - 8, 0x17), -1);
 	}
-	ASSERT_SAME_VIEW(self->fd0, p, len);
+	ASSERT_SAME_VIEW(self->n.fd0, p, len);
 	pthread_join(thr, NULL);
 out:
 	munmap(p, len);
@@ -945,14 +937,14 @@ TEST_F_TIMEOUT(mmfeat, memcg_charges_follow_the_data, 120)
 	fill_pattern(p, len, 0xc9);
 	host = memcg_key(cg, "memory.stat", "anon");
 	ASSERT_GE(host, (long)len);
-	ASSERT_EQ(npu_prefetch(self->fd0, p, len, 0), 0);
-	ASSERT_EQ(dev_stat("npu0", "devmem_used"), (long)(len / self->ps));
+	ASSERT_EQ(npu_prefetch(self->n.fd0, p, len, 0), 0);
+	ASSERT_EQ(dev_stat("npu0", "devmem_used"), (long)(len / self->n.ps));
 	dev = memcg_key(cg, "memory.stat", "anon");
-	ASSERT_EQ(npu_prefetch(self->fd0, p, len, GMEM_NPU_PREFETCH_TO_HOST), 0);
+	ASSERT_EQ(npu_prefetch(self->n.fd0, p, len, GMEM_NPU_PREFETCH_TO_HOST), 0);
 	ASSERT_EQ(dev_stat("npu0", "devmem_used"), 0);
 	back = memcg_key(cg, "memory.stat", "anon");
 	ASSERT_EQ(check_pattern(p, len, 0xc9), -1);
-	ASSERT_EQ(npu_prefetch(self->fd0, p, len, 0), 0);
+	ASSERT_EQ(npu_prefetch(self->n.fd0, p, len, 0), 0);
 	ASSERT_EQ(check_pattern(p, len, 0xc9), -1);
 	ASSERT_EQ(dev_stat("npu0", "devmem_used"), 0);
 	faulted = memcg_key(cg, "memory.stat", "anon");
@@ -1010,7 +1002,7 @@ TEST_F_TIMEOUT(mmfeat, memcg_oom_frees_device_memory, 300)
 	close(ready[1]);
 	snprintf(cg, sizeof(cg), CGROOT "/gmem_mmfeat_%d", pid);
 	ASSERT_EQ(read(ready[0], &c, 1), 1) TH_LOG("the child did not start");
-	ASSERT_EQ(dev_stat("npu0", "devmem_used"), (long)(8 * MiB / self->ps));
+	ASSERT_EQ(dev_stat("npu0", "devmem_used"), (long)(8 * MiB / self->n.ps));
 	ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
 		TH_LOG("child status 0x%x", st);
@@ -1036,7 +1028,7 @@ TEST_F_TIMEOUT(mmfeat, hugetlb_untouched, 120)
 	if (p == MAP_FAILED)
 		SKIP(return, "no hugetlb pages (vm.nr_hugepages)");
 	memset(p, 0x2c, len);
-	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), -EACCES);
+	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), -EACCES);
 	ASSERT_EQ(gmem_stat("regions"), regions);
 	ASSERT_EQ(find_not_byte(p, len, 0x2c), -1);
 	ASSERT_EQ(munmap(p, len), 0);
