@@ -575,9 +575,9 @@ pub(crate) struct GmemAs {
     #[pin]
     pub(crate) regions: Mutex<Regions>,
     /// The span holding every region marked stale since the last resync
-    /// (`(usize::MAX, 0)` when none is): what the resync looks at, so
-    /// that an unmap costs in proportion to what it touched.  A leaf
-    /// lock, taken by notifier callbacks that may not sleep.
+    /// (`(usize::MAX, 0)` when none is): what the resync looks at, the
+    /// regions between the unmaps it covers rather than all of them.  A
+    /// leaf lock, taken by notifier callbacks that may not sleep.
     #[pin]
     pub(crate) stale_span: SpinLock<(usize, usize)>,
     /// The page-table lock: serialises device page-table updates (fault

@@ -10,7 +10,9 @@
  * every writable one (a mapping holds data).  A "peer" child has
  * /dev/gmem_npu0 open from the start, as an application using the NPU
  * would, so gmem watches its address space the whole time; a "plain" child
- * never opens a gmem device.  Then it measures:
+ * opens no gmem device for mmap_munmap (plain memory in a plain process),
+ * and has the NPU open for exit, so that the exit figures differ by the
+ * mappings, not by closing a device.  Then it measures:
  *
  *  mmap_munmap  one mmap of a fresh 64 KiB mapping, a write to its first
  *               page, and its munmap, MAPOPS_REPS times; median ns.
@@ -25,8 +27,11 @@
  *               EXIT_REPS children; median.
  *
  * Prints a table and RATIO lines against the targets of issue 10:
- * peer/plain <= 1.5 for mmap_munmap and exit at every N, and for each
- * kind and operation the N = 100,000 case <= 1.2x the N = 10 case.  The
+ * peer/plain <= 1.5 for mmap_munmap and exit at every N, and the N =
+ * 100,000 case <= 1.2x the N = 10 case: for mmap_munmap and dev_fault of
+ * each kind; for exit, whose cost grows with N for any memory (it frees N
+ * mappings), for gmem's share of it (peer/plain at 100,000 against
+ * peer/plain at 10; the raw growth is printed as information).  The
  * device fault is compared only with itself across N (plain memory needs
  * system-allocator mode, which is what it measures there).
  *
@@ -50,7 +55,7 @@
 #include <linux/gmem.h>
 
 #define MAPOPS_REPS	201
-#define FAULT_REPS	41
+#define FAULT_REPS	101
 #define EXIT_REPS	3
 #define NEW_LEN		(64 << 10)
 
@@ -243,7 +248,7 @@ static double time_exit(enum kind k, long n)
 	if (pid < 0)
 		return -1;
 	if (!pid) {
-		int fd = k == PEER ? npu_open_mode(GMEM_NPU_MODE_PEER_SHARED) : 0;
+		int fd = npu_open_mode(GMEM_NPU_MODE_PEER_SHARED);
 
 		if (fd < 0 || make_mappings(k, n))
 			_exit(1);
@@ -342,9 +347,17 @@ int main(void)
 	}
 	for (op = 0; op < NOPS; op++)
 		for (k = 0; k < NKINDS; k++) {
+			double grow = result[k][NCOUNTS - 1][op] / result[k][0][op];
+
 			snprintf(name, sizeof(name), "mapscale_%s_%s_100000_vs_10",
 				 op_name[op], kind_name[k]);
-			ratio(name, result[k][NCOUNTS - 1][op] / result[k][0][op], 1.2);
+			if (op == OP_EXIT)
+				printf("RATIO %-34s %6.2f (info)\n", name, grow);
+			else
+				ratio(name, grow, 1.2);
 		}
+	ratio("mapscale_exit_share_100000_vs_10",
+	      (result[PEER][NCOUNTS - 1][OP_EXIT] / result[PLAIN][NCOUNTS - 1][OP_EXIT]) /
+	      (result[PEER][0][OP_EXIT] / result[PLAIN][0][OP_EXIT]), 1.2);
 	return 0;
 }

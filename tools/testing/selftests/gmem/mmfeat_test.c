@@ -730,7 +730,7 @@ enum where { HOST, MAPPED, RESIDENT };
 TEST_F_TIMEOUT(madv, ranges, 300)
 {
 	static const char *const names[] = { "host", "device-mapped", "device-resident" };
-	size_t len = 4 * MiB, a = MiB, alen = 2 * MiB;
+	size_t len = 2 * MiB, a = MiB / 2, alen = MiB;
 	struct gmem_npu_wait w;
 
 	/* MADV_FREE and PAGEOUT can only drop or write out with swap. */
