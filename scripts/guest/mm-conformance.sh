@@ -45,6 +45,26 @@ khugepaged|khugepaged|Debian's 6.12 source of khugepaged.c does not build (KSFT_
 EOF
 }
 
+# mm_run OUT CMD...: runs CMD in a session of its own, output to OUT,
+# stopped (SIGTERM, then SIGKILL) with everything it started after
+# $MM_TIMEOUT seconds: a forked child left behind would keep the shim's NPU
+# file open (and gmem_npu.ko loaded).  Returns CMD's exit status (143 if
+# stopped).
+mm_run() {
+	local out=$1
+	shift
+	setsid "$@" >"$out" 2>&1 </dev/null &
+	local pid=$! watcher rc
+	(sleep $MM_TIMEOUT; kill -TERM -$pid 2>/dev/null; sleep 2; kill -KILL -$pid 2>/dev/null) &
+	watcher=$!
+	wait $pid
+	rc=$?
+	kill $watcher 2>/dev/null
+	wait $watcher 2>/dev/null
+	kill -KILL -$pid 2>/dev/null
+	return $rc
+}
+
 # The outcome of one run: its TAP case lines without their numbers, and
 # its exit status ("exit cut" if the time limit stopped it).  $1: output
 # file, $2: status.
@@ -114,13 +134,11 @@ mm_conformance() {
 		fi
 		cd $MM || return
 		t0=$(cut -d' ' -f1 /proc/uptime)
-		LD_PRELOAD=$SHIM GMEM_PEER_OFF=1 timeout $MM_TIMEOUT ./$cmd \
-			>$tmp/plain 2>&1 </dev/null
+		mm_run $tmp/plain env LD_PRELOAD=$SHIM GMEM_PEER_OFF=1 ./$cmd
 		rc=$?
 		mm_outcome $tmp/plain $rc >$tmp/plain.o
 		t1=$(cut -d' ' -f1 /proc/uptime)
-		LD_PRELOAD=$SHIM GMEM_PEER_VERBOSE=1 timeout $MM_TIMEOUT ./$cmd \
-			>$tmp/peer 2>&1 </dev/null
+		mm_run $tmp/peer env LD_PRELOAD=$SHIM GMEM_PEER_VERBOSE=1 ./$cmd
 		rc=$?
 		mm_outcome $tmp/peer $rc >$tmp/peer.o
 		t2=$(cut -d' ' -f1 /proc/uptime)

@@ -12,7 +12,10 @@
  * would, so gmem watches its address space the whole time; a "plain" child
  * opens no gmem device for mmap_munmap (plain memory in a plain process),
  * and has the NPU open for exit, so that the exit figures differ by the
- * mappings, not by closing a device.  Then it measures:
+ * mappings, not by closing a device.  The plain and the peer child of one
+ * N live side by side and take turns, one operation each, all on CPU 0, so
+ * that drift in the machine's speed (TCG is noisy) hits both kinds alike.
+ * Then they measure:
  *
  *  mmap_munmap  one mmap of a fresh 64 KiB mapping, a write to its first
  *               page, and its munmap, MAPOPS_REPS times; median ns.
@@ -39,7 +42,9 @@
  * Exit status: 0 when everything ran (missed targets included), 1 on an
  * error.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -142,87 +147,89 @@ static int npu_open_mode(__u32 mode)
 	return fd;
 }
 
-static double time_mapops(enum kind k)
+/* One mmap, first-page write and munmap of a fresh mapping; ns or < 0. */
+static double one_mapop(enum kind k)
 {
-	double t[MAPOPS_REPS];
-	int i;
+	double t0 = now_ns();
+	char *p = mmap(NULL, NEW_LEN, PROT_READ | PROT_WRITE, flags_of(k), -1, 0);
 
-	for (i = 0; i < MAPOPS_REPS; i++) {
-		double t0 = now_ns();
-		char *p = mmap(NULL, NEW_LEN, PROT_READ | PROT_WRITE,
-			       flags_of(k), -1, 0);
-
-		if (p == MAP_FAILED)
-			return -1;
-		*p = 1;
-		if (munmap(p, NEW_LEN))
-			return -1;
-		t[i] = now_ns() - t0;
-	}
-	return median(t, MAPOPS_REPS);
+	if (p == MAP_FAILED)
+		return -1;
+	*p = 1;
+	if (munmap(p, NEW_LEN))
+		return -1;
+	return now_ns() - t0;
 }
 
-static double time_fault(int fd, enum kind k)
+/* One TOUCH job on the first page of a fresh mapping; ns or < 0. */
+static double one_fault(int fd, enum kind k)
 {
-	double t[FAULT_REPS];
-	int i;
+	struct gmem_npu_submit sub = { 0 };
+	struct gmem_npu_wait w = { 0 };
+	char *p = mmap(NULL, NEW_LEN, PROT_READ | PROT_WRITE, flags_of(k), -1, 0);
+	double t0, t;
 
-	for (i = 0; i < FAULT_REPS; i++) {
-		struct gmem_npu_submit sub = { 0 };
-		struct gmem_npu_wait w = { 0 };
-		char *p = mmap(NULL, NEW_LEN, PROT_READ | PROT_WRITE,
-			       flags_of(k), -1, 0);
-		double t0;
-
-		if (p == MAP_FAILED)
+	if (p == MAP_FAILED)
+		return -1;
+	*(uint64_t *)p = 42;
+	sub.job.op = GMEM_NPU_OP_TOUCH;
+	sub.job.dst = (uintptr_t)p;
+	sub.job.len = page_size;
+	t0 = now_ns();
+	if (ioctl(fd, GMEM_NPU_IOC_SUBMIT, &sub))
+		return -1;
+	w.seqno = sub.seqno;
+	w.timeout_ns = -1;
+	while (ioctl(fd, GMEM_NPU_IOC_WAIT, &w))
+		if (errno != EINTR)
 			return -1;
-		*(uint64_t *)p = 42;
-		sub.job.op = GMEM_NPU_OP_TOUCH;
-		sub.job.dst = (uintptr_t)p;
-		sub.job.len = page_size;
-		t0 = now_ns();
-		if (ioctl(fd, GMEM_NPU_IOC_SUBMIT, &sub))
-			return -1;
-		w.seqno = sub.seqno;
-		w.timeout_ns = -1;
-		while (ioctl(fd, GMEM_NPU_IOC_WAIT, &w))
-			if (errno != EINTR)
-				return -1;
-		t[i] = now_ns() - t0;
-		if (w.status || w.result != 42 || w.faults < 1) {
-			fprintf(stderr, "mapscale: touch job: status %d result %llu faults %llu\n",
-				w.status, (unsigned long long)w.result,
-				(unsigned long long)w.faults);
-			return -1;
-		}
-		munmap(p, NEW_LEN);
+	t = now_ns() - t0;
+	if (w.status || w.result != 42 || w.faults < 1) {
+		fprintf(stderr, "mapscale: touch job: status %d result %llu faults %llu\n",
+			w.status, (unsigned long long)w.result,
+			(unsigned long long)w.faults);
+		return -1;
 	}
-	return median(t, FAULT_REPS);
+	munmap(p, NEW_LEN);
+	return t;
 }
 
-/* Child of measure(): mappings, then mmap_munmap and dev_fault, to @out. */
-static int child_ops(enum kind k, long n, int out)
+/* All measurements run on CPU 0: the same node for both kinds. */
+static void pin_cpu0(void)
 {
-	double v[2];
+	cpu_set_t cpus;
+
+	CPU_ZERO(&cpus);
+	CPU_SET(0, &cpus);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+}
+
+/*
+ * A worker of measure(): makes its mappings, then does one operation per
+ * command byte read from @in ('m' mmap_munmap, 'f' dev_fault, 'q' quit),
+ * writing the time (a double, < 0 on failure) to @out.
+ */
+static int worker(enum kind k, long n, int in, int out)
+{
+	double v = 0;
 	int fd = -1;
+	char c;
 
+	pin_cpu0();
 	if (k == PEER && (fd = npu_open_mode(GMEM_NPU_MODE_PEER_SHARED)) < 0)
 		return 1;
 	if (make_mappings(k, n))
 		return 1;
-	v[0] = time_mapops(k);
-	if (v[0] < 0) {
-		perror("mapscale: mmap/munmap");
+	if (write(out, &v, sizeof(v)) != sizeof(v))
 		return 1;
+	while (read(in, &c, 1) == 1 && c != 'q') {
+		if (c == 'f' && fd < 0)
+			fd = npu_open_mode(GMEM_NPU_MODE_SYSTEM);
+		v = c == 'm' ? one_mapop(k) : fd < 0 ? -1 : one_fault(fd, k);
+		if (write(out, &v, sizeof(v)) != sizeof(v))
+			return 1;
 	}
-	if (k == PLAIN && (fd = npu_open_mode(GMEM_NPU_MODE_SYSTEM)) < 0)
-		return 1;
-	v[1] = time_fault(fd, k);
-	if (v[1] < 0) {
-		perror("mapscale: device fault");
-		return 1;
-	}
-	return write(out, v, sizeof(v)) == sizeof(v) ? 0 : 1;
+	return 0;
 }
 
 static int reap(pid_t pid)
@@ -273,40 +280,95 @@ static double time_exit(enum kind k, long n)
 	return t;
 }
 
-static int measure(enum kind k, int ci)
-{
-	double ex[EXIT_REPS], v[2];
-	long n = counts[ci];
-	int p[2], i;
+struct peer_worker {
 	pid_t pid;
+	int cmd, res;
+};
 
-	if (pipe(p))
+static int worker_start(struct peer_worker *w, enum kind k, long n)
+{
+	int to[2], from[2];
+	double v;
+
+	if (pipe(to) || pipe(from))
 		return -1;
-	pid = fork();
-	if (pid < 0)
+	w->pid = fork();
+	if (w->pid < 0)
 		return -1;
-	if (!pid) {
-		close(p[0]);
-		_exit(child_ops(k, n, p[1]));
+	if (!w->pid) {
+		close(to[1]);
+		close(from[0]);
+		_exit(worker(k, n, to[0], from[1]));
 	}
-	close(p[1]);
-	if (read(p[0], v, sizeof(v)) != sizeof(v) || reap(pid)) {
-		fprintf(stderr, "mapscale: %s with %ld mappings failed\n",
-			kind_name[k], n);
+	close(to[0]);
+	close(from[1]);
+	w->cmd = to[1];
+	w->res = from[0];
+	return read(w->res, &v, sizeof(v)) == sizeof(v) ? 0 : -1;
+}
+
+static double worker_op(struct peer_worker *w, char op)
+{
+	double v;
+
+	if (write(w->cmd, &op, 1) != 1 || read(w->res, &v, sizeof(v)) != sizeof(v))
 		return -1;
-	}
-	close(p[0]);
-	result[k][ci][OP_MAPOPS] = v[0];
-	result[k][ci][OP_FAULT] = v[1];
-	for (i = 0; i < EXIT_REPS; i++) {
-		ex[i] = time_exit(k, n);
-		if (ex[i] < 0) {
-			fprintf(stderr, "mapscale: exit of %s with %ld mappings failed\n",
+	return v;
+}
+
+/*
+ * Both kinds at N mappings, their operations interleaved one by one (a
+ * plain one, then a peer one) so that the machine's drift hits both alike.
+ */
+static int measure(int ci)
+{
+	static double t[NKINDS][MAPOPS_REPS];
+	double ex[NKINDS][EXIT_REPS];
+	struct peer_worker w[NKINDS];
+	const struct { int op; char c; int reps; } ops[] = {
+		{ OP_MAPOPS, 'm', MAPOPS_REPS }, { OP_FAULT, 'f', FAULT_REPS },
+	};
+	long n = counts[ci];
+	int k, i, j;
+
+	for (k = 0; k < NKINDS; k++)
+		if (worker_start(&w[k], k, n)) {
+			fprintf(stderr, "mapscale: %s with %ld mappings failed\n",
 				kind_name[k], n);
 			return -1;
 		}
+	for (j = 0; j < 2; j++) {
+		for (i = 0; i < ops[j].reps; i++)
+			for (k = 0; k < NKINDS; k++) {
+				t[k][i] = worker_op(&w[k], ops[j].c);
+				if (t[k][i] < 0) {
+					fprintf(stderr, "mapscale: %s %s with %ld mappings failed\n",
+						kind_name[k], op_name[ops[j].op], n);
+					return -1;
+				}
+			}
+		for (k = 0; k < NKINDS; k++)
+			result[k][ci][ops[j].op] = median(t[k], ops[j].reps);
 	}
-	result[k][ci][OP_EXIT] = median(ex, EXIT_REPS);
+	for (k = 0; k < NKINDS; k++) {
+		char q = 'q';
+
+		if (write(w[k].cmd, &q, 1) != 1 || reap(w[k].pid))
+			return -1;
+		close(w[k].cmd);
+		close(w[k].res);
+	}
+	for (i = 0; i < EXIT_REPS; i++)
+		for (k = 0; k < NKINDS; k++) {
+			ex[k][i] = time_exit(k, n);
+			if (ex[k][i] < 0) {
+				fprintf(stderr, "mapscale: exit of %s with %ld mappings failed\n",
+					kind_name[k], n);
+				return -1;
+			}
+		}
+	for (k = 0; k < NKINDS; k++)
+		result[k][ci][OP_EXIT] = median(ex[k], EXIT_REPS);
 	return 0;
 }
 
@@ -323,10 +385,10 @@ int main(void)
 
 	page_size = sysconf(_SC_PAGESIZE);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	pin_cpu0();
 	for (ci = 0; ci < (int)NCOUNTS; ci++)
-		for (k = 0; k < NKINDS; k++)
-			if (measure(k, ci))
-				return 1;
+		if (measure(ci))
+			return 1;
 	printf("%-12s %-6s %12s %12s %12s\n", "operation", "kind", "N=10",
 	       "N=1000", "N=100000");
 	for (op = 0; op < NOPS; op++)
