@@ -55,8 +55,10 @@
 //! generation first, and the drain orders that check after the store.
 //!
 //! The module cannot unload while a file is open
-//! (the misc device's fops name this module as owner), so the devices and
-//! their registrations outlive every file.
+//! (the misc device's fops name this module as owner), and a device's
+//! teardown first lets the jobs of closed files finish (an exiting task's
+//! close does not wait for them), so the devices and their registrations
+//! outlive every file and every job.
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -1055,6 +1057,11 @@ impl PinnedDrop for Npu {
             // pin the module), so no callback is running.
             unsafe { bindings::misc_deregister(self.misc.get()) };
         }
+        // Jobs of files an exiting task closed may still be queued or
+        // running (`npu_release` does not wait for them): they finish
+        // here, while the registration and every field they use live.
+        self.unplug();
+        self.engine.flush();
     }
 }
 
