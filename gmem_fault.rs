@@ -229,6 +229,7 @@ pub(crate) fn fault_block(
         let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
         let policy_gen = ctx.policy_gen();
         {
+            let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
             let mut mm = user.read_lock();
             let (mut vs, mut ve, uffd) = {
                 let vma = mm.vma_at(addr).ok_or(EFAULT)?;
@@ -246,7 +247,6 @@ pub(crate) fn fault_block(
                 // no fault-ahead around them.
                 start = addr & !(PAGE_SIZE - 1);
                 end = start + PAGE_SIZE;
-                let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
                 // A snapshot first: a page already there (this device's
                 // own included, which a CPU fault would take home) needs
                 // no CPU fault.
@@ -265,7 +265,6 @@ pub(crate) fn fault_block(
             start = start.max(vs);
             end = end.min(ve);
             let flags = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
-            let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
             match range_fault(&mm, &region, seq, start, end, &mut pfns, flags, owner) {
                 Ok(()) => {}
                 Err(e) if e == EBUSY => {
