@@ -16,12 +16,13 @@ else
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run check bench vm kernel clean
+.PHONY: help setup run check bench vm lint kernel clean
 
 help:
 	@echo "make run     set up, build and boot; load gmem and the NPU, run a sample"
 	@echo "make check   set up, build the debug kernel and run every test"
 	@echo "make bench   set up, build the run kernel and run the benchmark (tools/gmem)"
+	@echo "make lint    rustfmt, clippy, checkpatch and kernel-doc over gmem (make check runs it too)"
 	@echo "make vm      boot a VM and run CMD='...' with FILES='...' copied in"
 	@echo "make setup   install what is missing (apt-get, cargo install)"
 
@@ -39,6 +40,9 @@ bench: setup
 
 vm: setup
 	@bash scripts/vm-cmd.sh
+
+lint: setup
+	@bash scripts/lint.sh
 
 clean:
 	rm -rf "$${GMEM_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/gmem}"

@@ -785,6 +785,11 @@ impl GmemAs {
 }
 
 /// The address space's work item: region maintenance.
+///
+/// # Safety
+///
+/// Called by the workqueue only, for the `work` of a live [`GmemAs`] that
+/// holds a reference for the queued work.
 unsafe extern "C" fn gmem_as_work(work: *mut bindings::work_struct) {
     let off = core::mem::offset_of!(GmemAs, work);
     // SAFETY: `work` is the `work` field of a `GmemAs` kept alive by the
@@ -796,6 +801,11 @@ unsafe extern "C" fn gmem_as_work(work: *mut bindings::work_struct) {
 }
 
 /// `mmu_notifier_ops::alloc_notifier`: a new, empty address space.
+///
+/// # Safety
+///
+/// Called by core MM only (`mmu_notifier_get_locked`), with `mm` valid and
+/// its mmap lock held for write.
 unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut bindings::mmu_notifier {
     let init = pin_init!(GmemAs {
         // SAFETY: An all-zero `mmu_notifier` is its unregistered state.
@@ -835,6 +845,10 @@ unsafe extern "C" fn gmem_as_alloc(mm: *mut bindings::mm_struct) -> *mut binding
 
 /// `mmu_notifier_ops::free_notifier`: called after an SRCU grace period once
 /// the last reference is put.  Must not sleep.
+///
+/// # Safety
+///
+/// Called by core MM only, once, for a notifier `gmem_as_alloc` made.
 unsafe extern "C" fn gmem_as_free(mn: *mut bindings::mmu_notifier) {
     // SAFETY: `mn` came from `gmem_as_alloc` (the invariant of `GmemAs`) and
     // core MM no longer uses it; no work is queued (it would hold a ref).
@@ -848,6 +862,10 @@ unsafe extern "C" fn gmem_as_free(mn: *mut bindings::mmu_notifier) {
 /// `mmu_notifier_ops::release`: the process is exiting (`exit_mmap`).
 /// Devices lose every mapping now; regions follow as their VMAs are
 /// unmapped, contexts when their drivers detach.
+///
+/// # Safety
+///
+/// Called by core MM only, for a registered notifier of ours.
 unsafe extern "C" fn gmem_as_release(
     mn: *mut bindings::mmu_notifier,
     _mm: *mut bindings::mm_struct,
@@ -878,6 +896,11 @@ static GMEM_AS_OPS: gmem_mm::NotifierOps = gmem_mm::NotifierOps::new(bindings::m
 /// space (once per mm) and the removal of stale hints: regions, and their
 /// notifiers, come when a device or a hint first needs the range (see
 /// `gmem_vma`).
+///
+/// # Safety
+///
+/// Called by the core-MM hook only (`gmem_peer_shared_mapped`), with `mm`
+/// valid and its mmap lock held for write.
 unsafe extern "C" fn gmem_peer_shared_hook(
     mm: *mut bindings::mm_struct,
     start: usize,
@@ -1078,7 +1101,7 @@ pub unsafe extern "C" fn gmem_ctx_attach(
             Err(e) => {
                 // SAFETY: Created just above and never published.
                 unsafe { (dev.ops().ctx_destroy.ok_or(EINVAL)?)(dev.drvdata, drv) };
-                return Err(e.into());
+                return Err(e);
             }
         };
         // Published under `ctxs`, which unregistration empties first: it
@@ -1290,7 +1313,7 @@ pub unsafe extern "C" fn gmem_dev_fault(
 }
 
 /// Entries of `gmem_c_layout`.
-const LAYOUT_FACTS: usize = 55;
+const LAYOUT_FACTS: usize = 56;
 
 extern "C" {
     /// Offsets and sizes as the C compiler lays them out (gmem_glue.c).
@@ -1359,6 +1382,7 @@ fn check_layouts() -> Result {
         offset_of!(vm_fault, __bindgen_anon_1.vma),
         size_of::<gmem_advise>(),
         size_of::<gmem_range_attrs>(),
+        offset_of!(mmu_notifier_range, mm),
     ];
     // SAFETY: A constant array defined in gmem_glue.c.
     let c = unsafe { &*core::ptr::addr_of!(gmem_c_layout) };

@@ -189,12 +189,23 @@ impl Drop for Dir {
     }
 }
 
+/// `file_operations::open` of gmem's debugfs files.
+///
+/// # Safety
+///
+/// Called by the VFS only, for a file this module created, with `inode` and
+/// `file` valid; `i_private` is the data pointer given at creation.
 unsafe extern "C" fn show_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: VFS passes a valid inode and file; debugfs stored our data
     // pointer in `i_private`.
     unsafe { bindings::single_open(file, Some(show_seq), (*inode).i_private) }
 }
 
+/// `seq_file` show of gmem's debugfs files.
+///
+/// # Safety
+///
+/// Called by seq_file only, for a file `show_open` opened, with `m` valid.
 unsafe extern "C" fn show_seq(m: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
     // SAFETY: `single_open()` stored the `ShowFn` given to `show_file` in
     // `private`; function and data pointers have the same size here.

@@ -281,6 +281,13 @@ impl<T: GmemDevOps> Adapter<T> {
         unsafe { &*drvdata.cast::<T>() }
     }
 
+    /// A new device context for an address space.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and a `ctx` is one that
+    /// `ctx_create` made and `ctx_destroy` has not yet taken back.
     unsafe extern "C" fn ctx_create(
         drvdata: *mut c_void,
         _mm: *mut bindings::mm_struct,
@@ -297,6 +304,13 @@ impl<T: GmemDevOps> Adapter<T> {
         })
     }
 
+    /// Takes back and drops a context.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and a `ctx` is one that
+    /// `ctx_create` made and `ctx_destroy` has not yet taken back.
     unsafe extern "C" fn ctx_destroy(drvdata: *mut c_void, ctx: *mut c_void) {
         // SAFETY: gmem passes the driver data of a registered device and a
         // context from `ctx_create`, which it gives up here.
@@ -309,6 +323,13 @@ impl<T: GmemDevOps> Adapter<T> {
         data.ctx_destroy(ctx);
     }
 
+    /// Makes the device ready to map `[start, end)`.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and a `ctx` is one that
+    /// `ctx_create` made and `ctx_destroy` has not yet taken back.
     unsafe extern "C" fn prepare(
         drvdata: *mut c_void,
         ctx: *mut c_void,
@@ -319,11 +340,18 @@ impl<T: GmemDevOps> Adapter<T> {
             // SAFETY: gmem passes the driver data of a registered device and
             // a live context.
             let (data, ctx) = unsafe { (Self::data(drvdata), &*ctx.cast::<T::Context>()) };
-            data.prepare(ctx, start as usize, end as usize)?;
+            data.prepare(ctx, start, end)?;
             Ok(0)
         })
     }
 
+    /// Maps `npages` pages at `va`.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and a `ctx` is one that
+    /// `ctx_create` made and `ctx_destroy` has not yet taken back.
     unsafe extern "C" fn map(
         drvdata: *mut c_void,
         ctx: *mut c_void,
@@ -339,10 +367,10 @@ impl<T: GmemDevOps> Adapter<T> {
                 (
                     Self::data(drvdata),
                     &*ctx.cast::<T::Context>(),
-                    core::slice::from_raw_parts(pfns.cast::<usize>(), npages as usize),
+                    core::slice::from_raw_parts(pfns.cast::<usize>(), npages),
                 )
             };
-            data.map(ctx, va as usize, pfns, Prot(prot))?;
+            data.map(ctx, va, pfns, Prot(prot))?;
             Ok(0)
         })
     }
@@ -363,12 +391,19 @@ impl<T: GmemDevOps> Adapter<T> {
         unsafe {
             (
                 Self::data(drvdata),
-                core::slice::from_raw_parts(dst.cast::<usize>(), n as usize),
-                core::slice::from_raw_parts(src.cast::<usize>(), n as usize),
+                core::slice::from_raw_parts(dst.cast::<usize>(), n),
+                core::slice::from_raw_parts(src.cast::<usize>(), n),
             )
         }
     }
 
+    /// The copy engine, host to device.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and the arrays hold `n`
+    /// entries each.
     unsafe extern "C" fn copy_to_dev(
         drvdata: *mut c_void,
         dst: *const c_ulong,
@@ -381,6 +416,13 @@ impl<T: GmemDevOps> Adapter<T> {
         data.copy_to_dev(dst, src);
     }
 
+    /// The copy engine, device to host.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and the arrays hold `n`
+    /// entries each.
     unsafe extern "C" fn copy_from_dev(
         drvdata: *mut c_void,
         dst: *const c_ulong,
@@ -392,6 +434,13 @@ impl<T: GmemDevOps> Adapter<T> {
         data.copy_from_dev(dst, src);
     }
 
+    /// Unmaps `[start, end)`.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and a `ctx` is one that
+    /// `ctx_create` made and `ctx_destroy` has not yet taken back.
     unsafe extern "C" fn invalidate(
         drvdata: *mut c_void,
         ctx: *mut c_void,
@@ -401,6 +450,6 @@ impl<T: GmemDevOps> Adapter<T> {
         // SAFETY: gmem passes the driver data of a registered device and a
         // live context.
         let (data, ctx) = unsafe { (Self::data(drvdata), &*ctx.cast::<T::Context>()) };
-        data.invalidate(ctx, start as usize, end as usize);
+        data.invalidate(ctx, start, end);
     }
 }

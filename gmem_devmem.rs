@@ -518,7 +518,7 @@ impl DevMem {
             }
             if c.evicting {
                 busy = true;
-            } else if best.is_none_or(|b| c.stamp < chunks.v[b].stamp) {
+            } else if best.map_or(true, |b| c.stamp < chunks.v[b].stamp) {
                 best = Some(i);
             }
         }
@@ -790,6 +790,11 @@ impl DevMem {
 }
 
 /// `dev_pagemap_ops::page_free`: the last reference to a device page went.
+///
+/// # Safety
+///
+/// Called by core MM only, for a page of a gmem pool's pagemap whose last
+/// reference went.
 unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
     // SAFETY: Core MM passes a page of one of our pagemaps.
     let (pool, pfn) = unsafe { (DevMem::of_page(page), bindings::page_to_pfn(page) as usize) };
@@ -876,7 +881,7 @@ impl Thrash {
     }
 
     fn slot(key: BlockKey, n: usize) -> usize {
-        (key.block / gmem_fault::FAULT_BLOCK ^ key.mm / 64) % n
+        ((key.block / gmem_fault::FAULT_BLOCK) ^ (key.mm / 64)) % n
     }
 
     /// Records that `key`'s pages left the device; `evicted_at` is the LRU

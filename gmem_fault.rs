@@ -82,9 +82,9 @@ const PAGES_PER_BLOCK: usize = FAULT_BLOCK / PAGE_SIZE;
 /// Attempts before a fault that keeps racing invalidations gives up.
 const MAX_ATTEMPTS: usize = 1000;
 
-const HMM_PFN_VALID: usize = bindings::hmm_pfn_flags_HMM_PFN_VALID as usize;
-const HMM_PFN_WRITE: usize = bindings::hmm_pfn_flags_HMM_PFN_WRITE as usize;
-const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS as usize;
+const HMM_PFN_VALID: usize = bindings::hmm_pfn_flags_HMM_PFN_VALID;
+const HMM_PFN_WRITE: usize = bindings::hmm_pfn_flags_HMM_PFN_WRITE;
+const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS;
 
 /// Resolves a device fault at `addr` for `ctx`, mapping the block around
 /// it; returns the number of pages mapped.
@@ -104,8 +104,8 @@ pub(crate) enum Place {
     Policy,
     /// In device memory (a prefetch or pin).
     Device,
-    /// Wherever it is (accessed-by: mapping in place).
-    InPlace,
+    /// Where it is now (accessed-by: mapping in place).
+    Where,
 }
 
 /// As [`device_fault`], with the placement `place`.  Returns the pages
@@ -175,7 +175,7 @@ pub(crate) fn fault_block(
                             && (pinned || !pool.holds_back(key))
                     }
                     Place::Device => true,
-                    Place::InPlace => false,
+                    Place::Where => false,
                 };
                 if wanted {
                     passes = 2;
@@ -314,10 +314,10 @@ pub(crate) fn fault_block(
         }
         ctx.prepare(start, end)?;
         let pt = as_.pt.lock();
-        // SAFETY: As for `interval_read_begin` above; we hold the lock the
-        // invalidation callback takes.
         if region.is_dead()
             || ctx.policy_gen() != policy_gen
+            // SAFETY: As for `interval_read_begin` above; we hold the lock
+            // the invalidation callback takes.
             || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) }
         {
             drop(pt);
@@ -353,7 +353,7 @@ fn has_host_pages(ctx: &GmemCtx, hmm_pfns: &[usize]) -> bool {
     let pool = ctx.devmem();
     hmm_pfns
         .iter()
-        .any(|&p| pool.is_none_or(|pool| pool.index_of(p & !HMM_PFN_FLAGS).is_none()))
+        .any(|&p| pool.map_or(true, |pool| pool.index_of(p & !HMM_PFN_FLAGS).is_none()))
 }
 
 /// Maps `hmm_pfns` (from `hmm_range_fault`) at `start`, one driver call per
@@ -621,6 +621,11 @@ unsafe fn migrate_to_host(
 /// MMU lock, both only held briefly and never while waiting for anything
 /// else.  No lock is held across a device fault's wait, so CPU and device
 /// faults on one page cannot livelock (drm_gpusvm's lesson).
+///
+/// # Safety
+///
+/// Called by core MM only (`do_swap_page`), with `vmf` valid, its page a
+/// device page of a gmem pool and the mmap or VMA lock held.
 pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
@@ -640,8 +645,8 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     let (vs, ve) = unsafe { gmem_mm::vma_bounds(vma) };
     // SAFETY: As above.
     let mm = unsafe { gmem_mm::vma_mm(vma) };
-    pool.thrash.departed(BlockKey::new(mm, addr as usize), None);
-    let block = addr as usize & !(FAULT_BLOCK - 1);
+    pool.thrash.departed(BlockKey::new(mm, addr), None);
+    let block = addr & !(FAULT_BLOCK - 1);
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
     // SAFETY: The VMA is locked and covers `[start, end)`.
@@ -948,7 +953,6 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             return None;
         }
         let pt = as_.pt.lock();
-        // SAFETY: As in `fault_block`.
         if ctx.is_dead() || as_.is_released() {
             drop(pt);
             release(&idxs, pfns);
@@ -956,6 +960,7 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
         }
         if region.is_dead()
             || ctx.policy_gen() != policy_gen
+            // SAFETY: As in `fault_block`.
             || unsafe { gmem_mm::interval_read_retry(region.notifier(), seq) }
         {
             drop(pt);

@@ -7,6 +7,8 @@
 #include <linux/export.h>
 #include <linux/gmem.h>
 
+#include "gmem_glue.h"
+
 EXPORT_SYMBOL_GPL(gmem_dev_register);
 EXPORT_SYMBOL_GPL(gmem_dev_unregister);
 EXPORT_SYMBOL_GPL(gmem_dev_id);
@@ -24,9 +26,6 @@ EXPORT_SYMBOL_GPL(gmem_prefetch);
  * because the helpers are static inline.
  */
 #include <linux/mm.h>
-
-void gmem_put_pfns(const unsigned long *pfns, unsigned long n);
-bool gmem_get_pfns(const unsigned long *pfns, unsigned long n);
 
 void gmem_put_pfns(const unsigned long *pfns, unsigned long n)
 {
@@ -66,9 +65,6 @@ bool gmem_get_pfns(const unsigned long *pfns, unsigned long n)
  * pfn is device memory of any kind.
  */
 #include <linux/memremap.h>
-
-struct dev_pagemap *gmem_page_pgmap(struct page *page);
-bool gmem_pfn_is_zone_device(unsigned long pfn);
 
 struct dev_pagemap *gmem_page_pgmap(struct page *page)
 {
@@ -153,6 +149,7 @@ const unsigned long gmem_c_layout[] = {
 	offsetof(struct vm_fault, vma),
 	sizeof(struct gmem_advise),
 	sizeof(struct gmem_range_attrs),
+	offsetof(struct mmu_notifier_range, mm),
 };
 
 /*
@@ -167,11 +164,31 @@ const unsigned long gmem_c_layout[] = {
  */
 #include <linux/userfaultfd_k.h>
 
-bool gmem_vma_uffd_armed(struct vm_area_struct *vma);
-
 bool gmem_vma_uffd_armed(struct vm_area_struct *vma)
 {
 	return userfaultfd_armed(vma);
+}
+
+/*
+ * Whether a protection change (MMU_NOTIFY_PROTECTION_VMA) over
+ * [@start, @end) leaves a device's access as it was, for gmem_vma.rs: the
+ * VMA still allows reading and writing and no userfaultfd write-protects
+ * it.  mprotect() updates vm_flags before it changes the PTEs, so a
+ * downgrade is seen here; what remains is NUMA balancing's hinting scan
+ * (change_prot_numa), which only makes the CPU's PTEs fault once and would
+ * otherwise drop every device mapping and read copy of a task once a scan
+ * period.  Every caller of that event holds the mmap lock.
+ */
+bool gmem_prot_change_keeps_access(struct mm_struct *mm, unsigned long start,
+				   unsigned long end)
+{
+	struct vm_area_struct *vma;
+
+	mmap_assert_locked(mm);
+	vma = vma_lookup(mm, start);
+	return vma && end <= vma->vm_end &&
+	       (vma->vm_flags & (VM_READ | VM_WRITE)) == (VM_READ | VM_WRITE) &&
+	       !userfaultfd_wp(vma);
 }
 
 /*
@@ -182,9 +199,6 @@ bool gmem_vma_uffd_armed(struct vm_area_struct *vma)
  * needed room) on this CPU's node, not under that task's policy or cpuset.
  */
 #include <linux/gfp.h>
-
-struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
-				  unsigned long addr, bool nofail);
 
 struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
 				  unsigned long addr, bool nofail)

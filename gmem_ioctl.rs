@@ -63,7 +63,7 @@ impl Misc {
     /// Registers `/dev/gmem`; open files pin `module`.
     pub(crate) fn register(module: &'static ThisModule) -> Result<Self> {
         // SAFETY: The device does not exist yet, so nothing reads `FOPS`.
-        unsafe { (*(&raw mut FOPS)).0.owner = module.as_ptr() };
+        unsafe { FOPS.0.owner = module.as_ptr() };
         // SAFETY: All-zero is an unregistered miscdevice.
         let misc: Pin<KBox<Opaque<bindings::miscdevice>>> =
             KBox::pin(Opaque::new(unsafe { core::mem::zeroed() }), GFP_KERNEL)?;
@@ -88,12 +88,17 @@ impl Drop for Misc {
     }
 }
 
+/// `file_operations::unlocked_ioctl` of `/dev/gmem`.
+///
+/// # Safety
+///
+/// Called by the VFS only, for an open file of `/dev/gmem`.
 unsafe extern "C" fn gmem_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> isize {
     let res = match cmd {
-        IOC_ADVISE => read_arg::<bindings::gmem_advise>(arg as usize).and_then(|a| advise(&a)),
-        IOC_GET_ATTRS => read_arg::<bindings::gmem_range_attrs>(arg as usize).and_then(|mut q| {
+        IOC_ADVISE => read_arg::<bindings::gmem_advise>(arg).and_then(|a| advise(&a)),
+        IOC_GET_ATTRS => read_arg::<bindings::gmem_range_attrs>(arg).and_then(|mut q| {
             get_attrs(&mut q)?;
-            write_arg(arg as usize, &q)
+            write_arg(arg, &q)
         }),
         _ => Err(ENOTTY),
     };
@@ -218,7 +223,7 @@ fn advise(a: &bindings::gmem_advise) -> Result {
         bindings::GMEM_ADV_SET_ACCESSED_BY => {
             c.update(start, end, |at| at.accessed_by |= bit)?;
             // Mapped now, in place; what cannot be is faulted later.
-            let _ = map_range(ctx.as_deref().ok_or(EINVAL)?, start, end, Place::InPlace);
+            let _ = map_range(ctx.as_deref().ok_or(EINVAL)?, start, end, Place::Where);
             Ok(())
         }
         bindings::GMEM_ADV_UNSET_ACCESSED_BY => c.update(start, end, |at| at.accessed_by &= !bit),

@@ -16,6 +16,25 @@ extern "C" {
     /// its address passes.
     #[allow(improper_ctypes)]
     fn gmem_vma_uffd_armed(vma: *mut bindings::vm_area_struct) -> bool;
+    /// Whether a protection change leaves a device's access as it was
+    /// (gmem_glue.c); the caller holds `mm`'s mmap lock.  Only the address
+    /// of the `mm_struct` passes, as for `vm_area_struct` above.
+    #[allow(improper_ctypes)]
+    fn gmem_prot_change_keeps_access(
+        mm: *mut bindings::mm_struct,
+        start: kernel::ffi::c_ulong,
+        end: kernel::ffi::c_ulong,
+    ) -> bool;
+}
+
+/// Whether the invalidation `range` leaves every device mapping of its
+/// pages valid: a protection change that still allows reading and writing
+/// (NUMA balancing's hinting scan, see gmem_glue.c), not a downgrade.
+pub(crate) fn keeps_device_access(range: &bindings::mmu_notifier_range) -> bool {
+    range.event == bindings::mmu_notifier_event_MMU_NOTIFY_PROTECTION_VMA
+        // SAFETY: Core MM sends this event with `range.mm` valid and its
+        // mmap lock held by the invalidating task, which runs this.
+        && unsafe { gmem_prot_change_keeps_access(range.mm, range.start, range.end) }
 }
 
 /// An `mm_struct` whose `mmap_lock` the caller holds for write.
@@ -210,12 +229,12 @@ pub(crate) struct Vma<'a>(&'a bindings::vm_area_struct);
 impl Vma<'_> {
     pub(crate) fn start(&self) -> usize {
         // SAFETY: Reading a plain field of a valid, locked VMA.
-        unsafe { self.0.__bindgen_anon_1.__bindgen_anon_1.vm_start as usize }
+        unsafe { self.0.__bindgen_anon_1.__bindgen_anon_1.vm_start }
     }
 
     pub(crate) fn end(&self) -> usize {
         // SAFETY: As above.
-        unsafe { self.0.__bindgen_anon_1.__bindgen_anon_1.vm_end as usize }
+        unsafe { self.0.__bindgen_anon_1.__bindgen_anon_1.vm_end }
     }
 
     pub(crate) fn flags(&self) -> u64 {

@@ -498,7 +498,7 @@ impl JobDesc {
         if j.flags != 0 && j.op != bindings::GMEM_NPU_OP_TOUCH {
             return Err(EINVAL);
         }
-        if j.len == 0 || j.len > bindings::GMEM_NPU_JOB_MAX_LEN as u64 {
+        if j.len == 0 || j.len > bindings::GMEM_NPU_JOB_MAX_LEN {
             return Err(EINVAL);
         }
         let aligned = |a: u64, n: u64| a % n == 0;
@@ -769,6 +769,11 @@ struct Job {
     desc: JobDesc,
 }
 
+/// The engine's work item: runs one job.
+///
+/// # Safety
+///
+/// Called by the workqueue only, for the `work` of a queued job.
 unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
     // SAFETY: `work` is the first field of a leaked `KBox<Job>` (type
     // invariant); we take the box back.
@@ -1189,6 +1194,11 @@ unsafe fn npu_of(misc: *mut bindings::miscdevice) -> &'static Npu {
     unsafe { &*misc.cast::<u8>().sub(off).cast::<Npu>() }
 }
 
+/// `file_operations::open` of `/dev/gmem_npuN`.
+///
+/// # Safety
+///
+/// Called by the VFS only (through `misc_open`), with `file` valid.
 unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: `misc_open()` stored our miscdevice in `private_data`.
     let npu = unsafe { npu_of((*file).private_data.cast()) };
@@ -1241,6 +1251,11 @@ unsafe fn file_of<'a>(file: *mut bindings::file) -> &'a NpuFile {
     unsafe { &*(*file).private_data.cast::<NpuFile>() }
 }
 
+/// `file_operations::release` of `/dev/gmem_npuN`.
+///
+/// # Safety
+///
+/// Called by the VFS only, once, for a file `npu_open` opened.
 unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: Takes back the reference `npu_open` stored.
     let f = unsafe { Arc::from_raw((*file).private_data.cast::<NpuFile>()) };
@@ -1259,6 +1274,11 @@ unsafe extern "C" fn npu_release(_inode: *mut bindings::inode, file: *mut bindin
     0
 }
 
+/// `file_operations::poll` of `/dev/gmem_npuN`.
+///
+/// # Safety
+///
+/// Called by the VFS only, for a file `npu_open` opened.
 unsafe extern "C" fn npu_poll(
     file: *mut bindings::file,
     wait: *mut bindings::poll_table_struct,
@@ -1280,10 +1300,15 @@ unsafe extern "C" fn npu_poll(
     }
 }
 
+/// `file_operations::unlocked_ioctl` of `/dev/gmem_npuN`.
+///
+/// # Safety
+///
+/// Called by the VFS only, for a file `npu_open` opened.
 unsafe extern "C" fn npu_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> isize {
     // SAFETY: An open gmem_npu file; `private_data` holds an `Arc`.
     let f = unsafe { ManuallyDropArc::new((*file).private_data.cast()) };
-    match do_ioctl(&f, cmd, arg as usize) {
+    match do_ioctl(&f, cmd, arg) {
         Ok(()) => 0,
         Err(e) => e.to_errno() as isize,
     }
@@ -1416,7 +1441,7 @@ impl kernel::Module for NpuModule {
             return Err(EINVAL);
         }
         // SAFETY: No device exists yet, so nothing reads `FOPS`.
-        unsafe { (*(&raw mut FOPS)).0.owner = module.as_ptr() };
+        unsafe { FOPS.0.owner = module.as_ptr() };
         let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         let debugfs = gmem_debugfs::Dir::new(c_str!("gmem_npu"));
         for i in 0..n {

@@ -473,8 +473,7 @@ pub(crate) fn resync(as_: &GmemAs) {
     let user = unsafe { gmem_mm::MmUser::get(as_.mm()) };
     for old in stale {
         old.stale.store(false, Ordering::Relaxed);
-        let mut pieces: KVec<(Arc<Region>, RBTreeNodeReservation<usize, Arc<Region>>)> =
-            KVec::new();
+        let mut pieces: KVec<Piece> = KVec::new();
         let mut unchanged = false;
         if let Some(user) = &user {
             let mut spans: KVec<(usize, usize)> = KVec::new();
@@ -558,8 +557,19 @@ pub(crate) fn resync(as_: &GmemAs) {
     }
 }
 
+/// A region that replaces part of a stale one, with the tree node it will
+/// go into (reserved before anything changes).
+type Piece = (Arc<Region>, RBTreeNodeReservation<usize, Arc<Region>>);
+
 /// The interval notifier callback: the CPU is about to change or drop pages
-/// in `range`.  Device mappings of them go first.
+/// in `range`.  Device mappings of them go first, unless the change leaves
+/// them valid (a NUMA hinting scan): then nothing is done and concurrent
+/// device faults need not retry.
+///
+/// # Safety
+///
+/// Called by core MM only, for the `notifier` of a registered `Region`,
+/// with `range` valid for the call.
 unsafe extern "C" fn region_invalidate(
     sub: *mut bindings::mmu_interval_notifier,
     range: *const bindings::mmu_notifier_range,
@@ -577,12 +587,15 @@ unsafe extern "C" fn region_invalidate(
     let range = unsafe { &*range };
     // SAFETY: The region holds a reference on its address space.
     let as_ = unsafe { &*region.as_ };
+    if gmem_mm::keeps_device_access(range) {
+        return true;
+    }
     let blockable = range.flags & bindings::MMU_NOTIFIER_RANGE_BLOCKABLE != 0;
-    let start = (range.start as usize).max(region.start);
-    let end = (range.end as usize).min(region.end);
+    let start = range.start.max(region.start);
+    let end = range.end.min(region.end);
     if !as_.invalidate_devices(blockable, start, end, || {
         // SAFETY: Called from the callback of `sub`, under the pt lock.
-        unsafe { gmem_mm::interval_set_seq(sub, cur_seq as usize) }
+        unsafe { gmem_mm::interval_set_seq(sub, cur_seq) }
     }) {
         return false;
     }

@@ -8,6 +8,16 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 bash "$GMEM_ROOT/scripts/kernel.sh" test
+
+# make lint's tools, counted with the tests.  Clippy rebuilds gmem's
+# objects; the second kernel.sh makes them ordinary again before they are
+# copied into the VM.
+lint=$(mktemp)
+stage "lint: rustfmt, clippy, checkpatch, kernel-doc"
+trap 'rm -f "$lint"' EXIT
+GMEM_LINT_BUILT=1 bash "$GMEM_ROOT/scripts/lint.sh" | tee "$lint" || true
+grep -q '^lint: ' "$lint" || echo "FAIL lint: scripts/lint.sh did not finish" >>"$lint"
+bash "$GMEM_ROOT/scripts/kernel.sh" test modules >/dev/null
 bash "$GMEM_ROOT/scripts/userspace.sh" test
 
 job=$(mktemp)
@@ -24,7 +34,9 @@ set -e
 rm -f "$job"
 
 stage "results"
-tr -d '\r' <"$GMEM_CACHE/vm-test.log" | awk -v vm_status="$vm_status" '
+tr -d '\r' <"$GMEM_CACHE/vm-test.log" | cat "$lint" - | awk -v vm_status="$vm_status" '
+	/^PASS lint: / { print; passed++; next }
+	/^FAIL lint: / { print; failed++; next }
 	/^GMEM-SETUP-FAILED/ { print "FAIL setup: " $0; failed++ }
 	/^GMEM-TEST-BEGIN / { prog = $2; fails_here = 0; next }
 	/^GMEM-TEST-END / {

@@ -12,6 +12,20 @@ stage() {
 	printf '\033[1m==> [%4ss] %s\033[0m\n' "$(($(date +%s) - _stage_t0))" "$*" >&2
 }
 
+# One make target at a time per cache: two (make vm while make check runs)
+# would build into the same tree or initramfs.  The first script of a target
+# takes the lock; the scripts it runs inherit the descriptor and the
+# variable, and the lock goes when the target's last process exits.
+if [ -z "${GMEM_CACHE_LOCKED:-}" ]; then
+	mkdir -p "$GMEM_CACHE"
+	exec 9>"$GMEM_CACHE/.lock"
+	if ! flock -n 9; then
+		stage "waiting for another gmem make target using $GMEM_CACHE"
+		flock 9
+	fi
+	export GMEM_CACHE_LOCKED=1
+fi
+
 have_bindgen() {
 	command -v bindgen >/dev/null 2>&1 &&
 		[ "$(bindgen --version 2>/dev/null | awk '{print $2}')" = "$1" ]

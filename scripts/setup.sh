@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 BINDGEN_VERSION=0.73.2   # 6.12 wants >= 0.65.1; Debian's 0.60 is too old
-DEBS=(linux-source-6.12 rustc-web rust-web-src clang libclang-dev lld llvm flex bison bc
+DEBS=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy rustfmt-web clang libclang-dev lld llvm flex bison bc
       libelf-dev libssl-dev cpio qemu-system-x86 busybox-static make gcc python3 xz-utils
       kmod rsync libcap-dev libnuma-dev liburing-dev)
 # bindgen-cli is built with cargo: the machine's (rustup) if there is one,
@@ -22,10 +22,70 @@ for p in "${DEBS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing+=("$p")
 done
+installed_version() {
+	dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+		awk '$1 == "install" && $3 == "installed" { print $4 }'
+}
+
+# QEMU's packages must agree on one version: a machine may already have
+# qemu-utils from bookworm-backports, which bookworm's qemu-system-x86 would
+# remove.  Then take qemu-system-x86 from backports too (the suite is added
+# at its default priority, so nothing else moves to it).
+qemu_pick() {
+	local v
+	v=$(installed_version qemu-utils)
+	if [[ $v != *~bpo12* ]]; then
+		echo qemu-system-x86
+		return
+	fi
+	if [ ! -e /etc/apt/sources.list.d/gmem-backports.sources ] &&
+		! apt-cache policy qemu-system-x86 | grep -q bookworm-backports; then
+		stage "qemu-utils $v is from bookworm-backports: adding that suite for qemu-system-x86"
+		$SUDO tee /etc/apt/sources.list.d/gmem-backports.sources >/dev/null <<-EOF
+			Types: deb
+			URIs: http://deb.debian.org/debian
+			Suites: bookworm-backports
+			Components: main
+			Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+		EOF
+		$SUDO apt-get update -q >&2
+	fi
+	echo qemu-system-x86/bookworm-backports
+}
+
+# Clippy and rustfmt must be the installed rustc's own version.
+rust_pick() {
+	local v
+	v=$(installed_version rustc-web)
+	if [ -n "$v" ] && apt-cache madison "$1" | awk '{ print $3 }' | grep -qxF "$v"; then
+		echo "$1=$v"
+	else
+		echo "$1"
+	fi
+}
+
 if ((${#missing[@]})); then
-	stage "apt-get install ${missing[*]}"
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 	$SUDO apt-get update -q
+	for i in "${!missing[@]}"; do
+		case ${missing[$i]} in
+		qemu-system-x86) missing[$i]=$(qemu_pick) ;;
+		rust-web-clippy | rustfmt-web) missing[$i]=$(rust_pick "${missing[$i]}") ;;
+		esac
+	done
+	# Never remove what the machine has: say what would go, and stop.
+	if ! sim=$(LC_ALL=C apt-get install -s -q --no-install-recommends "${missing[@]}" 2>&1); then
+		printf '%s\n' "$sim" >&2
+		echo "setup: apt-get cannot install ${missing[*]} (above)" >&2
+		exit 1
+	fi
+	removed=$(printf '%s\n' "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+	if [ -n "$removed" ]; then
+		echo "setup: installing ${missing[*]} would remove: $removed" >&2
+		echo "setup: nothing was changed; remove or replace these yourself, then rerun" >&2
+		exit 1
+	fi
+	stage "apt-get install ${missing[*]}"
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 

@@ -10,7 +10,7 @@
 # shell script JOB as root, prints the guest's dmesg and powers off.
 #
 # Exit status: JOB's; 124 if the VM did not finish in $GMEM_VM_TIMEOUT
-# seconds (default 1800); 125 if the kernel printed a splat (BUG, WARNING,
+# seconds (default 3600); 125 if the kernel printed a splat (BUG, WARNING,
 # KASAN, lockdep, Oops, ...), which is printed too.  The console log is
 # kept in $GMEM_CACHE/vm-<flavor>.log.
 set -euo pipefail
@@ -70,7 +70,7 @@ chmod +x "$root/init"
 stage "booting the $flavor kernel under QEMU (TCG)"
 cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic=0 rdinit=/init"
 set +e
-timeout --foreground "${GMEM_VM_TIMEOUT:-1800}" \
+timeout --foreground "${GMEM_VM_TIMEOUT:-3600}" \
 	qemu-system-x86_64 -machine q35 -cpu max -smp 2,sockets=2,cores=1,threads=1 -m 4G \
 	-object memory-backend-ram,id=node0,size=2G -numa node,nodeid=0,cpus=0,memdev=node0 \
 	-object memory-backend-ram,id=node1,size=2G -numa node,nodeid=1,cpus=1,memdev=node1 \
@@ -83,7 +83,7 @@ set -e
 dmesg_of() { sed -n '/^GMEM-DMESG-BEGIN/,/^GMEM-DMESG-END/p' "$log" | tr -d '\r'; }
 splat_re='BUG:|WARNING:|KASAN:|Oops|general protection fault|Call Trace:|possible (recursive|circular) locking|inconsistent lock state|bad unlock balance|DEBUG_LOCKS_WARN_ON|suspicious RCU usage|irq lock inversion|list_(add|del) corruption|UBSAN:|panicked at|blocked for more than|soft lockup|refcount_t:|Kernel panic'
 if [ "$status" = 124 ]; then
-	stage "the VM did not finish within ${GMEM_VM_TIMEOUT:-1800}s; last lines:"
+	stage "the VM did not finish within ${GMEM_VM_TIMEOUT:-3600}s; last lines:"
 	tail -n 40 "$log" >&2
 	exit 124
 fi

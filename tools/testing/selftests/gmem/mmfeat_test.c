@@ -695,6 +695,84 @@ out:
 	thp_set("always");
 }
 
+/* Passes of NUMA balancing's scanner over this process's address space. */
+static long numa_scan_seq(void)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/self/sched", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " mm->numa_scan_seq : %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/*
+ * NUMA balancing's hinting scan changes the protection of a task's whole
+ * address space once a scan period, and moves no page by itself: what an
+ * NPU maps, in its memory or in place, stays mapped, so its next job takes
+ * no fault.  (Dropping them every period would make a device job on a
+ * distribution kernel fault its working set again about once a second.)
+ * The CPU stays away from both buffers: its own hinting faults could
+ * migrate a page, which would rightly unmap it.
+ */
+TEST_F_TIMEOUT(mmfeat, numa_hinting_keeps_device_mappings, 300)
+{
+	size_t len = 4 * MiB;
+	char *res = peer_mmap_block(len), *inplace = peer_mmap_block(len);
+	long was = read_long("/proc/sys/kernel/numa_balancing"), seq0;
+	struct gmem_npu_wait w;
+	time_t t0;
+
+	if (!two_nodes())
+		SKIP(return, "one NUMA node");
+	if (access("/proc/sys/kernel/numa_balancing", W_OK))
+		SKIP(return, "no NUMA balancing");
+	ASSERT_NE(res, MAP_FAILED);
+	ASSERT_NE(inplace, MAP_FAILED);
+	fill_pattern(res, len, 0x51);
+	fill_pattern(inplace, len, 0x52);
+	ASSERT_EQ(npu_prefetch(self->n.fd0, res, len, 0), 0);
+	ASSERT_EQ(npu_sum(self->n.fd1, inplace, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 0x52));
+
+	seq0 = numa_scan_seq();
+	if (seq0 < 0)
+		SKIP(goto out, "no mm->numa_scan_seq in /proc/self/sched");
+	write_file("/sys/kernel/debug/sched/numa_balancing/scan_delay_ms", "0");
+	write_file("/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms", "100");
+	ASSERT_EQ(write_file("/proc/sys/kernel/numa_balancing", "1"), 0);
+	/*
+	 * Busy elsewhere until the scanner has finished two passes: the
+	 * first may have started past the buffers, the second covered them.
+	 */
+	for (t0 = time(NULL); time(NULL) - t0 < 60;) {
+		for (volatile long spin = 0; spin < 1000000; spin++)
+			;
+		if (numa_scan_seq() >= seq0 + 2)
+			break;
+	}
+	write_file("/proc/sys/kernel/numa_balancing", was == 1 ? "1" : "0");
+	if (numa_scan_seq() < seq0 + 2)
+		SKIP(goto out, "fewer than two hinting scans within 60 s");
+
+	ASSERT_EQ(npu_sum(self->n.fd0, res, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 0x51));
+	EXPECT_EQ(w.faults, 0) TH_LOG("device-resident pages faulted after a scan");
+	ASSERT_EQ(npu_sum(self->n.fd1, inplace, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 0x52));
+	EXPECT_EQ(w.faults, 0) TH_LOG("in-place pages faulted after a scan");
+	ASSERT_EQ(check_pattern(res, len, 0x51), -1);
+	ASSERT_EQ(check_pattern(inplace, len, 0x52), -1);
+out:
+	munmap(res, len);
+	munmap(inplace, len);
+}
+
 /* madvise() on host-resident, device-mapped and device-resident ranges. */
 FIXTURE(madv)
 {
