@@ -44,7 +44,9 @@ vm: setup
 lint: setup
 	@bash scripts/lint.sh
 
+# Waits, as every target does, for one that is using the cache.
 clean:
-	rm -rf "$${GMEM_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/gmem}"
+	@d="$${GMEM_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/gmem}"; \
+	if [ -d "$$d" ]; then flock "$$d/.lock" rm -rf "$$d"; fi
 
 endif

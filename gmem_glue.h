@@ -2,7 +2,8 @@
 /*
  * The C helpers of gmem.ko (gmem_glue.c), called from its Rust code, which
  * declares them again as extern "C" (gmem_devmem.rs, gmem_mm.rs,
- * gmem_core.rs).  Not an interface for drivers: <linux/gmem.h> is.
+ * gmem_core.rs, gmem_fault.rs).  Not an interface for drivers:
+ * <linux/gmem.h> is.
  */
 #ifndef _MM_GMEM_GLUE_H
 #define _MM_GMEM_GLUE_H

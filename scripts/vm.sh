@@ -76,7 +76,7 @@ timeout --foreground "${GMEM_VM_TIMEOUT:-3600}" \
 	-object memory-backend-ram,id=node1,size=2G -numa node,nodeid=1,cpus=1,memdev=node1 \
 	-kernel "$out/arch/x86/boot/bzImage" -initrd "$root.cpio" \
 	-append "$cmdline" -nographic -no-reboot -monitor none -serial stdio \
-	</dev/null 2>&1 | tee "$log" | sed -u '/^GMEM-DMESG-BEGIN/,/^GMEM-DMESG-END/d'
+	</dev/null 9>&- 2>&1 | tee "$log" | sed -u '/^GMEM-DMESG-BEGIN/,/^GMEM-DMESG-END/d'
 status=${PIPESTATUS[0]}
 set -e
 
