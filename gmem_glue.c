@@ -175,9 +175,10 @@ bool gmem_vma_uffd_armed(struct vm_area_struct *vma)
  * VMA still allows reading and writing and no userfaultfd write-protects
  * it.  mprotect() updates vm_flags before it changes the PTEs, so a
  * downgrade is seen here; what remains is NUMA balancing's hinting scan
- * (change_prot_numa), which only makes the CPU's PTEs fault once and would
- * otherwise drop every device mapping and read copy of a task once a scan
- * period.  Every caller of that event holds the mmap lock.
+ * (change_prot_numa), which moves no page and would otherwise drop every
+ * device mapping and read copy of a task once a scan period.  Every sender
+ * of that event holds the mmap lock.  A read-only VMA still loses its
+ * device mappings to a scan: flags cannot tell it from a downgrade.
  */
 bool gmem_prot_change_keeps_access(struct mm_struct *mm, unsigned long start,
 				   unsigned long end)

@@ -724,9 +724,17 @@ TEST_F_TIMEOUT(mmfeat, numa_hinting_keeps_device_mappings, 300)
 {
 	size_t len = 4 * MiB;
 	char *res = peer_mmap_block(len), *inplace = peer_mmap_block(len);
-	long was = read_long("/proc/sys/kernel/numa_balancing"), seq0;
+	static const char *const knob[] = {
+		"/proc/sys/kernel/numa_balancing",
+		"/sys/kernel/debug/sched/numa_balancing/scan_delay_ms",
+		"/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms",
+	};
+	static const char *const fast[] = { "1", "0", "100" };
+	char was[3][32];
 	struct gmem_npu_wait w;
+	long seq0;
 	time_t t0;
+	int i;
 
 	if (!two_nodes())
 		SKIP(return, "one NUMA node");
@@ -743,9 +751,16 @@ TEST_F_TIMEOUT(mmfeat, numa_hinting_keeps_device_mappings, 300)
 	seq0 = numa_scan_seq();
 	if (seq0 < 0)
 		SKIP(goto out, "no mm->numa_scan_seq in /proc/self/sched");
-	write_file("/sys/kernel/debug/sched/numa_balancing/scan_delay_ms", "0");
-	write_file("/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms", "100");
-	ASSERT_EQ(write_file("/proc/sys/kernel/numa_balancing", "1"), 0);
+	for (i = 0; i < 3; i++) {
+		FILE *f = fopen(knob[i], "r");
+
+		ASSERT_NE(f, NULL) TH_LOG("no knob %d", i);
+		ASSERT_NE(fgets(was[i], sizeof(was[i]), f), NULL);
+		fclose(f);
+		was[i][strcspn(was[i], "\n")] = 0;
+	}
+	for (i = 2; i >= 0; i--)
+		ASSERT_EQ(write_file(knob[i], fast[i]), 0) TH_LOG("knob %d", i);
 	/*
 	 * Busy elsewhere until the scanner has finished two passes: the
 	 * first may have started past the buffers, the second covered them.
@@ -756,7 +771,8 @@ TEST_F_TIMEOUT(mmfeat, numa_hinting_keeps_device_mappings, 300)
 		if (numa_scan_seq() >= seq0 + 2)
 			break;
 	}
-	write_file("/proc/sys/kernel/numa_balancing", was == 1 ? "1" : "0");
+	for (i = 0; i < 3; i++)
+		write_file(knob[i], was[i]);
 	if (numa_scan_seq() < seq0 + 2)
 		SKIP(goto out, "fewer than two hinting scans within 60 s");
 
@@ -768,6 +784,13 @@ TEST_F_TIMEOUT(mmfeat, numa_hinting_keeps_device_mappings, 300)
 	EXPECT_EQ(w.faults, 0) TH_LOG("in-place pages faulted after a scan");
 	ASSERT_EQ(check_pattern(res, len, 0x51), -1);
 	ASSERT_EQ(check_pattern(inplace, len, 0x52), -1);
+	/* And what the devices write through the mappings kept reaches the CPU. */
+	ASSERT_EQ(npu_touch(self->n.fd0, res, len, true, 0x5151ULL, &w), 0);
+	ASSERT_EQ(npu_touch(self->n.fd1, inplace, len, true, 0x5252ULL, &w), 0);
+	for (size_t off = 0; off < len; off += self->n.ps) {
+		ASSERT_EQ(*(__u64 *)(res + off), 0x5151ULL);
+		ASSERT_EQ(*(__u64 *)(inplace + off), 0x5252ULL);
+	}
 out:
 	munmap(res, len);
 	munmap(inplace, len);
