@@ -51,8 +51,16 @@ EOF
 # file open (and gmem_npu.ko loaded).  Returns CMD's exit status (143 if
 # stopped).
 mm_run() {
-	local out=$1
+	local out=$1 i
 	shift
+	# Both runs of a suite start with the whole hugetlb pool free: the
+	# processes of the run before may still be giving theirs back, and a
+	# suite skips its hugetlb cases when too few are free.
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(cat /proc/sys/vm/nr_hugepages)" = \
+			"$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)" ] && break
+		sleep 0.5
+	done
 	setsid "$@" >"$out" 2>&1 </dev/null &
 	local pid=$! watcher rc
 	(sleep $MM_TIMEOUT; kill -TERM -$pid 2>/dev/null; sleep 2; kill -KILL -$pid 2>/dev/null) &
