@@ -408,9 +408,6 @@ extern "C" {
         addr: usize,
         nofail: bool,
     ) -> *mut bindings::page;
-    /// Whether a collected device page is still in use, not one that has
-    /// just migrated home and waits for its last put (gmem_glue.c).
-    fn gmem_devpage_in_use(pfn: kernel::ffi::c_ulong) -> bool;
 }
 
 fn migrate_pfn(pfn: usize) -> usize {
@@ -1049,12 +1046,6 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, nofail: bool) -> Result<us
     })?;
     for i in 0..n {
         if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
-            continue;
-        }
-        // A page another migration has just moved home is collected too:
-        // without a destination it stays, and its last put frees it.
-        // SAFETY: A pfn of our pagemap, collected (referenced) above.
-        if !unsafe { gmem_devpage_in_use(pool.base_pfn + first + i) } {
             continue;
         }
         // SAFETY: With no VMA, a plain page allocation.

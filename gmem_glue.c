@@ -77,25 +77,6 @@ bool gmem_pfn_is_zone_device(unsigned long pfn)
 }
 
 /*
- * Whether eviction may move device page @pfn, which migrate_device_range()
- * has collected (referenced and locked), for gmem_fault.rs.  With memory
- * cgroups on, a device page in use carries its owner's charge: migration
- * to the device moves it in, and a page for an empty PTE is charged when
- * it is inserted.  A page that has just migrated home has given its charge
- * to the host page and waits, unlocked and unmapped, for its last put;
- * migrate_device_range() collects it all the same, and moving it again
- * would copy stale data into an uncharged host page (mem_cgroup_migrate()
- * warns).  With cgroups off such a move copies into a page no one maps,
- * which is then freed.
- */
-#include <linux/memcontrol.h>
-
-bool gmem_devpage_in_use(unsigned long pfn)
-{
-	return mem_cgroup_disabled() || folio_memcg(pfn_folio(pfn));
-}
-
-/*
  * Layout facts of C structures that the Rust code reads through bindgen's
  * view of them.  gmem checks the two agree before it does anything (see
  * gmem_core.rs: check_layouts), because a silent mismatch would corrupt
