@@ -429,6 +429,24 @@ static const char *thp_set(const char *mode)
 }
 
 /*
+ * MADV_COLLAPSE, retried as its manual page allows: EAGAIN is a transient
+ * failure (a page locked or still in a per-CPU LRU batch) and ENOMEM means no
+ * free huge page, which compaction may make.  Any other error is final.
+ */
+static int collapse(void *p, size_t len)
+{
+	for (int i = 0; i < 10; i++) {
+		if (!madvise(p, len, MADV_COLLAPSE))
+			return 0;
+		if (errno != EAGAIN && errno != ENOMEM)
+			return -1;
+		write_file("/proc/sys/vm/compact_memory", "1");
+		usleep(100 * 1000);
+	}
+	return -1;
+}
+
+/*
  * A range the NPU maps in place is collapsed into huge pages (MADV_COLLAPSE,
  * khugepaged's code run synchronously) and later split, in THP mode @mode;
  * the NPU sees the data and its writes throughout, and one device fault
@@ -456,8 +474,11 @@ static void thp_collapse_split(struct __test_metadata *_metadata,
 	ASSERT_EQ(thp_set(mode), NULL);
 	if (!strcmp(mode, "madvise"))
 		ASSERT_EQ(madvise(p, len, MADV_HUGEPAGE), 0);
-	if (madvise(p, len, MADV_COLLAPSE) && errno == EINVAL)
-		SKIP(goto out, "no MADV_COLLAPSE");
+	if (collapse(p, len)) {
+		if (errno == EINVAL)
+			SKIP(goto out, "no MADV_COLLAPSE");
+		ASSERT_EQ(errno, 0) TH_LOG("MADV_COLLAPSE: %s", strerror(errno));
+	}
 	ASSERT_EQ(smaps_kb(p, "AnonHugePages"), (long)(len >> 10));
 	ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, 0x7e));
@@ -480,7 +501,7 @@ static void thp_collapse_split(struct __test_metadata *_metadata,
 		ASSERT_EQ(*(__u64 *)(p + off), 0x1234ULL);
 	ASSERT_SAME_VIEW(self->n.fd1, p, len);
 	/* And npu0 takes the (split) pages to its memory and back. */
-	ASSERT_EQ(madvise(p, len, MADV_COLLAPSE), 0);
+	ASSERT_EQ(collapse(p, len), 0) TH_LOG("MADV_COLLAPSE: %s", strerror(errno));
 	ASSERT_SAME_VIEW(self->n.fd0, p, len);
 	ASSERT_EQ(*(__u64 *)(p + self->n.ps), 0x1234ULL);
 	ASSERT_SAME_VIEW(self->n.fd1, p, len);
