@@ -29,18 +29,14 @@ installed_version() {
 
 # QEMU's packages must agree on one version: a machine may already have
 # qemu-utils from bookworm-backports, which bookworm's qemu-system-x86 would
-# remove.  Then take qemu-system-x86 from backports too (the suite is added
-# at its default priority, so nothing else moves to it).
-qemu_pick() {
-	local v
-	v=$(installed_version qemu-utils)
-	if [[ $v != *~bpo12* ]]; then
-		echo qemu-system-x86
-		return
-	fi
+# remove.  Then QEMU and the dependencies of its version come from backports
+# (the suite is added at its default priority and targeted only by QEMU's own
+# apt-get run, so nothing else moves to it).
+qemu_from_backports() {
+	[[ $(installed_version qemu-utils) == *~bpo12* ]] || return 1
 	if [ ! -e /etc/apt/sources.list.d/gmem-backports.sources ] &&
 		! apt-cache policy qemu-system-x86 | grep -q bookworm-backports; then
-		stage "qemu-utils $v is from bookworm-backports: adding that suite for qemu-system-x86"
+		stage "qemu-utils is from bookworm-backports: adding that suite for qemu-system-x86"
 		$SUDO tee /etc/apt/sources.list.d/gmem-backports.sources >/dev/null <<-EOF
 			Types: deb
 			URIs: http://deb.debian.org/debian
@@ -50,7 +46,28 @@ qemu_pick() {
 		EOF
 		$SUDO apt-get update -q >&2
 	fi
-	echo qemu-system-x86/bookworm-backports
+}
+
+# apt_install [APT_OPTION...] -- PACKAGE...: install, but never remove what
+# the machine has: say what would go, and stop.
+apt_install() {
+	local opts=() sim removed
+	while [ "$1" != -- ]; do opts+=("$1"); shift; done
+	shift
+	if ! sim=$(LC_ALL=C apt-get install -s -q --no-install-recommends "${opts[@]}" "$@" 2>&1); then
+		printf '%s\n' "$sim" >&2
+		echo "setup: apt-get cannot install $* (above)" >&2
+		exit 1
+	fi
+	removed=$(printf '%s\n' "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+	if [ -n "$removed" ]; then
+		echo "setup: installing $* would remove: $removed" >&2
+		echo "setup: nothing was changed; remove or replace these yourself, then rerun" >&2
+		exit 1
+	fi
+	stage "apt-get install ${opts[*]} $*"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+		"${opts[@]}" "$@"
 }
 
 # Clippy and rustfmt must be the installed rustc's own version.
@@ -67,26 +84,23 @@ rust_pick() {
 if ((${#missing[@]})); then
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 	$SUDO apt-get update -q
+	qemu=()
 	for i in "${!missing[@]}"; do
 		case ${missing[$i]} in
-		qemu-system-x86) missing[$i]=$(qemu_pick) ;;
+		qemu-system-x86)
+			if qemu_from_backports; then
+				qemu=(qemu-system-x86)
+				unset 'missing[i]'
+			fi ;;
 		rust-web-clippy | rustfmt-web) missing[$i]=$(rust_pick "${missing[$i]}") ;;
 		esac
 	done
-	# Never remove what the machine has: say what would go, and stop.
-	if ! sim=$(LC_ALL=C apt-get install -s -q --no-install-recommends "${missing[@]}" 2>&1); then
-		printf '%s\n' "$sim" >&2
-		echo "setup: apt-get cannot install ${missing[*]} (above)" >&2
-		exit 1
+	if ((${#missing[@]})); then
+		apt_install -- "${missing[@]}"
 	fi
-	removed=$(printf '%s\n' "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
-	if [ -n "$removed" ]; then
-		echo "setup: installing ${missing[*]} would remove: $removed" >&2
-		echo "setup: nothing was changed; remove or replace these yourself, then rerun" >&2
-		exit 1
+	if ((${#qemu[@]})); then
+		apt_install -t bookworm-backports -- "${qemu[@]}"
 	fi
-	stage "apt-get install ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ! have_bindgen "$BINDGEN_VERSION"; then
