@@ -201,11 +201,17 @@ fn take_dups(head: &mut Option<KBox<Dup>>, pred: &impl Fn(&Dup) -> bool) -> Opti
 
 /// One chunk of device memory.  Free when `used` is 0 and it is not being
 /// evicted; `key` and `pinned` only mean something while it is in use.
+///
+/// # Invariants
+///
+/// A bit of `gone` is set only where `bits` has one: the page is allocated
+/// but holds no data of anyone's (see [`DevMem::retire`]).
 #[derive(Clone, Copy, Default)]
 struct Chunk {
     key: BlockKey,
     used: u32,
     bits: [u64; CHUNK_WORDS],
+    gone: [u64; CHUNK_WORDS],
     stamp: u64,
     pinned: bool,
     evicting: bool,
@@ -771,6 +777,32 @@ impl DevMem {
         moved
     }
 
+    /// Page `idx` no longer holds data: its contents moved to the host, or
+    /// the migration meant to fill it failed.  Called while the migration
+    /// still holds the page locked, before it is unlocked and put.  Until
+    /// its last reference goes, eviction may still collect the page by pfn
+    /// range (`migrate_device_range` takes any referenced page it can
+    /// lock), and must then leave it alone ([`DevMem::is_gone`]): moving it
+    /// would copy stale data into a host page that no memcg is charged for.
+    pub(crate) fn retire(&self, idx: usize) {
+        let mut chunks = self.chunks.lock();
+        let off = idx % CHUNK_PAGES;
+        if let Some(c) = chunks.v.get_mut(idx / CHUNK_PAGES) {
+            // INVARIANT: Only an allocated page is marked.
+            c.gone[off / 64] |= c.bits[off / 64] & (1u64 << (off % 64));
+        }
+    }
+
+    /// Whether page `idx` was retired and waits for its last reference.
+    pub(crate) fn is_gone(&self, idx: usize) -> bool {
+        let chunks = self.chunks.lock();
+        let off = idx % CHUNK_PAGES;
+        chunks
+            .v
+            .get(idx / CHUNK_PAGES)
+            .is_some_and(|c| c.gone[off / 64] & (1u64 << (off % 64)) != 0)
+    }
+
     pub(crate) fn free_page(&self, idx: usize) {
         {
             let mut chunks = self.chunks.lock();
@@ -779,6 +811,7 @@ impl DevMem {
             };
             let off = idx % CHUNK_PAGES;
             c.bits[off / 64] &= !(1u64 << (off % 64));
+            c.gone[off / 64] &= !(1u64 << (off % 64));
             c.used -= 1;
             if c.used == 0 {
                 c.pinned = false;

@@ -408,6 +408,8 @@ extern "C" {
         addr: usize,
         nofail: bool,
     ) -> *mut bindings::page;
+    /// Whether a collected host page is a KSM page (gmem_glue.c).
+    fn gmem_pfn_is_ksm(pfn: kernel::ffi::c_ulong) -> bool;
 }
 
 fn migrate_pfn(pfn: usize) -> usize {
@@ -466,6 +468,24 @@ impl MigrateBufs {
         }
     }
 
+    /// After `migrate_*_pages()`, before finalizing: retires in `pool` the
+    /// device pages this migration leaves without data, which finalizing
+    /// unlocks before their last put.  Those are the sources that moved
+    /// (`from_device`), or the destinations whose source did not.
+    fn retire(&self, pool: &DevMem, from_device: bool) {
+        for (&s, &d) in self.src.iter().zip(self.dst.iter()) {
+            let moved = d != 0 && s & MIGRATE_PFN_MIGRATE != 0;
+            let page = match (from_device, moved) {
+                (true, true) => s,
+                (false, false) if d != 0 => d,
+                _ => continue,
+            };
+            if let Some(idx) = mpfn_pfn(page).and_then(|p| pool.index_of(p)) {
+                pool.retire(idx);
+            }
+        }
+    }
+
     fn moved(&self) -> usize {
         self.src
             .iter()
@@ -513,10 +533,22 @@ pub(crate) fn migrate_to_device(
     // SAFETY: `args` describes a range of a VMA of a read-locked mm, with
     // arrays of `n` entries.
     kernel::error::to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
+    let mut ksm = 0;
     if args.cpages != 0 {
         for i in 0..n {
             if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
                 continue;
+            }
+            // A KSM page stays in host memory, mapped in place: KSM's
+            // stable tree (its rmap walk, ksmd's comparisons) would be
+            // handed a device page, and every process that merged into
+            // the page would be unmapped from it.
+            if let Some(pfn) = mpfn_pfn(b.src[i]) {
+                // SAFETY: A host page collected (referenced) above.
+                if unsafe { gmem_pfn_is_ksm(pfn as _) } {
+                    ksm += 1;
+                    continue;
+                }
             }
             // No room after all (taken meanwhile): used in place.
             let off = (start - key.block) / PAGE_SIZE + i;
@@ -537,9 +569,16 @@ pub(crate) fn migrate_to_device(
         pool.device().copy_to_dev(&b.copy_to, &b.copy_from);
         // SAFETY: The setup above succeeded; destinations are locked.
         unsafe { bindings::migrate_vma_pages(&mut args) };
+        b.retire(pool, false);
     }
     let moved = b.moved();
-    let foreign = b.src.iter().filter(|&&s| s == 0).count();
+    // The other PTEs of a KSM page were not collected (its lock was ours):
+    // not pages of another device, and another pass would skip them again.
+    let foreign = if ksm > 0 {
+        0
+    } else {
+        b.src.iter().filter(|&&s| s == 0).count()
+    };
     // SAFETY: Ends the migration set up above; unmigrated destinations are
     // freed (back to the pool through `page_free`).
     unsafe { bindings::migrate_vma_finalize(&mut args) };
@@ -601,6 +640,7 @@ unsafe fn migrate_to_host(
     pool.device().copy_from_dev(&b.copy_to, &b.copy_from);
     // SAFETY: Set up above; destinations locked.
     unsafe { bindings::migrate_vma_pages(&mut args) };
+    b.retire(pool, true);
     let moved = b.moved();
     // SAFETY: Ends the migration set up above.
     unsafe { bindings::migrate_vma_finalize(&mut args) };
@@ -1045,7 +1085,9 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, nofail: bool) -> Result<us
         )
     })?;
     for i in 0..n {
-        if b.src[i] & MIGRATE_PFN_MIGRATE == 0 {
+        // A page another migration has just emptied is collected too:
+        // without a destination it stays, and its last put frees it.
+        if b.src[i] & MIGRATE_PFN_MIGRATE == 0 || pool.is_gone(first + i) {
             continue;
         }
         // SAFETY: With no VMA, a plain page allocation.
@@ -1070,6 +1112,10 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, nofail: bool) -> Result<us
             b.dst.as_mut_ptr().cast(),
             n as _,
         );
+    }
+    b.retire(pool, true);
+    // SAFETY: Ends the migration collected above.
+    unsafe {
         bindings::migrate_device_finalize(
             b.src.as_mut_ptr().cast(),
             b.dst.as_mut_ptr().cast(),

@@ -77,6 +77,15 @@ bool gmem_pfn_is_zone_device(unsigned long pfn)
 }
 
 /*
+ * Whether host page @pfn, collected (referenced and locked) for migration,
+ * is a KSM page, which gmem_fault.rs leaves in host memory.
+ */
+bool gmem_pfn_is_ksm(unsigned long pfn)
+{
+	return folio_test_ksm(pfn_folio(pfn));
+}
+
+/*
  * Layout facts of C structures that the Rust code reads through bindgen's
  * view of them.  gmem checks the two agree before it does anything (see
  * gmem_core.rs: check_layouts), because a silent mismatch would corrupt

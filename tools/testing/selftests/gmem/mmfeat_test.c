@@ -408,12 +408,134 @@ TEST_F_TIMEOUT(mmfeat, ksm_merge_then_device_write, 300)
 	}
 	ASSERT_LE(ksm_merging_pages(), (long)npages - 1);
 	ASSERT_SAME_VIEW(self->n.fd1, p, len);
-	/* Merged pages migrate to (or are read in place by) npu0. */
+	/*
+	 * npu0 writes page 9, which breaks its merge first; page 10 stays
+	 * merged and is read in place (merged pages never migrate).
+	 */
 	ASSERT_EQ(npu_touch(self->n.fd0, p + 9 * self->n.ps, self->n.ps, true, 0x99ULL, &w), 0);
 	ASSERT_EQ(*(__u64 *)(p + 9 * self->n.ps), 0x99ULL);
 	ASSERT_EQ(p[10 * self->n.ps], 0x5a);
 	ASSERT_SAME_VIEW(self->n.fd0, p, len);
 	ASSERT_SAME_VIEW(self->n.fd1, p, len);
+	ASSERT_EQ(madvise(p, len, MADV_UNMERGEABLE), 0);
+	write_file(KSM "/run", "2");
+	ASSERT_EQ(munmap(p, 2 * MiB), 0);
+}
+
+#define PM_PRESENT		(1ULL << 63)
+#define PM_PFN_MASK		((1ULL << 55) - 1)
+
+/* The pagemap entry of page @addr of process @pid (0 if unreadable). */
+static uint64_t pagemap_entry(pid_t pid, const void *addr, size_t ps)
+{
+	char path[64];
+	uint64_t e;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	n = pread(fd, &e, sizeof(e), (uintptr_t)addr / ps * sizeof(e));
+	close(fd);
+	return n == sizeof(e) ? e : 0;
+}
+
+/*
+ * Whether page @addr of @pid is present in host memory; a page being
+ * migrated (compaction) is given a moment to be back.
+ */
+static bool page_in_host_memory(pid_t pid, const void *addr, size_t ps)
+{
+	for (int i = 0; i < 20; i++) {
+		if (pagemap_entry(pid, addr, ps) & PM_PRESENT)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/*
+ * KSM merges pages of this process with those of a plain (non-gmem)
+ * process next door; npu0's fault on the merged pages must leave them in
+ * host memory: migrating one would unmap it from every process that maps
+ * it and hand KSM's stable tree a device page.  The device reads them in
+ * place and the neighbour keeps its pages and data.  The neighbour's
+ * buffer is locked, so that swap cannot take its pages either.
+ */
+TEST_F_TIMEOUT(mmfeat, ksm_page_shared_with_another_process_stays_home, 300)
+{
+	size_t npages = 32, len = npages * self->n.ps;
+	int go[2], ready[2], status;
+	struct gmem_npu_wait w;
+	char path[64], c = 0;
+	long merged = 0;
+	char *p, *q;
+	pid_t pid;
+
+	if (access(KSM "/run", W_OK))
+		SKIP(return, "no KSM");
+	ASSERT_EQ(pipe(go), 0);
+	ASSERT_EQ(pipe(ready), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		/* The test's end, even a failed one, ends the wait below. */
+		close(go[1]);
+		q = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (q == MAP_FAILED)
+			_exit(2);
+		memset(q, 0x3c, len);
+		if (mlock(q, len) || madvise(q, len, MADV_MERGEABLE))
+			_exit(3);
+		if (write(ready[1], &q, sizeof(q)) != sizeof(q) ||
+		    read(go[0], &c, 1) != 1)
+			_exit(4);
+		for (size_t i = 0; i < len; i++)
+			if (q[i] != 0x3c)
+				_exit(5);
+		_exit(0);
+	}
+	close(go[0]);
+	ASSERT_EQ(read(ready[0], &q, sizeof(q)), sizeof(q));
+	p = peer_mmap_block(2 * MiB);
+	ASSERT_NE(p, MAP_FAILED);
+	memset(p, 0x3c, len);
+	ASSERT_EQ(madvise(p, len, MADV_MERGEABLE), 0);
+	ASSERT_EQ(write_file(KSM "/pages_to_scan", "10000"), 0);
+	ASSERT_EQ(write_file(KSM "/sleep_millisecs", "10"), 0);
+	ASSERT_EQ(write_file(KSM "/run", "1"), 0);
+	snprintf(path, sizeof(path), "/proc/%d/ksm_merging_pages", pid);
+	for (int i = 0; i < 2000; i++) {
+		merged = ksm_merging_pages();
+		if (merged == (long)npages && read_long(path) == (long)npages)
+			break;
+		usleep(10000);
+	}
+	ASSERT_EQ(merged, (long)npages);
+	ASSERT_EQ(read_long(path), (long)npages);
+	/* One KSM page backs both buffers. */
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t mine = pagemap_entry(getpid(), p + i * self->n.ps, self->n.ps);
+		uint64_t theirs = pagemap_entry(pid, q + i * self->n.ps, self->n.ps);
+
+		ASSERT_TRUE(mine & PM_PRESENT);
+		ASSERT_EQ(mine & PM_PFN_MASK, theirs & PM_PFN_MASK)
+			TH_LOG("page %zu: not one merged page", i);
+	}
+
+	ASSERT_EQ(npu_sum(self->n.fd0, p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x3c, len));
+	for (size_t i = 0; i < npages; i++)
+		ASSERT_TRUE(page_in_host_memory(pid, q + i * self->n.ps, self->n.ps))
+			TH_LOG("the other process's page %zu left host memory", i);
+	ASSERT_SAME_VIEW(self->n.fd0, p, len);
+
+	ASSERT_EQ(write(go[1], &c, 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+		TH_LOG("the other process saw its data change (status %#x)", status);
 	ASSERT_EQ(madvise(p, len, MADV_UNMERGEABLE), 0);
 	write_file(KSM "/run", "2");
 	ASSERT_EQ(munmap(p, 2 * MiB), 0);
@@ -435,14 +557,20 @@ static const char *thp_set(const char *mode)
  */
 static int collapse(void *p, size_t len)
 {
+	int err = 0;
+
 	for (int i = 0; i < 10; i++) {
+		if (i) {
+			write_file("/proc/sys/vm/compact_memory", "1");
+			usleep(100 * 1000);
+		}
 		if (!madvise(p, len, MADV_COLLAPSE))
 			return 0;
-		if (errno != EAGAIN && errno != ENOMEM)
-			return -1;
-		write_file("/proc/sys/vm/compact_memory", "1");
-		usleep(100 * 1000);
+		err = errno;
+		if (err != EAGAIN && err != ENOMEM)
+			break;
 	}
+	errno = err;
 	return -1;
 }
 
