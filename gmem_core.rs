@@ -378,7 +378,7 @@ pub(crate) struct Registry {
 /// caller of them is a module that depends on gmem.ko.
 static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(ptr::null_mut());
 
-fn registry() -> &'static Registry {
+pub(crate) fn registry() -> &'static Registry {
     let reg = REGISTRY.load(Ordering::Acquire);
     // SAFETY: Per `REGISTRY`, every caller runs while the module is live and
     // the pointer is set to a `Registry` that outlives the call.
@@ -391,6 +391,24 @@ impl Registry {
         for dev in self.devices.lock().values() {
             f(dev);
         }
+    }
+
+    /// `GMEM_IOC_DEV_INFO`: the device with the lowest id at or above
+    /// `info.id`, described into `info`; `ENODEV` if there is none.  Under
+    /// the registry lock, so the device's memory is still there.
+    pub(crate) fn dev_info(&self, info: &mut bindings::gmem_dev_info) -> Result {
+        let devices = self.devices.lock();
+        let (_, dev) = devices.iter().find(|(&id, _)| id >= info.id).ok_or(ENODEV)?;
+        info.id = dev.id;
+        info.caps = dev.caps;
+        info.mem_bytes = dev.devmem().map_or(0, |p| (p.npages * bindings::PAGE_SIZE) as u64);
+        info.name = [0; bindings::GMEM_DEV_NAME_LEN as usize];
+        let name = dev.name().as_bytes();
+        let n = name.len().min(info.name.len() - 1);
+        for (d, &c) in info.name.iter_mut().zip(&name[..n]) {
+            *d = c as _;
+        }
+        Ok(())
     }
 }
 
@@ -961,7 +979,7 @@ pub unsafe extern "C" fn gmem_dev_register(
         }
         // SAFETY: `name` is a NUL-terminated string per the contract.
         let name = unsafe { CStr::from_char_ptr(name) };
-        if name.is_empty() || name.len() > 31 {
+        if name.is_empty() || name.len() >= bindings::GMEM_DEV_NAME_LEN as usize {
             return Err(EINVAL);
         }
         let reg = registry();

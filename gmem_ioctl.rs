@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `/dev/gmem`: hints on ranges of the caller's address space, in CUDA's
-//! vocabulary (`GMEM_IOC_ADVISE`), and their query (`GMEM_IOC_GET_ATTRS`).
+//! vocabulary (`GMEM_IOC_ADVISE`), their query (`GMEM_IOC_GET_ATTRS`), and
+//! the list of devices (`GMEM_IOC_DEV_INFO`).
 //!
 //! An ioctl rather than the RFC's `hmadvise()` system call: a module cannot
 //! add a system call, the core-MM patch stays two hooks long, and, as the
@@ -29,6 +30,7 @@ const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 const IOC_MAGIC: u32 = bindings::GMEM_IOC_MAGIC as u32;
 const IOC_ADVISE: u32 = _IOW::<bindings::gmem_advise>(IOC_MAGIC, 1);
 const IOC_GET_ATTRS: u32 = _IOWR::<bindings::gmem_range_attrs>(IOC_MAGIC, 2);
+const IOC_DEV_INFO: u32 = _IOWR::<bindings::gmem_dev_info>(IOC_MAGIC, 3);
 const DEV_HOST: i32 = bindings::GMEM_DEV_HOST;
 const DEV_NONE: i32 = bindings::GMEM_DEV_NONE;
 
@@ -99,6 +101,13 @@ unsafe extern "C" fn gmem_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_
         IOC_GET_ATTRS => read_arg::<bindings::gmem_range_attrs>(arg).and_then(|mut q| {
             get_attrs(&mut q)?;
             write_arg(arg, &q)
+        }),
+        IOC_DEV_INFO => read_arg::<bindings::gmem_dev_info>(arg).and_then(|mut d| {
+            if d.reserved != 0 {
+                return Err(EINVAL);
+            }
+            crate::registry().dev_info(&mut d)?;
+            write_arg(arg, &d)
         }),
         _ => Err(ENOTTY),
     };

@@ -84,9 +84,25 @@ struct gmem_range_attrs {
 	__u64 reserved;		/* must be 0 */
 };
 
+/*
+ * GMEM_IOC_DEV_INFO: the registered device with the lowest gmem id at or
+ * above @id, whether or not this process has attached it; ENODEV when there
+ * is none.  Enumerate with @id = 0, then the id returned plus one.
+ */
+#define GMEM_DEV_NAME_LEN	32
+
+struct gmem_dev_info {
+	__u32 id;		/* in: first id to look at; out: the device's */
+	__u32 caps;		/* out: GMEM_DEV_CAP_* (the NPU's below) */
+	__u64 mem_bytes;	/* out: device memory given to gmem, or 0 */
+	char name[GMEM_DEV_NAME_LEN];	/* out: NUL-terminated */
+	__u64 reserved;		/* must be 0 */
+};
+
 #define GMEM_IOC_MAGIC		'G'
 #define GMEM_IOC_ADVISE		_IOW(GMEM_IOC_MAGIC, 1, struct gmem_advise)
 #define GMEM_IOC_GET_ATTRS	_IOWR(GMEM_IOC_MAGIC, 2, struct gmem_range_attrs)
+#define GMEM_IOC_DEV_INFO	_IOWR(GMEM_IOC_MAGIC, 3, struct gmem_dev_info)
 
 /* gmem device ids are below this (bit masks above). */
 #define GMEM_MAX_DEVICES	64

@@ -61,6 +61,20 @@ FIXTURE_TEARDOWN(hints)
 
 static const char *const npu_name[] = { "npu0", "npu1" };
 
+/* Memory of each NPU: gmem_npu.ko's dram_mib. */
+static unsigned long long npu_dram_bytes(void)
+{
+	unsigned long long mib = 0;
+	FILE *f = fopen("/sys/module/gmem_npu/parameters/dram_mib", "r");
+
+	if (f) {
+		if (fscanf(f, "%llu", &mib) != 1)
+			mib = 0;
+		fclose(f);
+	}
+	return mib << 20;
+}
+
 /* PREFETCH to a device and back to the host moves exactly the range. */
 TEST_F(hints, prefetch_device_and_host)
 {
@@ -370,6 +384,45 @@ TEST_F(hints, invalid_advice)
 	ASSERT_EQ(dev_stat("npu0", "pinned"), 0);
 	ASSERT_EQ(munmap(p, len), 0);
 	ASSERT_EQ(munmap(anon, 4 * ps), 0);
+}
+
+/*
+ * GMEM_IOC_DEV_INFO lists every registered device in id order, with its
+ * name and memory; past the last it says ENODEV, and a nonzero reserved
+ * field is refused without an answer.
+ */
+TEST_F(hints, dev_info_lists_devices)
+{
+	struct gmem_dev_info d = { .id = 0 };
+	int found = 0, prev = -1;
+
+	while (!ioctl(self->gfd, GMEM_IOC_DEV_INFO, &d)) {
+		ASSERT_GT((int)d.id, prev);
+		ASSERT_NE(d.name[0], 0);
+		ASSERT_EQ(d.name[sizeof(d.name) - 1], 0);
+		for (int i = 0; i < self->ndev; i++) {
+			if ((int)d.id != self->dev[i])
+				continue;
+			ASSERT_STREQ(d.name, npu_name[i]);
+			ASSERT_EQ(d.mem_bytes, npu_dram_bytes());
+			ASSERT_TRUE(d.caps & GMEM_NPU_CAP_DEVMEM);
+			found++;
+		}
+		prev = d.id;
+		d = (struct gmem_dev_info){ .id = prev + 1 };
+	}
+	ASSERT_EQ(errno, ENODEV);
+	ASSERT_EQ(found, self->ndev);
+
+	d = (struct gmem_dev_info){ .id = 0, .reserved = 1 };
+	ASSERT_EQ(ioctl(self->gfd, GMEM_IOC_DEV_INFO, &d), -1);
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_EQ(d.name[0], 0);
+	d = (struct gmem_dev_info){ .id = prev + 1 };
+	ASSERT_EQ(ioctl(self->gfd, GMEM_IOC_DEV_INFO, &d), -1);
+	ASSERT_EQ(errno, ENODEV);
+	ASSERT_EQ(ioctl(self->gfd, GMEM_IOC_DEV_INFO, NULL), -1);
+	ASSERT_EQ(errno, EFAULT);
 }
 
 /*
