@@ -65,6 +65,29 @@ if [ ! -f "$out/.config" ] || [ "$(cat "$out/.gmem-config-stamp" 2>/dev/null)" !
 	echo "$cfg_stamp" >"$out/.gmem-config-stamp"
 fi
 
+# gmem's sources are linked, and make goes by time: a checkout whose files
+# are older than what an earlier checkout built would keep the old objects.
+# Each group whose contents differ from what was last built is dated now
+# (the headers apart: touching them rebuilds much of the kernel).
+stamp_group() { # NAME FILE...
+	local name=$1 sum
+	shift
+	sum=$(cat "$@" | sha256sum | cut -c1-16)
+	if [ "$(cat "$out/.gmem-$name-stamp" 2>/dev/null)" != "$sum" ]; then
+		touch "$@"
+	fi
+	stamps+=("$name=$sum")
+}
+stamps=()
+stamp_group src "$GMEM_ROOT"/*.rs "$GMEM_ROOT"/*.c "$GMEM_ROOT"/*.h "$GMEM_ROOT"/Makefile "$GMEM_ROOT"/Kconfig
+stamp_group hdr "$GMEM_ROOT"/include/linux/gmem.h "$GMEM_ROOT"/include/uapi/linux/gmem.h
+
 stage "building the $flavor kernel: ${targets[*]} (build dir $out)"
 kmake "$flavor" "${targets[@]}"
+# Only a build of the modules has built what the stamps describe.
+if [[ " ${targets[*]} " == *" modules "* ]]; then
+	for st in "${stamps[@]}"; do
+		echo "${st#*=}" >"$out/.gmem-${st%%=*}-stamp"
+	done
+fi
 stage "kernel ($flavor) built"

@@ -37,14 +37,15 @@ qemu_from_backports() {
 	if [ ! -e /etc/apt/sources.list.d/gmem-backports.sources ] &&
 		! apt-cache policy qemu-system-x86 | grep -q bookworm-backports; then
 		stage "qemu-utils is from bookworm-backports: adding that suite for qemu-system-x86"
-		$SUDO tee /etc/apt/sources.list.d/gmem-backports.sources >/dev/null <<-EOF
+		# Called as a condition, where set -e does not apply: exit here.
+		$SUDO tee /etc/apt/sources.list.d/gmem-backports.sources >/dev/null <<-EOF || exit 1
 			Types: deb
 			URIs: http://deb.debian.org/debian
 			Suites: bookworm-backports
 			Components: main
 			Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 		EOF
-		$SUDO apt-get update -q >&2
+		$SUDO apt-get update -q >&2 || exit 1
 	fi
 }
 
