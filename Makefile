@@ -8,7 +8,9 @@ ifneq ($(KERNELRELEASE),)
 # The core-MM hook is built in; the subsystem and drivers are modules.
 obj-y			+= gmem_hook.o
 obj-$(CONFIG_GMEM)	+= gmem.o
-gmem-y			:= gmem_core.o gmem_glue.o
+gmem-y			:= gmem_core.o gmem_glue.o gmem_trace.o
+# The trace header is included from here by <trace/define_trace.h>.
+CFLAGS_gmem_trace.o	:= -I$(src)
 obj-$(CONFIG_GMEM_NPU)	+= gmem_npu.o
 
 else

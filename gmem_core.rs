@@ -95,6 +95,7 @@ mod gmem_fault;
 mod gmem_ioctl;
 mod gmem_mm;
 mod gmem_sync;
+mod gmem_trace;
 mod gmem_uaccess;
 mod gmem_vma;
 
@@ -288,6 +289,11 @@ impl GmemDev {
         &self.name
     }
 
+    /// The device's gmem id.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The device's memory, if it gave gmem any.
     pub(crate) fn devmem(&self) -> Option<&DevMem> {
         // SAFETY: Set once to a pool that lives until unregistration, after
@@ -398,10 +404,15 @@ impl Registry {
     /// the registry lock, so the device's memory is still there.
     pub(crate) fn dev_info(&self, info: &mut bindings::gmem_dev_info) -> Result {
         let devices = self.devices.lock();
-        let (_, dev) = devices.iter().find(|(&id, _)| id >= info.id).ok_or(ENODEV)?;
+        let (_, dev) = devices
+            .iter()
+            .find(|(&id, _)| id >= info.id)
+            .ok_or(ENODEV)?;
         info.id = dev.id;
         info.caps = dev.caps;
-        info.mem_bytes = dev.devmem().map_or(0, |p| (p.npages * bindings::PAGE_SIZE) as u64);
+        info.mem_bytes = dev
+            .devmem()
+            .map_or(0, |p| (p.npages * bindings::PAGE_SIZE) as u64);
         info.name = [0; bindings::GMEM_DEV_NAME_LEN as usize];
         let name = dev.name().as_bytes();
         let n = name.len().min(info.name.len() - 1);
@@ -1331,7 +1342,7 @@ pub unsafe extern "C" fn gmem_dev_fault(
 }
 
 /// Entries of `gmem_c_layout`.
-const LAYOUT_FACTS: usize = 56;
+const LAYOUT_FACTS: usize = 58;
 
 extern "C" {
     /// Offsets and sizes as the C compiler lays them out (gmem_glue.c).
@@ -1401,6 +1412,8 @@ fn check_layouts() -> Result {
         size_of::<gmem_advise>(),
         size_of::<gmem_range_attrs>(),
         offset_of!(mmu_notifier_range, mm),
+        size_of::<gmem_dev_info>(),
+        offset_of!(gmem_dev_info, name),
     ];
     // SAFETY: A constant array defined in gmem_glue.c.
     let c = unsafe { &*core::ptr::addr_of!(gmem_c_layout) };

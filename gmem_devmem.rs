@@ -74,7 +74,7 @@ use kernel::prelude::*;
 use kernel::sync::{new_spinlock, SpinLock};
 use kernel::types::Opaque;
 
-use crate::{gmem_fault, GmemCtx, GmemDev, STATS};
+use crate::{gmem_fault, gmem_trace, GmemCtx, GmemDev, STATS};
 use kernel::sync::Arc;
 
 const PAGE_SIZE: usize = bindings::PAGE_SIZE;
@@ -753,6 +753,7 @@ impl DevMem {
         unsafe { gmem_put_pfns(d.host.as_ptr(), d.host.len()) };
         self.dup_pages.fetch_sub(n as u64, Ordering::Relaxed);
         STATS.dup_pages.fetch_sub(n as u64, Ordering::Relaxed);
+        gmem_trace::dup_collapse(self.device().id(), d.start, d.end, n);
         // Never the last reference under the page-table lock: a context
         // that is attached holds one too (the other callers hold none).
         d.ctx.address_space().put();

@@ -72,6 +72,7 @@ use kernel::prelude::*;
 
 use crate::gmem_devmem::{self, BlockKey, DevMem, Dup, Victim, CHUNK_PAGES};
 use crate::gmem_mm::{self, MmUser};
+use crate::gmem_trace::{self, Cause};
 use crate::gmem_vma::Region;
 use crate::{gmem_vma, GmemCtx, STATS};
 
@@ -94,7 +95,13 @@ const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS;
 /// address space is exiting, `ENODEV` the context was torn down, `ENOMEM`
 /// the device's memory is all pinned, `EAGAIN` endless invalidation races.
 pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<usize> {
-    fault_block(ctx, addr, write, Place::Policy).map(|(n, _)| n)
+    let res = fault_block(ctx, addr, write, Place::Policy).map(|(n, _)| n);
+    let (pages, ret) = match res {
+        Ok(n) => (n, 0),
+        Err(ref e) => (0, e.to_errno()),
+    };
+    gmem_trace::fault(ctx.dev_id(), addr, write, pages, ret);
+    res
 }
 
 /// Where a fault puts the block it maps.
@@ -171,8 +178,12 @@ pub(crate) fn fault_block(
             if let Some(pool) = ctx.devmem() {
                 let wanted = match place {
                     Place::Policy => {
-                        attrs.migrates_for(ctx.dev_id(), ctx.migrates())
-                            && (pinned || !pool.holds_back(key))
+                        let migrates = attrs.migrates_for(ctx.dev_id(), ctx.migrates());
+                        let held = migrates && !pinned && pool.holds_back(key);
+                        if held {
+                            trace_hold(ctx, key);
+                        }
+                        migrates && !held
                     }
                     Place::Device => true,
                     Place::Where => false,
@@ -217,7 +228,12 @@ pub(crate) fn fault_block(
             if allowed {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
-                match migrate_to_device(ctx, &user, s, e, pinned) {
+                let cause = if place == Place::Policy {
+                    Cause::Fault
+                } else {
+                    Cause::Prefetch
+                };
+                match migrate_to_device(ctx, &user, s, e, pinned, cause) {
                     Ok((_, f)) => foreign = f,
                     Err(e) if e == ENOMEM => return Err(ENOMEM),
                     Err(_) => {}
@@ -292,8 +308,9 @@ pub(crate) fn fault_block(
             if vma.flags() & u64::from(bindings::VM_WRITE) == 0 {
                 return Err(EPERM);
             }
+            let home = (start, end, core::ptr::null_mut());
             // SAFETY: The VMA is read-locked and covers the block.
-            unsafe { migrate_to_host(pool, vma.as_ptr(), start, end, core::ptr::null_mut())? };
+            unsafe { migrate_to_host(pool, vma.as_ptr(), home, Cause::DeviceWrite)? };
             passes = 0;
             continue;
         }
@@ -303,10 +320,12 @@ pub(crate) fn fault_block(
             // between devices, in which case it stays on the host, mapped
             // in place by both, for a while (see `gmem_devmem::Thrash`).
             passes = 0;
-            if ctx
+            let held = ctx
                 .devmem()
-                .is_some_and(|p| pinned || place == Place::Device || !p.holds_back(key))
-            {
+                .is_some_and(|p| !pinned && place != Place::Device && p.holds_back(key));
+            if held {
+                trace_hold(ctx, key);
+            } else if ctx.devmem().is_some() {
                 migrate_next = true;
                 passes = 1;
                 continue;
@@ -507,6 +526,7 @@ pub(crate) fn migrate_to_device(
     start: usize,
     end: usize,
     pinned: bool,
+    cause: Cause,
 ) -> Result<(usize, usize)> {
     let Some(pool) = ctx.devmem() else {
         return Ok((0, 0));
@@ -586,11 +606,22 @@ pub(crate) fn migrate_to_device(
     STATS
         .migrated_to_dev
         .fetch_add(moved as u64, Ordering::Relaxed);
+    if moved > 0 {
+        gmem_trace::migrate(ctx.dev_id(), start, end, moved, true, cause);
+    }
     Ok((moved, foreign))
 }
 
-/// Moves `pool`'s pages in `[start, end)` of `vma` back to host memory.
-/// `fault_page` is the page of a CPU fault being served, if any.
+/// Records that `ctx`'s device maps block `key` in place, held back from
+/// migrating by the thrashing table.
+fn trace_hold(ctx: &GmemCtx, key: BlockKey) {
+    let block = key.addr();
+    gmem_trace::thrash_hold(ctx.dev_id(), block, block + FAULT_BLOCK);
+}
+
+/// Moves `pool`'s pages in `[start, end)` of `vma` back to host memory,
+/// for `cause`.  `fault_page` is the page of a CPU fault being served, if
+/// any.
 ///
 /// # Safety
 ///
@@ -599,9 +630,8 @@ pub(crate) fn migrate_to_device(
 unsafe fn migrate_to_host(
     pool: &DevMem,
     vma: *mut bindings::vm_area_struct,
-    start: usize,
-    end: usize,
-    fault_page: *mut bindings::page,
+    (start, end, fault_page): (usize, usize, *mut bindings::page),
+    cause: Cause,
 ) -> Result<usize> {
     let n = (end - start) / PAGE_SIZE;
     let mut b = MigrateBufs::new(n)?;
@@ -648,6 +678,9 @@ unsafe fn migrate_to_host(
     STATS
         .migrated_to_host
         .fetch_add(moved as u64, Ordering::Relaxed);
+    if moved > 0 {
+        gmem_trace::migrate(pool.device().id(), start, end, moved, false, cause);
+    }
     if oom && moved == 0 {
         return Err(ENOMEM);
     }
@@ -690,7 +723,7 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
     // SAFETY: The VMA is locked and covers `[start, end)`.
-    match unsafe { migrate_to_host(pool, vma, start, end, page) } {
+    match unsafe { migrate_to_host(pool, vma, (start, end, page), Cause::CpuFault) } {
         Ok(_) => 0,
         Err(e) if e == ENOMEM => bindings::vm_fault_reason_VM_FAULT_OOM as _,
         Err(_) => bindings::vm_fault_reason_VM_FAULT_SIGBUS as _,
@@ -737,8 +770,9 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
                 return Err(ENODEV);
             }
             let next = ((addr & !(FAULT_BLOCK - 1)) + FAULT_BLOCK).min(stop);
+            let range = (addr, next, core::ptr::null_mut());
             // SAFETY: The VMA is read-locked and covers the block.
-            unsafe { migrate_to_host(pool, vma.as_ptr(), addr, next, core::ptr::null_mut())? };
+            unsafe { migrate_to_host(pool, vma.as_ptr(), range, Cause::Prefetch)? };
             addr = next;
         }
     }
@@ -803,6 +837,12 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
                 let (first, n) = pool.chunk_range(c);
                 let moved = evict_pages(pool, first, n, false).unwrap_or(0) as u64;
                 pool.end_evict(c);
+                let (dev, block) = (pool.device().id(), victim.addr());
+                gmem_trace::evict(dev, block, block + FAULT_BLOCK, moved as usize);
+                if moved > 0 {
+                    let end = block + FAULT_BLOCK;
+                    gmem_trace::migrate(dev, block, end, moved as usize, false, Cause::Eviction);
+                }
                 pool.thrash.departed(victim, Some(pool.clock()));
                 pool.evictions.fetch_add(1, Ordering::Relaxed);
                 pool.evicted.fetch_add(moved, Ordering::Relaxed);
@@ -1014,6 +1054,7 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
         // The copies keep the address space (see `DevMem::evict_dup`).
         as_.get_ref();
         pool.install_dup(dup, first_idx);
+        gmem_trace::dup(ctx.dev_id(), start, end, n);
         if ctx.map(start, &idxs, bindings::GMEM_PROT_READ).is_err() {
             // Undone as any invalidation would.
             ctx.invalidate(start, end);

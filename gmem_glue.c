@@ -159,6 +159,8 @@ const unsigned long gmem_c_layout[] = {
 	sizeof(struct gmem_advise),
 	sizeof(struct gmem_range_attrs),
 	offsetof(struct mmu_notifier_range, mm),
+	sizeof(struct gmem_dev_info),
+	offsetof(struct gmem_dev_info, name),
 };
 
 /*

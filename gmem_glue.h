@@ -26,6 +26,20 @@ bool gmem_prot_change_keeps_access(struct mm_struct *mm, unsigned long start,
 struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
 				  unsigned long addr, bool nofail);
 
+/* gmem_trace.c: see gmem_trace.h. */
+void gmem_trace_fault(u32 dev, unsigned long addr, bool write,
+		      unsigned long pages, int ret);
+void gmem_trace_migrate(u32 dev, unsigned long start, unsigned long end,
+			unsigned long pages, bool to_dev, u32 cause);
+void gmem_trace_evict(u32 dev, unsigned long start, unsigned long end,
+		      unsigned long pages);
+void gmem_trace_thrash_hold(u32 dev, unsigned long start, unsigned long end);
+void gmem_trace_dup(u32 dev, unsigned long start, unsigned long end,
+		    unsigned long pages);
+void gmem_trace_dup_collapse(u32 dev, unsigned long start, unsigned long end,
+			     unsigned long pages);
+void gmem_trace_invalidate(unsigned long start, unsigned long end, u32 event);
+
 extern const unsigned long gmem_c_layout[];
 
 #endif /* _MM_GMEM_GLUE_H */

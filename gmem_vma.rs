@@ -48,7 +48,7 @@ use kernel::sync::Arc;
 use kernel::types::Opaque;
 
 use crate::gmem_mm::{self, IntervalOps, MmUser};
-use crate::{GmemAs, STATS};
+use crate::{gmem_trace, GmemAs, STATS};
 
 /// One range of an address space that devices may reach.
 ///
@@ -593,6 +593,7 @@ unsafe extern "C" fn region_invalidate(
     let blockable = range.flags & bindings::MMU_NOTIFIER_RANGE_BLOCKABLE != 0;
     let start = range.start.max(region.start);
     let end = range.end.min(region.end);
+    gmem_trace::invalidate(start, end, range.event);
     if !as_.invalidate_devices(blockable, start, end, || {
         // SAFETY: Called from the callback of `sub`, under the pt lock.
         unsafe { gmem_mm::interval_set_seq(sub, cur_seq) }
