@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * gmem_hello: map memory the CPU shares with gmem's devices, use it on the
- * CPU and show that the kernel knows it (VmFlags "ps", gmem's counters).
+ * gmem_hello: list gmem's devices, allocate memory the CPU shares with
+ * them (libgmem's gmemMallocShared: a MAP_PEER_SHARED mapping), use it on
+ * the CPU and show that the kernel knows it (VmFlags "ps").
  *
- * Build: gcc -O2 -I<kernel headers> gmem_hello.c -o gmem_hello
+ * Build: gcc -O2 -I<kernel headers> gmem_hello.c $(pkg-config --cflags --libs gmem)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <linux/gmem.h>
+#include <gmem.h>
 
 #define LEN (8UL << 20)
 
@@ -32,19 +34,37 @@ static void show_vmflags(void *addr)
 		fclose(f);
 }
 
+static void list_devices(void)
+{
+	int ids[GMEM_MAX_DEVICES], n;
+	gmemDeviceProp prop;
+	gmemError_t e;
+
+	e = gmemGetDevices(ids, GMEM_MAX_DEVICES, &n);
+	if (e) {
+		printf("no device list: %s\n", gmemGetErrorString(e));
+		return;
+	}
+	printf("%d gmem device%s\n", n, n == 1 ? "" : "s");
+	for (int i = 0; i < n; i++)
+		if (!gmemGetDeviceProperties(&prop, ids[i]))
+			printf("  device %d: %s, %zu MiB of its own memory\n",
+			       prop.id, prop.name, prop.totalGlobalMem >> 20);
+}
+
 int main(void)
 {
 	unsigned long *buf, sum = 0;
 	size_t i, n = LEN / sizeof(*buf);
+	gmemError_t e;
 
-	buf = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_PEER_SHARED, -1, 0);
-	if (buf == MAP_FAILED) {
-		fprintf(stderr, "mmap(MAP_PEER_SHARED): %s%s\n", strerror(errno),
-			errno == ENODEV ? " (is gmem.ko loaded?)" : "");
+	list_devices();
+	e = gmemMallocShared((void **)&buf, LEN);
+	if (e) {
+		fprintf(stderr, "gmemMallocShared: %s\n", gmemGetErrorString(e));
 		return 1;
 	}
-	printf("mapped %lu MiB of MAP_PEER_SHARED memory at %p\n", LEN >> 20,
+	printf("allocated %lu MiB of MAP_PEER_SHARED memory at %p\n", LEN >> 20,
 	       (void *)buf);
 	show_vmflags(buf);
 
@@ -61,6 +81,6 @@ int main(void)
 		printf("MAP_SHARED | MAP_PEER_SHARED is refused: %s\n",
 		       strerror(errno));
 
-	munmap(buf, LEN);
+	gmemFree(buf, LEN);
 	return sum == n * (n - 1) / 2 ? 0 : 1;
 }

@@ -5,19 +5,21 @@
  * Three 4 MiB MAP_PEER_SHARED buffers, filled by the CPU, used by the NPU
  * /dev/gmem_npu0, each with the hint a CUDA program would give it:
  *
- *  - a lookup table, GMEM_ADV_SET_READ_MOSTLY: the NPU reads a copy in its
+ *  - a lookup table, gmemMemAdviseSetReadMostly: the NPU reads a copy in its
  *    own memory while the host keeps its pages, nothing migrates, and a
  *    CPU update collapses the copy, so the NPU sees it at once;
- *  - weights, GMEM_ADV_PIN to the NPU: moved to its memory now and never
+ *  - weights, gmemMemAdvisePin to the NPU: moved to its memory now and never
  *    evicted, so a job on them takes no fault;
- *  - scratch, GMEM_ADV_PREFETCH to the NPU, then GMEM_ADV_DISCARD when its
+ *  - scratch, gmemMemPrefetch to the NPU, then gmemMemAdviseDiscard when its
  *    contents are no longer needed: it reads as zeros and frees the NPU's
  *    memory without copying anything home.
  *
- * GMEM_IOC_GET_ATTRS shows each buffer's attributes.  Needs gmem.ko and
- * gmem_npu.ko loaded.  Exits 0 only if every sum and check is right.
+ * gmemMemRangeGetAttributes shows each buffer's attributes.  Memory and
+ * hints go through libgmem (<gmem.h>); the NPU's jobs through its own
+ * ioctls.  Needs gmem.ko and gmem_npu.ko loaded.  Exits 0 only if every
+ * sum and check is right.
  *
- * Build: gcc -O2 -I<kernel headers> gmem_hints.c -o gmem_hints
+ * Build: gcc -O2 -I<kernel headers> gmem_hints.c $(pkg-config --cflags --libs gmem)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,34 +30,41 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <linux/gmem.h>
+#include <gmem.h>
 
 #define LEN		(4UL << 20)
 #define N		(LEN / sizeof(uint32_t))
 #define U64(p)		((__u64)(uintptr_t)(p))
 
-static int gfd, npu, dev;
+static int npu, dev;
 
-static int advise(void *p, __u32 advice, int d, const char *what)
+static int advise(void *p, gmemMemoryAdvise advice, int d, const char *what)
 {
-	struct gmem_advise a = { .addr = U64(p), .len = LEN, .advice = advice,
-				 .dev = d };
+	gmemError_t e = gmemMemAdvise(p, LEN, advice, d);
 
-	if (ioctl(gfd, GMEM_IOC_ADVISE, &a) == 0)
+	if (e == gmemSuccess)
 		return 0;
-	fprintf(stderr, "gmem_hints: %s: %s\n", what, strerror(errno));
+	fprintf(stderr, "gmem_hints: %s: %s\n", what, gmemGetErrorString(e));
 	return -1;
 }
 
 static void show(void *p, const char *name)
 {
-	struct gmem_range_attrs q = { .addr = U64(p), .len = LEN };
+	gmemMemRangeAttribute attrs[] = {
+		gmemMemRangeAttributePreferredLocation,
+		gmemMemRangeAttributeReadMostly,
+		gmemMemRangeAttributeAccessedBy,
+		gmemMemRangeAttributePinnedTo,
+	};
+	int preferred, read_mostly, accessed_by[2], pinned[2];
+	void *data[] = { &preferred, &read_mostly, accessed_by, pinned };
+	size_t sizes[] = { sizeof(preferred), sizeof(read_mostly),
+			   sizeof(accessed_by), sizeof(pinned) };
 
-	if (ioctl(gfd, GMEM_IOC_GET_ATTRS, &q))
+	if (gmemMemRangeGetAttributes(data, sizes, attrs, 4, p, LEN))
 		return;
-	printf("%-8s preferred %d, read_mostly %u, accessed_by %#llx, pinned %#llx\n",
-	       name, q.preferred_location, q.read_mostly,
-	       (unsigned long long)q.accessed_by,
-	       (unsigned long long)q.pinned);
+	printf("%-8s preferred %d, read_mostly %d, accessed_by %d, pinned to %d\n",
+	       name, preferred, read_mostly, accessed_by[0], pinned[0]);
 }
 
 /* Sums @p on the NPU; returns the sum, and the job's faults in *@faults. */
@@ -76,12 +85,12 @@ static int64_t npu_sum(void *p, __u64 *faults)
 
 static void *buffer(uint32_t v)
 {
-	uint32_t *p = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_PEER_SHARED, -1, 0);
+	uint32_t *p;
 
-	if (p != MAP_FAILED)
-		for (size_t i = 0; i < N; i++)
-			p[i] = v;
+	if (gmemMallocShared((void **)&p, LEN))
+		return NULL;
+	for (size_t i = 0; i < N; i++)
+		p[i] = v;
 	return p;
 }
 
@@ -92,25 +101,38 @@ int main(void)
 	int ok = 1;
 	__u64 f;
 
-	gfd = open("/dev/gmem", O_RDWR);
+	gmemDeviceProp prop;
+	gmemError_t e;
+
 	npu = open("/dev/gmem_npu0", O_RDWR);
-	if (gfd < 0 || npu < 0 || ioctl(npu, GMEM_NPU_IOC_INFO, &info)) {
-		perror("gmem_hints: /dev/gmem, /dev/gmem_npu0 (modules loaded?)");
+	if (npu < 0 || ioctl(npu, GMEM_NPU_IOC_INFO, &info)) {
+		perror("gmem_hints: /dev/gmem_npu0 (gmem_npu.ko loaded?)");
 		return 1;
 	}
 	dev = info.dev_id;
+	e = gmemGetDeviceProperties(&prop, dev);
+	if (e) {
+		fprintf(stderr, "gmem_hints: device %d: %s\n", dev, gmemGetErrorString(e));
+		return 1;
+	}
+	printf("device %d: %s, %zu MiB of memory\n", prop.id, prop.name,
+	       prop.totalGlobalMem >> 20);
 	table = buffer(1);
 	weights = buffer(2);
 	scratch = buffer(3);
-	if (table == MAP_FAILED || weights == MAP_FAILED ||
-	    scratch == MAP_FAILED) {
-		perror("gmem_hints: mmap(MAP_PEER_SHARED)");
+	if (!table || !weights || !scratch) {
+		fprintf(stderr, "gmem_hints: gmemMallocShared: %s\n",
+			gmemGetErrorString(gmemErrorMemoryAllocation));
 		return 1;
 	}
-	if (advise(table, GMEM_ADV_SET_READ_MOSTLY, 0, "read-mostly") ||
-	    advise(weights, GMEM_ADV_PIN, dev, "pin") ||
-	    advise(scratch, GMEM_ADV_PREFETCH, dev, "prefetch"))
+	if (advise(table, gmemMemAdviseSetReadMostly, 0, "read-mostly") ||
+	    advise(weights, gmemMemAdvisePin, dev, "pin"))
 		return 1;
+	e = gmemMemPrefetch(scratch, LEN, dev);
+	if (e) {
+		fprintf(stderr, "gmem_hints: prefetch: %s\n", gmemGetErrorString(e));
+		return 1;
+	}
 	show(table, "table");
 	show(weights, "weights");
 	show(scratch, "scratch");
@@ -125,12 +147,15 @@ int main(void)
 	       (unsigned long long)f);
 	ok &= f == 0;
 	ok &= npu_sum(scratch, &f) == 3 * (int64_t)N && f == 0;
-	if (advise(scratch, GMEM_ADV_DISCARD, 0, "discard"))
+	if (advise(scratch, gmemMemAdviseDiscard, 0, "discard"))
 		return 1;
 	ok &= npu_sum(scratch, &f) == 0 && scratch[N - 1] == 0;
 	printf("scratch: prefetched, then discarded: reads zeros: %s\n",
 	       ok ? "yes" : "NO");
-	advise(weights, GMEM_ADV_UNPIN, dev, "unpin");
+	advise(weights, gmemMemAdviseUnpin, dev, "unpin");
+	gmemFree(table, LEN);
+	gmemFree(weights, LEN);
+	gmemFree(scratch, LEN);
 	printf("gmem_hints: %s\n", ok ? "all checks passed" : "FAILED");
 	return ok ? 0 : 1;
 }

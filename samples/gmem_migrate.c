@@ -27,7 +27,7 @@
  * Exits 0 only if every check of the data passes: both sums and both CPU
  * reads of all 8 MiB.
  *
- * Build: gcc -O2 -I<kernel headers> gmem_migrate.c -o gmem_migrate
+ * Build: gcc -O2 -I<kernel headers> gmem_migrate.c $(pkg-config --cflags --libs gmem)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +39,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <linux/gmem.h>
+#include <gmem.h>
 
 #define MiB		(1UL << 20)
 #define LEN		(8 * MiB)			/* bytes mapped */
@@ -239,16 +240,14 @@ int main(void)
 	uint64_t want = expected_sum();
 	struct gmem_npu_info info;
 	bool ok = true;
+	gmemError_t e;
 	uint32_t *p;
 	size_t i;
 	int fd;
 
-	p = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_PEER_SHARED, -1, 0);
-	if (p == MAP_FAILED) {
-		fprintf(stderr, "mmap(MAP_PEER_SHARED): %s%s\n",
-			strerror(errno),
-			errno == ENODEV ? " (is gmem.ko loaded?)" : "");
+	e = gmemMallocShared((void **)&p, LEN);
+	if (e) {
+		fprintf(stderr, "gmemMallocShared: %s\n", gmemGetErrorString(e));
 		return 1;
 	}
 	for (i = 0; i < N; i++)
@@ -309,7 +308,7 @@ int main(void)
 		      &prev);
 
 	/* Freeing the mapping frees whatever device pages it still had. */
-	munmap(p, LEN);
+	gmemFree(p, LEN);
 	close(fd);
 	printf("\n%s\n", ok ? "all data checks passed" : "DATA CHECK FAILED");
 	return ok ? 0 : 1;

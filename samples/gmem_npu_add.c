@@ -19,7 +19,7 @@
  * Needs gmem.ko and gmem_npu.ko loaded, and debugfs for the counters.
  * Exits 0 only if every element of c is right.
  *
- * Build: gcc -O2 -I<kernel headers> gmem_npu_add.c -o gmem_npu_add
+ * Build: gcc -O2 -I<kernel headers> gmem_npu_add.c $(pkg-config --cflags --libs gmem)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/gmem.h>
+#include <gmem.h>
 
 #define N		(4UL << 20)		/* elements per array */
 #define LEN		(N * sizeof(uint32_t))	/* bytes per array */
@@ -105,10 +106,17 @@ static void stats_show(const char *when, const struct gmem_stats *s,
 	}
 }
 
+/* LEN bytes every device may reach (libgmem), or NULL with the reason said. */
 static uint32_t *peer_map(void)
 {
-	return mmap(NULL, LEN, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_PEER_SHARED, -1, 0);
+	gmemError_t e;
+	void *p;
+
+	e = gmemMallocShared(&p, LEN);
+	if (e == gmemSuccess)
+		return p;
+	fprintf(stderr, "gmemMallocShared: %s\n", gmemGetErrorString(e));
+	return NULL;
 }
 
 static long long now_ns(void)
@@ -185,12 +193,8 @@ int main(void)
 	a = peer_map();
 	b = peer_map();
 	c = peer_map();
-	if (a == MAP_FAILED || b == MAP_FAILED || c == MAP_FAILED) {
-		fprintf(stderr, "mmap(MAP_PEER_SHARED): %s%s\n",
-			strerror(errno),
-			errno == ENODEV ? " (is gmem.ko loaded?)" : "");
+	if (!a || !b || !c)
 		return 1;
-	}
 	printf("mapped a, b, c: %lu u32 (%lu MiB) each, MAP_PEER_SHARED\n",
 	       N, LEN / MiB);
 
@@ -244,11 +248,11 @@ int main(void)
 	 * The NPU still has the pages mapped.  munmap's invalidation removes
 	 * them from its MMU before core MM frees them: "invalidations" grows.
 	 */
-	munmap(a, LEN);
-	munmap(b, LEN);
-	munmap(c, LEN);
+	gmemFree(a, LEN);
+	gmemFree(b, LEN);
+	gmemFree(c, LEN);
 	stats_read(&after_unmap);
-	stats_show("after munmap", &after_unmap, &after_job);
+	stats_show("after gmemFree (munmap)", &after_unmap, &after_job);
 
 	close(fd);
 	return bad ? 1 : 0;

@@ -3,8 +3,9 @@
 #
 # Builds what runs in the guest against the FLAVOR kernel's uapi headers
 # into $GMEM_CACHE/guest-<flavor>/: the gmem selftests (through the
-# kernel's selftests build), the upstream hmm-tests as a reference, the
-# samples and the tools.
+# kernel's selftests build), the upstream hmm-tests as a reference, libgmem
+# and gmem-run (installed under the guest's /opt/gmem), the samples and the
+# tools.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -13,10 +14,23 @@ out=$(kbuild_dir "$flavor")
 guest=$GMEM_CACHE/guest-$flavor
 hdrs="-isystem $out/usr/include"
 rm -rf "$guest"
-mkdir -p "$guest"/{selftests,ref,samples,tools,mm,lib}
+mkdir -p "$guest"/{selftests,ref,samples,tools,mm,lib,bin,include}
+
+# libgmem, installed into the guest as into a system: /opt/gmem/{lib,include,bin}.
+stage "building libgmem (make -C tools/lib/gmem)"
+libout=$out/libgmem
+stagedir=$(mktemp -d)
+make -s -C "$GMEM_ROOT/tools/lib/gmem" O="$libout" PREFIX=/opt/gmem \
+	UAPI_INCLUDE="$out/usr/include" >/dev/null
+make -s -C "$GMEM_ROOT/tools/lib/gmem" O="$libout" PREFIX=/opt/gmem \
+	UAPI_INCLUDE="$out/usr/include" DESTDIR="$stagedir" install >/dev/null
+cp -a "$stagedir/opt/gmem/." "$guest/"
+rm -rf "$stagedir"
+libgmem=(-I "$GMEM_ROOT/tools/lib/gmem" -L "$libout" -lgmem -Wl,-rpath,/opt/gmem/lib)
 
 stage "building selftests (make -C tools/testing/selftests TARGETS=gmem)"
-make -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=gmem O="$out" >/dev/null
+make -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=gmem O="$out" \
+	GMEM_LIB="$libout" GMEM_LIB_INC="$GMEM_ROOT/tools/lib/gmem" >/dev/null
 find "$out/kselftest/gmem" -maxdepth 1 -type f -perm -u+x -exec cp {} "$guest/selftests/" \;
 
 stage "building the reference hmm-tests"
@@ -39,7 +53,7 @@ stage "building samples"
 for c in "$GMEM_ROOT"/samples/*.c; do
 	[ -e "$c" ] || continue
 	gcc -O2 -Wall -Werror -pthread $hdrs -I "$GMEM_ROOT/samples" \
-		-o "$guest/samples/$(basename "$c" .c)" "$c"
+		-o "$guest/samples/$(basename "$c" .c)" "$c" "${libgmem[@]}"
 done
 
 stage "building tools"
