@@ -527,9 +527,10 @@ TEST_F_TIMEOUT(mmfeat, ksm_page_shared_with_another_process_stays_home, 300)
 
 	ASSERT_EQ(npu_sum(self->n.fd0, p, len, &w), 0);
 	ASSERT_EQ(w.result, byte_sum(0x3c, len));
-	for (size_t i = 0; i < npages; i++)
+	for (size_t i = 0; i < npages; i++) {
 		ASSERT_TRUE(page_in_host_memory(pid, q + i * self->n.ps, self->n.ps))
 			TH_LOG("the other process's page %zu left host memory", i);
+	}
 	ASSERT_SAME_VIEW(self->n.fd0, p, len);
 
 	ASSERT_EQ(write(go[1], &c, 1), 1);
