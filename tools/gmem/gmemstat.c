@@ -5,16 +5,30 @@
  * Both files are parsed by key, so keys may come, go and change order
  * between kernels: a key this tool knows but the kernel lacks shows "-".
  * Documentation/mm/gmem.rst describes the columns.
+ *
+ * With -t OUTFILE -- COMMAND, it records gmem's trace events (tracefs,
+ * system "gmem") while COMMAND runs instead: it enables them, runs
+ * COMMAND, disables them, saves tracefs's "trace" file as OUTFILE and puts
+ * tracefs back as it was (the events' enable and filter files,
+ * tracing_on, buffer_size_kb).  The events are everyone's, not only
+ * COMMAND's: most happen in the devices' threads.  With -b ADDR,LEN only
+ * those about that address range are recorded (an event filter on addr,
+ * or start and end).  tools/gmem/gmem-timeline draws such a file.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,13 +96,19 @@ static long page_size;
 static void help(FILE *f)
 {
 	fputs("usage: gmemstat [-d] [-a] [-o FILE] [INTERVAL [COUNT]]\n"
+	      "       gmemstat -t OUTFILE [-b ADDR,LEN] -- COMMAND [ARGS...]\n"
 	      "  without INTERVAL: print every counter once, as name value\n"
 	      "  INTERVAL: seconds (0.5 works) between rows of per-second rates\n"
 	      "  COUNT: stop after COUNT intervals\n"
 	      "  -d  per device (gmem/devices) instead of gmem/stats\n"
 	      "  -a  every key as a column, not the usual few\n"
 	      "  -o FILE  also write every sample's raw values to FILE as CSV\n"
-	      "  $GMEM_DEBUGFS replaces /sys/kernel/debug/gmem\n", f);
+	      "  $GMEM_DEBUGFS replaces /sys/kernel/debug/gmem\n"
+	      "  -t OUTFILE  run COMMAND with gmem's trace events (tracefs) on,\n"
+	      "      save them to OUTFILE (- for stdout), exit with COMMAND's\n"
+	      "      status; needs root; tools/gmem/gmem-timeline draws them\n"
+	      "  -b ADDR,LEN  with -t: only events about [ADDR, ADDR+LEN)\n"
+	      "  $GMEM_TRACEFS replaces the tracefs directory found\n", f);
 }
 
 static const struct kv *find(const struct set *s, const char *key)
@@ -298,13 +318,389 @@ static double positive(const char *s, bool integer)
 	return end == s || *end || !isfinite(v) || v <= 0 ? -1 : v;
 }
 
+/*
+ * -t: gmem's trace events while a command runs.  Every file named here is
+ * relative to the tracefs directory found.
+ */
+#define TRACE_BUF_KB	8192	/* per CPU: tens of thousands of events */
+#define MAX_EVENTS	32
+
+static char tracefs[256];
+
+/* tracefs's state before -t, put back after it. */
+struct saved_event {
+	char name[64];
+	char enable;		/* '0' or '1'; 0: not read */
+	bool filter_saved;	/* -b: filter read, and so changed */
+	bool filtered;		/* had filter[] */
+	char filter[512];
+};
+
+static struct {
+	char tracing_on;	/* '0' or '1'; 0: not read */
+	long buffer_kb;		/* 0: not read */
+	int n;
+	struct saved_event ev[MAX_EVENTS];
+} saved;
+
+static void tpath(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s", tracefs, name);
+}
+
+/* Up to @n - 1 bytes of tracefs file @name, trailing newlines cut; or -errno. */
+static int tread(const char *name, char *buf, size_t n)
+{
+	char path[512];
+	ssize_t len;
+	int fd;
+
+	tpath(path, sizeof(path), name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	len = read(fd, buf, n - 1);
+	if (len < 0)
+		len = -errno;
+	close(fd);
+	if (len < 0)
+		return len;
+	while (len && buf[len - 1] == '\n')
+		len--;
+	buf[len] = '\0';
+	return 0;
+}
+
+/* Writes @val to tracefs file @name (O_TRUNC); 0 or -errno. */
+static int twrite(const char *name, const char *val)
+{
+	char path[512];
+	size_t len = strlen(val);
+	int fd, err = 0;
+
+	tpath(path, sizeof(path), name);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0)
+		return -errno;
+	if (len && write(fd, val, len) != (ssize_t)len)
+		err = -errno;
+	if (close(fd) && !err)
+		err = -errno;
+	return err;
+}
+
+/* twrite() that says what failed; 0 or -1. */
+static int tset(const char *name, const char *val)
+{
+	int err = twrite(name, val);
+
+	if (err)
+		fprintf(stderr, "gmemstat: %s/%s: writing %s: %s\n", tracefs,
+			name, val, strerror(-err));
+	return err ? -1 : 0;
+}
+
+/*
+ * Finds tracefs: $GMEM_TRACEFS, /sys/kernel/tracing, else debugfs's
+ * tracing (which automounts once looked at), else mounts it at
+ * /sys/kernel/tracing.
+ * Returns 0, or 1 after saying why not (@mounted: we mounted it).
+ */
+static int find_tracefs(bool *mounted)
+{
+	static const char *const dirs[] = {
+		"/sys/kernel/tracing", "/sys/kernel/debug/tracing",
+	};
+	char path[512];
+	bool denied = false;
+
+	*mounted = false;
+	if (getenv("GMEM_TRACEFS")) {
+		snprintf(tracefs, sizeof(tracefs), "%s", getenv("GMEM_TRACEFS"));
+		tpath(path, sizeof(path), "trace");
+		if (!access(path, F_OK))
+			return 0;
+		fprintf(stderr, "gmemstat: no tracefs: %s: %s\n", path,
+			strerror(errno));
+		return 1;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		snprintf(path, sizeof(path), "%s/trace", dirs[i]);
+		if (!access(path, F_OK)) {
+			snprintf(tracefs, sizeof(tracefs), "%s", dirs[i]);
+			return 0;
+		}
+		denied |= errno == EACCES;
+	}
+	if (geteuid()) {
+		fprintf(stderr, "gmemstat: -t needs root: tracefs is root's%s\n",
+			denied ? "" : " (and not mounted)");
+		return 1;
+	}
+	snprintf(tracefs, sizeof(tracefs), "%s", dirs[0]);
+	if (mount("tracefs", tracefs, "tracefs", 0, NULL)) {
+		fprintf(stderr,
+			"gmemstat: no tracefs: not at %s/trace or %s/trace, and mounting it at %s: %s (a kernel without CONFIG_TRACING?)\n",
+			dirs[0], dirs[1], tracefs, strerror(errno));
+		return 1;
+	}
+	*mounted = true;
+	return 0;
+}
+
+/* The numbers of buffer_size_kb: "1408", "7 (expanded: 1408)", or "X". */
+static long buffer_kb(void)
+{
+	char buf[64], *p;
+
+	if (tread("buffer_size_kb", buf, sizeof(buf)))
+		return 0;
+	p = strstr(buf, "expanded:");
+	return strtol(p ? p + strlen("expanded:") : buf, NULL, 10);
+}
+
+/* The events of events/gmem/, their enable and (for -b) filter files. */
+static int save_state(bool filters)
+{
+	char name[512], buf[16];
+	struct dirent *de;
+	DIR *d;
+
+	if (!tread("tracing_on", buf, sizeof(buf)))
+		saved.tracing_on = buf[0];
+	saved.buffer_kb = buffer_kb();
+	tpath(name, sizeof(name), "events/gmem");
+	d = opendir(name);
+	if (!d) {
+		fprintf(stderr,
+			"gmemstat: %s: %s: gmem.ko is not loaded or its kernel has no trace events\n",
+			name, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) && saved.n < MAX_EVENTS) {
+		struct saved_event *e = &saved.ev[saved.n];
+
+		if (strncmp(de->d_name, "gmem_", 5) ||
+		    strlen(de->d_name) >= sizeof(e->name))
+			continue;
+		memcpy(e->name, de->d_name, strlen(de->d_name) + 1);
+		snprintf(name, sizeof(name), "events/gmem/%s/enable", e->name);
+		/* "0", "1", or with a "*" in soft mode: its first character. */
+		if (tread(name, buf, sizeof(buf)))
+			continue;
+		e->enable = buf[0];
+		snprintf(name, sizeof(name), "events/gmem/%s/filter", e->name);
+		if (filters && !tread(name, e->filter, sizeof(e->filter))) {
+			e->filter_saved = true;
+			e->filtered = strcmp(e->filter, "none");
+		}
+		saved.n++;
+	}
+	closedir(d);
+	if (!saved.n) {
+		fprintf(stderr,
+			"gmemstat: %s/events/gmem has no events: gmem.ko is not loaded or its kernel has no trace events\n",
+			tracefs);
+		return -1;
+	}
+	return 0;
+}
+
+/* Puts back what save_state() read (each event's enable: the system's). */
+static void restore_state(void)
+{
+	char name[128], val[32];
+
+	for (int i = 0; i < saved.n; i++) {
+		struct saved_event *e = &saved.ev[i];
+
+		snprintf(name, sizeof(name), "events/gmem/%s/enable", e->name);
+		tset(name, e->enable == '1' ? "1" : "0");
+		snprintf(name, sizeof(name), "events/gmem/%s/filter", e->name);
+		if (e->filter_saved)
+			tset(name, e->filtered ? e->filter : "0");
+	}
+	if (saved.tracing_on)
+		tset("tracing_on", saved.tracing_on == '1' ? "1" : "0");
+	if (saved.buffer_kb > 0 && buffer_kb() != saved.buffer_kb) {
+		snprintf(val, sizeof(val), "%ld", saved.buffer_kb);
+		tset("buffer_size_kb", val);
+	}
+}
+
+/*
+ * -b: a filter on each event's address fields, those its format has: addr
+ * (a fault) in the range, or [start, end) overlapping it.
+ */
+static int set_filters(unsigned long addr, unsigned long len)
+{
+	char name[128], fmt[4096], filter[128];
+	unsigned long end = addr + len;
+
+	for (int i = 0; i < saved.n; i++) {
+		if (!saved.ev[i].filter_saved)
+			continue;
+		snprintf(name, sizeof(name), "events/gmem/%s/format",
+			 saved.ev[i].name);
+		if (tread(name, fmt, sizeof(fmt)))
+			fmt[0] = '\0';
+		if (strstr(fmt, " start;") && strstr(fmt, " end;"))
+			snprintf(filter, sizeof(filter),
+				 "start < %#lx && end > %#lx", end, addr);
+		else if (strstr(fmt, " addr;"))
+			snprintf(filter, sizeof(filter),
+				 "addr >= %#lx && addr < %#lx", addr, end);
+		else
+			continue;
+		snprintf(name, sizeof(name), "events/gmem/%s/filter",
+			 saved.ev[i].name);
+		if (tset(name, filter))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Copies tracefs's trace to @out; 0 or -1.  Says so if the buffer
+ * overflowed: its header's entries-written then exceeds entries-in-buffer.
+ */
+static int save_trace(FILE *out, const char *out_name)
+{
+	unsigned long in_buf, written;
+	char path[512], line[4096];
+	const char *p;
+	FILE *f;
+
+	tpath(path, sizeof(path), "trace");
+	f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "gmemstat: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		p = strstr(line, "entries-in-buffer/entries-written:");
+		if (line[0] == '#' && p &&
+		    sscanf(strchr(p, ':') + 1, "%lu/%lu", &in_buf, &written) == 2 &&
+		    written > in_buf)
+			fprintf(stderr,
+				"gmemstat: %lu of %lu events lost: the trace buffer filled (-b narrows it)\n",
+				written - in_buf, written);
+		fputs(line, out);
+	}
+	fclose(f);
+	if (fflush(out) || ferror(out)) {
+		fprintf(stderr, "gmemstat: %s: %s\n", out_name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static pid_t child;
+
+/* ^C and the like go to the command; we stay to put tracefs back. */
+static void forward(int sig)
+{
+	if (child > 0)
+		kill(child, sig);
+}
+
+/* Runs @argv; its exit status as a shell gives it, 127 if not run. */
+static int run(char **argv)
+{
+	static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
+	struct sigaction sa = { .sa_handler = forward }, old[ARRAY_SIZE(sigs)];
+	int status;
+
+	fflush(NULL);
+	child = fork();
+	if (child < 0) {
+		perror("gmemstat: fork");
+		return 127;
+	}
+	if (!child) {
+		execvp(argv[0], argv);
+		fprintf(stderr, "gmemstat: %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		sigaction(sigs[i], &sa, &old[i]);
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		sigaction(sigs[i], &old[i], NULL);
+	child = 0;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* -t: @argv run with the events on, the trace in @out_name. */
+static int trace_run(const char *out_name, const char *range, char **argv)
+{
+	unsigned long addr = 0, len = 0;
+	bool mounted, filters = range;
+	int ret = 1, status;
+	char *end, val[32];
+	FILE *out;
+
+	if (range) {
+		addr = strtoul(range, &end, 0);
+		if (end != range && *end == ',')
+			len = strtoul(end + 1, &end, 0);
+		/* len 0: not parsed, or an empty range. */
+		if (*end || !len || addr + len < addr) {
+			fprintf(stderr, "gmemstat: -b %s: not ADDR,LEN\n", range);
+			return 2;
+		}
+	}
+	if (find_tracefs(&mounted))
+		return 1;
+	if (save_state(filters))
+		goto out_umount;
+	out = strcmp(out_name, "-") ? fopen(out_name, "w") : stdout;
+	if (!out) {
+		fprintf(stderr, "gmemstat: %s: %s\n", out_name, strerror(errno));
+		goto out_umount;
+	}
+	/* From here on, tracefs changes: restore_state() undoes it. */
+	if (tset("events/gmem/enable", "0"))
+		goto out_restore;
+	if (saved.buffer_kb < TRACE_BUF_KB) {
+		snprintf(val, sizeof(val), "%d", TRACE_BUF_KB);
+		if (twrite("buffer_size_kb", val))
+			fprintf(stderr,
+				"gmemstat: could not grow the trace buffer to %s KiB per CPU; going on with %ld\n",
+				val, saved.buffer_kb);
+	}
+	if ((filters && set_filters(addr, len)) || tset("trace", "") ||
+	    tset("events/gmem/enable", "1") || tset("tracing_on", "1"))
+		goto out_restore;
+
+	status = run(argv);
+
+	if (!tset("events/gmem/enable", "0") && !save_trace(out, out_name))
+		ret = status;
+	else if (status)
+		ret = status;
+out_restore:
+	restore_state();
+	if (out != stdout && fclose(out)) {
+		fprintf(stderr, "gmemstat: %s: %s\n", out_name, strerror(errno));
+		ret = ret ? ret : 1;
+	}
+out_umount:
+	if (mounted)
+		umount(tracefs);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static struct snap snaps[2], first;
 	bool devs = false, all = false;
 	double interval, t0;
 	long count, rows = 0;
-	const char *csv_path = NULL;
+	const char *csv_path = NULL, *trace_out = NULL, *range = NULL;
 	FILE *csv = NULL;
 	int opt, err;
 
@@ -312,16 +708,28 @@ int main(int argc, char **argv)
 	page_size = sysconf(_SC_PAGE_SIZE);
 	if (getenv("GMEM_DEBUGFS"))
 		dir = getenv("GMEM_DEBUGFS");
-	while ((opt = getopt(argc, argv, "hado:")) != -1) {
+	while ((opt = getopt(argc, argv, "hado:t:b:")) != -1) {
 		if (opt == 'a')
 			all = true;
 		else if (opt == 'd')
 			devs = true;
 		else if (opt == 'o')
 			csv_path = optarg;
+		else if (opt == 't')
+			trace_out = optarg;
+		else if (opt == 'b')
+			range = optarg;
 		else
 			goto usage;
 	}
+	if (trace_out) {
+		/* "--" ends the options: the command's are its own. */
+		if (optind == argc || devs || all || csv_path)
+			goto usage;
+		return trace_run(trace_out, range, argv + optind);
+	}
+	if (range)
+		goto usage;
 	interval = optind < argc ? positive(argv[optind], false) : 0;
 	count = optind + 1 < argc ? positive(argv[optind + 1], true) : 0;
 	if (argc - optind > 2 || interval < 0 || count < 0)
