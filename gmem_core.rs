@@ -94,6 +94,7 @@ mod gmem_devmem;
 mod gmem_fault;
 mod gmem_ioctl;
 mod gmem_mm;
+mod gmem_policy;
 mod gmem_sync;
 mod gmem_trace;
 mod gmem_uaccess;

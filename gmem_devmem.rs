@@ -74,6 +74,7 @@ use kernel::prelude::*;
 use kernel::sync::{new_spinlock, SpinLock};
 use kernel::types::Opaque;
 
+use crate::gmem_policy::{self, Candidate, Pick, ThrashRule};
 use crate::{gmem_fault, gmem_trace, GmemCtx, GmemDev, STATS};
 use kernel::sync::Arc;
 
@@ -516,25 +517,18 @@ impl DevMem {
     /// [`end_evict`]: Self::end_evict
     pub(crate) fn pick_victim(&self, keep: BlockKey) -> Victim {
         let mut chunks = self.chunks.lock();
-        let mut best: Option<usize> = None;
-        let mut busy = false;
-        for (i, c) in chunks.v.iter().enumerate() {
-            if c.used == 0 || c.pinned || c.key == keep {
-                continue;
-            }
-            if c.evicting {
-                busy = true;
-            } else if best.map_or(true, |b| c.stamp < chunks.v[b].stamp) {
-                best = Some(i);
-            }
-        }
-        match best {
-            Some(i) => {
+        let candidates = chunks.v.iter().map(|c| Candidate {
+            evictable: c.used > 0 && !c.pinned && c.key != keep,
+            evicting: c.evicting,
+            stamp: c.stamp,
+        });
+        match gmem_policy::pick_lru(candidates) {
+            Pick::Chunk(i) => {
                 chunks.v[i].evicting = true;
                 Victim::Chunk(i, chunks.v[i].key)
             }
-            None if busy => Victim::Busy,
-            None => Victim::AllPinned,
+            Pick::Busy => Victim::Busy,
+            Pick::AllPinned => Victim::AllPinned,
         }
     }
 
@@ -561,6 +555,11 @@ impl DevMem {
     pub(crate) fn chunk_range(&self, c: usize) -> (usize, usize) {
         let first = c * CHUNK_PAGES;
         (first, CHUNK_PAGES.min(self.npages - first))
+    }
+
+    /// The address of the block chunk `c` holds (meaningful while in use).
+    pub(crate) fn chunk_block(&self, c: usize) -> usize {
+        self.chunks.lock().v[c].key.addr()
     }
 
     /// Pages of chunk `c` in use.
@@ -833,7 +832,12 @@ unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
     // SAFETY: Core MM passes a page of one of our pagemaps.
     let (pool, pfn) = unsafe { (DevMem::of_page(page), bindings::page_to_pfn(page) as usize) };
     if let Some(idx) = pool.index_of(pfn) {
+        // A page no migration emptied goes with its data.
+        let dropped = !pool.is_gone(idx);
         pool.free_page(idx);
+        if dropped {
+            gmem_trace::drop(pool.device().id(), 1);
+        }
     }
 }
 
@@ -880,14 +884,17 @@ pub(crate) const THRASH_REUSE_FACTOR: u64 = 4;
 /// ... and within this long.
 pub(crate) const THRASH_REUSE_MS: u64 = 5000;
 
-#[derive(Clone, Copy, Default)]
-struct ThrashSlot {
-    key: BlockKey,
-    departures: u32,
-    last: u64,
-    pinned_until: u64,
-    /// LRU clock at its last eviction, 0 if not evicted since.
-    evicted_at: u64,
+type ThrashSlot = gmem_policy::ThrashSlot<BlockKey>;
+
+/// The thrashing rule with the module parameters' current values.
+fn thrash_rule() -> ThrashRule {
+    ThrashRule {
+        lapse_ms: thrash_lapse_ms(),
+        threshold: THRASH_THRESHOLD,
+        reuse_factor: THRASH_REUSE_FACTOR,
+        reuse_ms: THRASH_REUSE_MS,
+        pin_ms: u64::from(param_value!(THRASH_PIN_MS)),
+    }
 }
 
 /// Recent departures of blocks from one device.  A direct-mapped table: a
@@ -921,56 +928,27 @@ impl Thrash {
     /// Records that `key`'s pages left the device; `evicted_at` is the LRU
     /// clock if it was an eviction.
     pub(crate) fn departed(&self, key: BlockKey, evicted_at: Option<u64>) {
-        let now = now_ms();
+        let (now, rule) = (now_ms(), thrash_rule());
         let mut slots = self.slots.lock();
         let n = slots.len();
-        let s = &mut slots[Self::slot(key, n)];
-        if s.key == key && now.saturating_sub(s.last) < thrash_lapse_ms() {
-            s.departures += 1;
-            s.last = now;
-        } else if s.key != key || now >= s.pinned_until {
-            *s = ThrashSlot {
-                key,
-                departures: 1,
-                last: now,
-                ..ThrashSlot::default()
-            };
-        }
-        if let Some(t) = evicted_at {
-            s.evicted_at = t;
-        }
+        slots[Self::slot(key, n)].departed(key, now, evicted_at, &rule);
     }
 
     /// Whether `key` must stay where it is rather than migrate to the
     /// device: it is pinned for thrashing, or starts to be now.  `clock`
     /// is the device's LRU clock, `pages` the size of its memory.
     pub(crate) fn holds_back(&self, key: BlockKey, clock: u64, pages: usize) -> bool {
-        let now = now_ms();
-        let mut slots = self.slots.lock();
-        let n = slots.len();
-        let s = &mut slots[Self::slot(key, n)];
-        if s.key != key {
-            return false;
-        }
-        if now < s.pinned_until {
-            return true;
-        }
-        let pingpong =
-            s.departures >= THRASH_THRESHOLD && now.saturating_sub(s.last) < thrash_lapse_ms();
-        // A device idle for long does not move its clock: the eviction
-        // must be recent in time too.
-        let reused = s.evicted_at != 0
-            && clock.saturating_sub(s.evicted_at) < THRASH_REUSE_FACTOR * pages as u64
-            && now.saturating_sub(s.last) < THRASH_REUSE_MS;
-        if pingpong || reused {
-            s.pinned_until = now + u64::from(param_value!(THRASH_PIN_MS));
-            s.departures = 0;
-            s.evicted_at = 0;
-            drop(slots);
+        let (now, rule) = (now_ms(), thrash_rule());
+        let mut started = false;
+        let held = {
+            let mut slots = self.slots.lock();
+            let n = slots.len();
+            slots[Self::slot(key, n)].holds_back(key, now, clock, pages as u64, &rule, &mut started)
+        };
+        if started {
             self.pins.fetch_add(1, Ordering::Relaxed);
             STATS.thrash_pins.fetch_add(1, Ordering::Relaxed);
-            return true;
         }
-        false
+        held
     }
 }

@@ -795,7 +795,12 @@ pub(crate) fn evict_all(pool: &DevMem) {
             if tries == EVICT_WARN_TRIES {
                 pr_warn!("device memory chunk {} still busy, waiting\n", c);
             }
+            let block = pool.chunk_block(c);
             let moved = evict_pages(pool, first, n, true).unwrap_or(0);
+            if moved > 0 {
+                let (dev, end) = (pool.device().id(), block + FAULT_BLOCK);
+                gmem_trace::migrate(dev, block, end, moved, false, Cause::Eviction);
+            }
             pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
             STATS
                 .migrated_to_host
@@ -828,6 +833,11 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
             Victim::Chunk(c, victim) if victim.is_dup() => {
                 let moved = pool.evict_dup(c) as u64;
                 pool.end_evict(c);
+                if moved > 0 {
+                    let block = victim.addr();
+                    let end = block + FAULT_BLOCK;
+                    gmem_trace::evict(pool.device().id(), block, end, moved as usize);
+                }
                 pool.evictions.fetch_add(1, Ordering::Relaxed);
                 pool.evicted.fetch_add(moved, Ordering::Relaxed);
                 STATS.evictions.fetch_add(1, Ordering::Relaxed);
@@ -837,10 +847,10 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
                 let (first, n) = pool.chunk_range(c);
                 let moved = evict_pages(pool, first, n, false).unwrap_or(0) as u64;
                 pool.end_evict(c);
-                let (dev, block) = (pool.device().id(), victim.addr());
-                gmem_trace::evict(dev, block, block + FAULT_BLOCK, moved as usize);
                 if moved > 0 {
+                    let (dev, block) = (pool.device().id(), victim.addr());
                     let end = block + FAULT_BLOCK;
+                    gmem_trace::evict(dev, block, end, moved as usize);
                     gmem_trace::migrate(dev, block, end, moved as usize, false, Cause::Eviction);
                 }
                 pool.thrash.departed(victim, Some(pool.clock()));

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Module parameters for gmem.ko and gmem_npu.ko.  The 6.12 `module!` macro
-//! has none, so [`uint_param!`] is what `module_param(name, uint, 0444)` and
+//! has none, so `uint_param!` is what `module_param(name, uint, 0444)` and
 //! `MODULE_PARM_DESC` expand to in C.  Each crate includes this file as a
 //! module of its own (`#[macro_use] mod gmem_param;`).
 
@@ -11,7 +11,7 @@ use kernel::types::Opaque;
 /// Declares a `uint` module parameter `$name` for the variable `$var` (a
 /// `static mut c_uint` the module loader writes before `init` runs), with
 /// sysfs permissions `$perm`: 0o444, or 0o644 for one that root may change
-/// at run time (a word store, read with [`param_value!`]).
+/// at run time (a word store, read with `param_value!`).
 macro_rules! uint_param {
     ($var:ident, $name:literal, $perm:literal, $param:ident, $type:ident, $desc:ident, $desc_text:literal) => {
         #[link_section = "__param"]
@@ -41,7 +41,7 @@ macro_rules! uint_param {
     };
 }
 
-/// Reads a parameter declared with [`uint_param!`].
+/// Reads a parameter declared with `uint_param!`.
 macro_rules! param_value {
     ($var:ident) => {
         // SAFETY: A word the loader, or sysfs for a writable parameter,

@@ -4,9 +4,10 @@
  * cannot expand the tracepoint macros: each wrapper is one trace_*() call.
  * While an event is off, its wrapper costs a call and a static branch.
  */
+#include "gmem_glue.h"
+
 #define CREATE_TRACE_POINTS
 #include "gmem_trace.h"
-#include "gmem_glue.h"
 
 void gmem_trace_fault(u32 dev, unsigned long addr, bool write,
 		      unsigned long pages, int ret)
@@ -41,6 +42,11 @@ void gmem_trace_dup_collapse(u32 dev, unsigned long start, unsigned long end,
 			     unsigned long pages)
 {
 	trace_gmem_dup_collapse(dev, start, end, pages);
+}
+
+void gmem_trace_drop(u32 dev, unsigned long pages)
+{
+	trace_gmem_drop(dev, pages);
 }
 
 void gmem_trace_invalidate(unsigned long start, unsigned long end, u32 event)

@@ -117,49 +117,19 @@ impl Region {
     }
 }
 
-/// Where a range prefers its pages (`GMEM_ADV_SET_PREFERRED_LOCATION`).
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum Loc {
-    #[default]
-    None,
-    Host,
-    Dev(u32),
-}
+use crate::gmem_policy::{self, AttrSpan, SpanSink};
+pub(crate) use crate::gmem_policy::{Attrs, Loc};
 
-/// The hints on a page range; the default is "no hint".  Device sets are
-/// bit masks of gmem device ids.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Attrs {
-    pub(crate) preferred: Loc,
-    pub(crate) read_mostly: bool,
-    pub(crate) accessed_by: u64,
-    pub(crate) pinned: u64,
-}
-
-impl Attrs {
-    /// Whether device `id`'s faults on this range migrate, given the
-    /// context's own placement `default`.
-    pub(crate) fn migrates_for(&self, id: u32, default: bool) -> bool {
-        let bit = 1u64 << id;
-        if self.pinned & bit != 0 {
-            return true;
-        }
-        if self.accessed_by & bit != 0 || self.read_mostly {
-            return false;
-        }
-        match self.preferred {
-            Loc::None => default,
-            Loc::Host => false,
-            Loc::Dev(d) => d == id,
-        }
+/// Room is reserved first ([`gmem_policy::update_capacity`]), so a push
+/// never allocates and never fails.
+impl SpanSink for KVec<AttrSpan> {
+    fn push_span(&mut self, s: AttrSpan) {
+        let _ = self.push(s, GFP_NOWAIT);
     }
-}
 
-#[derive(Clone, Copy)]
-struct AttrSpan {
-    start: usize,
-    end: usize,
-    a: Attrs,
+    fn last_span_mut(&mut self) -> Option<&mut AttrSpan> {
+        self.last_mut()
+    }
 }
 
 /// Attributes by page range: sorted, disjoint spans, none default.
@@ -170,68 +140,15 @@ pub(crate) struct AttrMap {
 impl AttrMap {
     /// The attributes of the page at `addr`.
     pub(crate) fn get(&self, addr: usize) -> Attrs {
-        let i = self.spans.partition_point(|s| s.end <= addr);
-        match self.spans.get(i) {
-            Some(s) if s.start <= addr => s.a,
-            _ => Attrs::default(),
-        }
+        gmem_policy::attrs_at(&self.spans, addr)
     }
 
     /// Applies `f` to the attributes of every page of `[start, end)`.
     /// On failure (no memory) nothing changed.
     pub(crate) fn update(&mut self, start: usize, end: usize, f: impl Fn(&mut Attrs)) -> Result {
-        let mut out: KVec<AttrSpan> = KVec::with_capacity(2 * self.spans.len() + 3, GFP_KERNEL)?;
-        // Every push below stays within that capacity: each old span gives
-        // at most two pieces and one gap before it, plus the last gap.
-        let push = |out: &mut KVec<AttrSpan>, s: AttrSpan| {
-            if s.start >= s.end || s.a == Attrs::default() {
-                return;
-            }
-            if let Some(last) = out.last_mut() {
-                if last.end == s.start && last.a == s.a {
-                    last.end = s.end;
-                    return;
-                }
-            }
-            let _ = out.push(s, GFP_NOWAIT);
-        };
-        // A gap without attributes inside the range gets them.
-        let gap = |out: &mut KVec<AttrSpan>, start: usize, end: usize| {
-            let mut a = Attrs::default();
-            f(&mut a);
-            push(out, AttrSpan { start, end, a });
-        };
-        let mut cursor = start;
-        for s in self.spans.iter() {
-            if s.end <= start || s.start >= end {
-                if s.start >= end && cursor < end {
-                    gap(&mut out, cursor, end);
-                    cursor = end;
-                }
-                push(&mut out, *s);
-                continue;
-            }
-            push(&mut out, AttrSpan { end: start, ..*s });
-            if cursor < s.start {
-                gap(&mut out, cursor, s.start);
-            }
-            let mut a = s.a;
-            f(&mut a);
-            let (ms, me) = (s.start.max(start), s.end.min(end));
-            push(
-                &mut out,
-                AttrSpan {
-                    start: ms,
-                    end: me,
-                    a,
-                },
-            );
-            cursor = me;
-            push(&mut out, AttrSpan { start: end, ..*s });
-        }
-        if cursor < end {
-            gap(&mut out, cursor, end);
-        }
+        let room = gmem_policy::update_capacity(self.spans.len());
+        let mut out: KVec<AttrSpan> = KVec::with_capacity(room, GFP_KERNEL)?;
+        gmem_policy::update_spans(&self.spans, start, end, f, &mut out);
         self.spans = out;
         Ok(())
     }
@@ -266,34 +183,7 @@ impl AttrMap {
     /// The attributes all of `[start, end)` shares, as
     /// `cudaMemRangeGetAttributes()` reports them.
     pub(crate) fn common(&self, start: usize, end: usize) -> Attrs {
-        let mut acc: Option<Attrs> = None;
-        let mut merge = |a: Attrs| {
-            acc = Some(match acc {
-                None => a,
-                Some(c) => Attrs {
-                    preferred: if c.preferred == a.preferred {
-                        c.preferred
-                    } else {
-                        Loc::None
-                    },
-                    read_mostly: c.read_mostly && a.read_mostly,
-                    accessed_by: c.accessed_by & a.accessed_by,
-                    pinned: c.pinned & a.pinned,
-                },
-            });
-        };
-        let mut cursor = start;
-        for s in self.spans.iter().filter(|s| s.end > start && s.start < end) {
-            if s.start > cursor {
-                merge(Attrs::default());
-            }
-            merge(s.a);
-            cursor = s.end;
-        }
-        if cursor < end {
-            merge(Attrs::default());
-        }
-        acc.unwrap_or_default()
+        gmem_policy::common(&self.spans, start, end)
     }
 }
 

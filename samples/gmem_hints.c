@@ -85,10 +85,15 @@ static int64_t npu_sum(void *p, __u64 *faults)
 
 static void *buffer(uint32_t v)
 {
+	gmemError_t e;
 	uint32_t *p;
 
-	if (gmemMallocShared((void **)&p, LEN))
+	e = gmemMallocShared((void **)&p, LEN);
+	if (e) {
+		fprintf(stderr, "gmem_hints: gmemMallocShared: %s\n",
+			gmemGetErrorString(e));
 		return NULL;
+	}
 	for (size_t i = 0; i < N; i++)
 		p[i] = v;
 	return p;
@@ -120,11 +125,8 @@ int main(void)
 	table = buffer(1);
 	weights = buffer(2);
 	scratch = buffer(3);
-	if (!table || !weights || !scratch) {
-		fprintf(stderr, "gmem_hints: gmemMallocShared: %s\n",
-			gmemGetErrorString(gmemErrorMemoryAllocation));
+	if (!table || !weights || !scratch)
 		return 1;
-	}
 	if (advise(table, gmemMemAdviseSetReadMostly, 0, "read-mostly") ||
 	    advise(weights, gmemMemAdvisePin, dev, "pin"))
 		return 1;

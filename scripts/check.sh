@@ -7,13 +7,21 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+# gnuplot draws the migration sample's timeline after the VM.
+bash "$GMEM_ROOT/scripts/setup.sh" gnuplot-nox
+
+# First, in seconds: the policy core's unit and property tests on the host.
+lint=$(mktemp)
+trap 'rm -f "$lint"' EXIT
+stage "policy core: cargo test (tools/testing/gmem-policy)"
+bash "$GMEM_ROOT/scripts/policy-test.sh" | tee "$lint" || true
+grep -q '^\(PASS\|FAIL\) policy: ' "$lint" || echo "FAIL policy: scripts/policy-test.sh did not finish" >>"$lint"
+
 bash "$GMEM_ROOT/scripts/kernel.sh" test
 
 # make lint's tools, counted with the tests.
-lint=$(mktemp)
 stage "lint: rustfmt, clippy, checkpatch, kernel-doc"
-trap 'rm -f "$lint"' EXIT
-GMEM_LINT_BUILT=1 bash "$GMEM_ROOT/scripts/lint.sh" | tee "$lint" || true
+GMEM_LINT_BUILT=1 bash "$GMEM_ROOT/scripts/lint.sh" | tee -a "$lint" || true
 grep -q '^lint: ' "$lint" || echo "FAIL lint: scripts/lint.sh did not finish" >>"$lint"
 bash "$GMEM_ROOT/scripts/userspace.sh" test
 
@@ -30,10 +38,37 @@ vm_status=$?
 set -e
 rm -f "$job"
 
+# The migration sample's trace, drawn on the host: the timeline must show
+# what the sample did on npu0 (8 MiB in by faults, 8 by prefetch; 8 home
+# by CPU faults, 8 by prefetch).
+timeline() {
+	local trace=$GMEM_CACHE/check-migrate.trace png=$GMEM_CACHE/check-migrate-timeline.png sum
+	tr -d '\r' <"$GMEM_CACHE/vm-test.log" | awk '
+		$0 == "GMEM-TRACE-BEGIN gmem_migrate" { on = 1; next }
+		on && $0 == "GMEM-TRACE-END" { on = 0; done = 1; next }
+		on
+		END { exit !done }' >"$trace" || { echo "FAIL timeline: no trace of the migration sample"; return; }
+	rm -f "$png"
+	if ! sum=$("$GMEM_ROOT/tools/gmem/gmem-timeline" "$trace" "$png" 2>&1); then
+		echo "FAIL timeline: gmem-timeline failed: $sum"
+		return
+	fi
+	[ "$(stat -c %s "$png" 2>/dev/null || echo 0)" -gt 10000 ] &&
+		echo "PASS timeline: picture drawn ($png)" || echo "FAIL timeline: no picture"
+	if grep -q "^dev 0: .*to device 16.0 MiB (fault 8.0, prefetch 8.0), to host 16.0 MiB (prefetch 8.0, cpu_fault 8.0)" <<<"$sum"; then
+		echo "PASS timeline: npu0's migrations by cause"
+	else
+		echo "FAIL timeline: npu0's migrations by cause: $sum"
+	fi
+}
+if [ -z "${GMEM_TESTS:-}" ] || [[ " $GMEM_TESTS " == *" gmemstat_trace "* ]]; then
+	timeline | tee -a "$lint"
+fi
+
 stage "results"
 tr -d '\r' <"$GMEM_CACHE/vm-test.log" | cat "$lint" - | awk -v vm_status="$vm_status" '
-	/^PASS lint: / { print; passed++; next }
-	/^FAIL lint: / { print; failed++; next }
+	/^PASS (lint|policy|timeline): / { print; passed++; next }
+	/^FAIL (lint|policy|timeline): / { print; failed++; next }
 	/^GMEM-SETUP-FAILED/ { print "FAIL setup: " $0; failed++ }
 	/^GMEM-TEST-BEGIN / { prog = $2; fails_here = 0; next }
 	/^GMEM-TEST-END / {

@@ -40,6 +40,8 @@ fi
 ln -sfn "$GMEM_ROOT" "$tree/mm/gmem"
 ln -sfn "$GMEM_ROOT/include/linux/gmem.h" "$tree/include/linux/gmem.h"
 ln -sfn "$GMEM_ROOT/include/uapi/linux/gmem.h" "$tree/include/uapi/linux/gmem.h"
+# The design document, listed in Documentation/mm/index.rst by patch 0003.
+ln -sfn "$GMEM_ROOT/Documentation/mm/gmem.rst" "$tree/Documentation/mm/gmem.rst"
 # The selftests are copied, not linked: their Makefile includes ../lib.mk,
 # which make resolves from the physical directory.
 [ -L "$tree/tools/testing/selftests/gmem" ] && rm "$tree/tools/testing/selftests/gmem"

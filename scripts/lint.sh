@@ -7,8 +7,12 @@
 #               lints: the exact rustc command kbuild saved for each object,
 #               run by clippy-driver into a scratch directory (the build
 #               directory is not touched)
+#  rustdoc      both crates' documentation, private items included (a
+#               module has no public API), from the same saved commands
 #  checkpatch   the kernel C files and headers, and patches/*.patch
 #  kernel-doc   the headers and C files, -Wall
+#  htmldocs     make htmldocs SPHINXDIRS=mm of the tree, where patch 0003
+#               lists Documentation/mm/gmem.rst: no warning may name it
 #
 # A remaining warning passes only if scripts/lint-accepted.txt names its
 # file, its type and how many times it occurs, with a reason; accepted ones
@@ -94,6 +98,23 @@ else
 fi
 result "clippy (gmem.ko, gmem_npu.ko)" "$log/clippy"
 
+# rustdoc: the same saved command run by rustdoc, into $log/doc.  Links
+# from the crate docs to private items are what a module's docs are made
+# of, so that one lint is off.
+rustdoc_one() {
+	local obj=$1 cmd
+	cmd=$(sed -n "s|^savedcmd_mm/gmem/$obj.o := ||p" "$out/mm/gmem/.$obj.o.cmd" | sed 's| ; .*||')
+	case $cmd in
+	*/usr/bin/rustc\ *--emit=obj=*) ;;
+	*) echo "error: no rustc command saved for mm/gmem/$obj.o (build the test kernel)"; return ;;
+	esac
+	cmd=$(echo "$cmd" | sed -E "s|/usr/bin/rustc |/usr/bin/rustdoc --document-private-items -Arustdoc::private_intra_doc_links -o $log/doc |; s|--out-dir [^ ]+||; s|--emit=dep-info=[^ ]+ --emit=obj=[^ ]+||; s|-Cembed-bitcode=n ||; s|-Zbinary_dep_depinfo=y ||; s|-Zfunction-sections=n ||; s| [^ ]*/mm/gmem/$obj.rs| $GMEM_ROOT/$obj.rs|")
+	(cd "$out" && RUSTC_BOOTSTRAP=1 eval "$cmd") 2>&1 || echo "error: rustdoc failed on mm/gmem/$obj.o"
+}
+for obj in gmem_core gmem_npu; do rustdoc_one "$obj"; done >"$log/rustdoc.out"
+grep -E '^(warning|error)' "$log/rustdoc.out" | grep -vE 'warnings? emitted' >"$log/rustdoc" || true
+result "rustdoc (gmem.ko, gmem_npu.ko, private items)" "$log/rustdoc"
+
 # checkpatch: from a directory outside any git work tree, where it reads a
 # patch as a patch (inside one it took the .patch files for source files).
 # FILE_PATH_CHANGES (MAINTAINERS for new files) means nothing for a series
@@ -111,6 +132,17 @@ result "checkpatch (${#kernel_c[@]} files, $(ls patches/*.patch | wc -l) patches
 
 perl "$tree/scripts/kernel-doc" -none -Wall "${kernel_c[@]}" >"$log/kerneldoc" 2>&1 || true
 result "kernel-doc (${#kernel_c[@]} files)" "$log/kerneldoc"
+
+# The mm book, into a scratch directory; only gmem.rst's warnings count
+# (those of the tree's own documents are not gmem's to fix).
+make -s -C "$tree" O="$log/htmldocs" SPHINXDIRS=mm htmldocs >"$log/htmldocs.out" 2>&1 ||
+	echo "htmldocs: make htmldocs failed: $(tail -n 5 "$log/htmldocs.out")" >>"$log/htmldocs.out"
+if [ ! -s "$log/htmldocs/Documentation/output/mm/gmem.html" ]; then
+	echo "Documentation/mm/gmem.rst:0: ERROR: not built into the mm book ($(tail -n 3 "$log/htmldocs.out"))" >"$log/htmldocs.bad"
+else
+	grep -E 'gmem\.rst:[0-9]*: (WARNING|ERROR|SEVERE|CRITICAL)' "$log/htmldocs.out" >"$log/htmldocs.bad" || true
+fi
+result "htmldocs (Documentation/mm, gmem.rst)" "$log/htmldocs.bad"
 
 echo "lint: $failed failed"
 [ "$failed" = 0 ]

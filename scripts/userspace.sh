@@ -20,6 +20,7 @@ mkdir -p "$guest"/{selftests,ref,samples,tools,mm,lib,bin,include}
 stage "building libgmem (make -C tools/lib/gmem)"
 libout=$out/libgmem
 stagedir=$(mktemp -d)
+trap 'rm -rf "$stagedir"' EXIT
 make -s -C "$GMEM_ROOT/tools/lib/gmem" O="$libout" PREFIX=/opt/gmem \
 	UAPI_INCLUDE="$out/usr/include" >/dev/null
 make -s -C "$GMEM_ROOT/tools/lib/gmem" O="$libout" PREFIX=/opt/gmem \

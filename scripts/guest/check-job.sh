@@ -32,6 +32,24 @@ done
 if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " mm_conformance "; then
 	mm_conformance
 fi
+# gmemstat -t around the migration sample: it exits as the sample does,
+# records gmem's events, and puts tracefs back.  The trace goes to the host
+# (GMEM-TRACE markers), where check.sh draws it with gmem-timeline.
+if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " gmemstat_trace "; then
+	echo "GMEM-TEST-BEGIN gmemstat_trace"
+	ev=/sys/kernel/debug/tracing/events/gmem/enable
+	[ -e $ev ] || ev=/sys/kernel/tracing/events/gmem/enable
+	/opt/gmem/tools/gmemstat -t /tmp/migrate.trace -- /opt/gmem/samples/gmem_migrate >/tmp/migrate.out 2>&1
+	rc=$?
+	[ $rc = 0 ] && echo "ok 1 sample_exit_status" || { sed 's/^/# /' /tmp/migrate.out; echo "not ok 1 sample_exit_status # $rc"; }
+	n=$(grep -c ': gmem_migrate: ' /tmp/migrate.trace)
+	[ "$n" -gt 0 ] && echo "ok 2 migrations_recorded # $n" || echo "not ok 2 migrations_recorded"
+	[ "$(cat $ev)" = 0 ] && echo "ok 3 events_off_again" || echo "not ok 3 events_off_again # $(cat $ev)"
+	echo "GMEM-TRACE-BEGIN gmem_migrate"
+	head -n 5000 /tmp/migrate.trace
+	echo "GMEM-TRACE-END"
+	echo "GMEM-TEST-END gmemstat_trace rc=0"
+fi
 # Everything a test created must be gone: both modules unload cleanly.
 echo "GMEM-TEST-BEGIN final_unload"
 ok=1

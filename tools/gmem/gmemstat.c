@@ -612,18 +612,23 @@ static int run(char **argv)
 	int status;
 
 	fflush(NULL);
+	/* Before the fork: a signal between the two would leave tracefs set. */
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		sigaction(sigs[i], &sa, &old[i]);
 	child = fork();
 	if (child < 0) {
 		perror("gmemstat: fork");
+		for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+			sigaction(sigs[i], &old[i], NULL);
 		return 127;
 	}
 	if (!child) {
+		for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+			sigaction(sigs[i], &old[i], NULL);
 		execvp(argv[0], argv);
 		fprintf(stderr, "gmemstat: %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
-		sigaction(sigs[i], &sa, &old[i]);
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
@@ -677,6 +682,8 @@ static int trace_run(const char *out_name, const char *range, char **argv)
 		goto out_restore;
 
 	status = run(argv);
+	/* A reader of "-" that goes away fails the copy (EPIPE), not us. */
+	signal(SIGPIPE, SIG_IGN);
 
 	if (!tset("events/gmem/enable", "0") && !save_trace(out, out_name))
 		ret = status;
@@ -708,7 +715,8 @@ int main(int argc, char **argv)
 	page_size = sysconf(_SC_PAGE_SIZE);
 	if (getenv("GMEM_DEBUGFS"))
 		dir = getenv("GMEM_DEBUGFS");
-	while ((opt = getopt(argc, argv, "hado:t:b:")) != -1) {
+	/* "+": the command's own options are not ours. */
+	while ((opt = getopt(argc, argv, "+hado:t:b:")) != -1) {
 		if (opt == 'a')
 			all = true;
 		else if (opt == 'd')

@@ -309,9 +309,12 @@ static void sb_put(struct sb *sb)
 		pool = sb;
 		pool_len++;
 	} else {
+		int saved = errno;	/* free() must not change it */
+
 		/* Cleared first: the range may be mapped again at once. */
 		sb_mark(sb, false);
 		munmap(sb, SB_SIZE);
+		errno = saved;
 	}
 	pthread_mutex_unlock(&big_lock);
 }

@@ -54,6 +54,23 @@ static int tfs_write(const char *dir, const char *file, const char *val)
 	return n == (int)strlen(val) ? 0 : -1;
 }
 
+/* The first number in tracefs file @file ("7 (expanded: 1408)": 7). */
+static long tfs_read(const char *dir, const char *file)
+{
+	char path[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
 /* The gmem events in the trace buffer, in order, into @evs; how many. */
 static int read_events(const char *dir, struct ev *evs, int max)
 {
@@ -139,6 +156,7 @@ static long sum_pages(const struct ev *evs, int n, const char *name, int dev,
 FIXTURE(trace)
 {
 	const char *dir;
+	long buffer_kb, tracing_on;
 	struct ev *evs;
 	int fd[2];
 	int dev[2];
@@ -167,8 +185,11 @@ FIXTURE_SETUP(trace)
 		ASSERT_EQ(npu_get_info(self->fd[i], &info), 0);
 		self->dev[i] = info.dev_id;
 	}
-	dev_stat_wait("npu0", "devmem_used", 0, 2000);
-	dev_stat_wait("npu1", "devmem_used", 0, 2000);
+	/* An earlier test's device memory would show in the events. */
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, 2000), 0);
+	ASSERT_EQ(dev_stat_wait("npu1", "devmem_used", 0, 2000), 0);
+	self->buffer_kb = tfs_read(self->dir, "buffer_size_kb");
+	self->tracing_on = tfs_read(self->dir, "tracing_on");
 	ASSERT_EQ(tfs_write(self->dir, "buffer_size_kb", "8192"), 0);
 	ASSERT_EQ(tfs_write(self->dir, "trace", ""), 0);
 	ASSERT_EQ(tfs_write(self->dir, "tracing_on", "1"), 0);
@@ -178,8 +199,16 @@ FIXTURE_SETUP(trace)
 FIXTURE_TEARDOWN(trace)
 {
 	if (self->dir) {
+		char v[32];
+
 		tfs_write(self->dir, "events/gmem/enable", "0");
 		tfs_write(self->dir, "trace", "");
+		if (self->buffer_kb > 0) {
+			snprintf(v, sizeof(v), "%ld", self->buffer_kb);
+			tfs_write(self->dir, "buffer_size_kb", v);
+		}
+		if (self->tracing_on >= 0)
+			tfs_write(self->dir, "tracing_on", self->tracing_on ? "1" : "0");
 		close(self->fd[0]);
 		close(self->fd[1]);
 		close(self->gfd);
@@ -318,6 +347,39 @@ TEST_F_TIMEOUT(trace, read_duplication, 120)
 	ASSERT_EQ(sum_pages(self->evs, n, "gmem_migrate", -1, p, len, NULL, NULL,
 			    &cnt), 0);
 	munmap(p, len);
+}
+
+/*
+ * munmap of a buffer in npu0's memory frees its pages with their data:
+ * one gmem_drop page for each, and no migration home.
+ */
+TEST_F_TIMEOUT(trace, munmap_drops_device_pages, 120)
+{
+	size_t len = 4 * MiB, pages = len / self->ps;
+	struct gmem_npu_wait w;
+	long dropped = 0;
+	int n, cnt;
+	char *p;
+
+	p = peer_mmap_block(len);
+	ASSERT_NE(p, MAP_FAILED);
+	memset(p, 6, len);
+	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
+	ASSERT_EQ(w.status, 0);
+	ASSERT_EQ(dev_stat("npu0", "devmem_used"), (long)pages);
+	ASSERT_EQ(tfs_write(self->dir, "trace", ""), 0);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, 2000), 0);
+	ASSERT_EQ(tfs_write(self->dir, "events/gmem/enable", "0"), 0);
+
+	n = read_events(self->dir, self->evs, MAX_EVENTS);
+	for (int i = 0; i < n; i++)
+		if (!strcmp(self->evs[i].name, "gmem_drop") &&
+		    field(&self->evs[i], "dev") == self->dev[0])
+			dropped += field(&self->evs[i], "pages");
+	ASSERT_EQ(dropped, (long)pages);
+	ASSERT_EQ(sum_pages(self->evs, n, "gmem_migrate", -1, p, len, NULL, NULL,
+			    &cnt), 0);
 }
 
 /* With the events off, the same work records nothing. */
