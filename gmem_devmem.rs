@@ -746,7 +746,7 @@ impl DevMem {
         let first = c * CHUNK_PAGES + (d.start - d.key.addr()) / PAGE_SIZE;
         let n = (d.end - d.start) / PAGE_SIZE;
         for idx in first..first + n {
-            self.free_page(idx);
+            let _ = self.free_page(idx);
         }
         // SAFETY: The references taken when the copies were made.
         unsafe { gmem_put_pfns(d.host.as_ptr(), d.host.len()) };
@@ -803,22 +803,25 @@ impl DevMem {
             .is_some_and(|c| c.gone[off / 64] & (1u64 << (off % 64)) != 0)
     }
 
-    pub(crate) fn free_page(&self, idx: usize) {
-        {
+    /// Frees page `idx`; returns the block its chunk held and whether the
+    /// page was retired ([`DevMem::retire`]).
+    pub(crate) fn free_page(&self, idx: usize) -> Option<(BlockKey, bool)> {
+        let freed = {
             let mut chunks = self.chunks.lock();
-            let Some(c) = chunks.v.get_mut(idx / CHUNK_PAGES) else {
-                return;
-            };
+            let c = chunks.v.get_mut(idx / CHUNK_PAGES)?;
             let off = idx % CHUNK_PAGES;
+            let gone = c.gone[off / 64] & (1u64 << (off % 64)) != 0;
             c.bits[off / 64] &= !(1u64 << (off % 64));
             c.gone[off / 64] &= !(1u64 << (off % 64));
             c.used -= 1;
             if c.used == 0 {
                 c.pinned = false;
             }
-        }
+            (c.key, gone)
+        };
         self.used.fetch_sub(1, Ordering::Relaxed);
         STATS.devmem_used.fetch_sub(1, Ordering::Relaxed);
+        Some(freed)
     }
 }
 
@@ -833,10 +836,9 @@ unsafe extern "C" fn devmem_page_free(page: *mut bindings::page) {
     let (pool, pfn) = unsafe { (DevMem::of_page(page), bindings::page_to_pfn(page) as usize) };
     if let Some(idx) = pool.index_of(pfn) {
         // A page no migration emptied goes with its data.
-        let dropped = !pool.is_gone(idx);
-        pool.free_page(idx);
-        if dropped {
-            gmem_trace::drop(pool.device().id(), 1);
+        if let Some((key, false)) = pool.free_page(idx) {
+            let addr = key.addr() + (idx % CHUNK_PAGES) * PAGE_SIZE;
+            gmem_trace::drop(pool.device().id(), addr, addr + PAGE_SIZE, 1);
         }
     }
 }

@@ -225,7 +225,12 @@ pub(crate) fn fault_block(
                     vma.flags() & need == need,
                 )
             };
-            if allowed {
+            // A block holding merged (KSM) pages is left where it is:
+            // collecting one for migration unmaps it from every process
+            // that merged into it while ksmd works on it, which core MM
+            // has been seen to get wrong (a migration entry left to an
+            // unlocked page), and it would not move anyway.
+            if allowed && !has_ksm_pages(&user, &region, s, e, &mut pfns) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
                 let cause = if place == Place::Policy {
@@ -368,6 +373,33 @@ pub(crate) fn fault_block(
 }
 
 /// Whether any page of a fault's result is in host memory.
+/// Whether `[start, end)` of `region` has a KSM page mapped, looked at
+/// without faulting anything in (into `pfns`).  False if the look was
+/// overtaken by an invalidation: the migration then checks each page.
+fn has_ksm_pages(
+    user: &MmUser,
+    region: &Region,
+    start: usize,
+    end: usize,
+    pfns: &mut [usize],
+) -> bool {
+    let n = (end - start) / PAGE_SIZE;
+    // SAFETY: As in `fault_block`: the region's notifier is registered
+    // until it is retired.
+    let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
+    let mm = user.read_lock();
+    let none = core::ptr::null_mut();
+    if range_fault(&mm, region, seq, start, end, &mut pfns[..n], 0, none).is_err() {
+        return false;
+    }
+    pfns[..n].iter().any(|&p| {
+        // SAFETY: A pfn hmm_range_fault() found mapped has a struct page;
+        // its flags are only read, and a stale answer only decides
+        // whether the block migrates.
+        p & HMM_PFN_VALID != 0 && unsafe { gmem_pfn_is_ksm((p & !HMM_PFN_FLAGS) as _) }
+    })
+}
+
 fn has_host_pages(ctx: &GmemCtx, hmm_pfns: &[usize]) -> bool {
     let pool = ctx.devmem();
     hmm_pfns
@@ -833,11 +865,6 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
             Victim::Chunk(c, victim) if victim.is_dup() => {
                 let moved = pool.evict_dup(c) as u64;
                 pool.end_evict(c);
-                if moved > 0 {
-                    let block = victim.addr();
-                    let end = block + FAULT_BLOCK;
-                    gmem_trace::evict(pool.device().id(), block, end, moved as usize);
-                }
                 pool.evictions.fetch_add(1, Ordering::Relaxed);
                 pool.evicted.fetch_add(moved, Ordering::Relaxed);
                 STATS.evictions.fetch_add(1, Ordering::Relaxed);

@@ -38,7 +38,8 @@ void gmem_trace_dup(u32 dev, unsigned long start, unsigned long end,
 		    unsigned long pages);
 void gmem_trace_dup_collapse(u32 dev, unsigned long start, unsigned long end,
 			     unsigned long pages);
-void gmem_trace_drop(u32 dev, unsigned long pages);
+void gmem_trace_drop(u32 dev, unsigned long start, unsigned long end,
+		     unsigned long pages);
 void gmem_trace_invalidate(unsigned long start, unsigned long end, u32 event);
 
 extern const unsigned long gmem_c_layout[];

@@ -44,9 +44,10 @@ void gmem_trace_dup_collapse(u32 dev, unsigned long start, unsigned long end,
 	trace_gmem_dup_collapse(dev, start, end, pages);
 }
 
-void gmem_trace_drop(u32 dev, unsigned long pages)
+void gmem_trace_drop(u32 dev, unsigned long start, unsigned long end,
+		     unsigned long pages)
 {
-	trace_gmem_drop(dev, pages);
+	trace_gmem_drop(dev, start, end, pages);
 }
 
 void gmem_trace_invalidate(unsigned long start, unsigned long end, u32 event)

@@ -145,22 +145,13 @@ DEFINE_EVENT(gmem_block, gmem_dup_collapse,
 	TP_ARGS(dev, start, end, pages));
 
 /*
- * A device page was freed with its data (munmap, exit, discard): the data
- * did not move.  Pages emptied by a migration are not reported here.
+ * Device pages were freed with their data (munmap, exit, discard): the
+ * data did not move.  Pages emptied by a migration are not reported here.
  */
-TRACE_EVENT(gmem_drop,
-	TP_PROTO(u32 dev, unsigned long pages),
-	TP_ARGS(dev, pages),
-	TP_STRUCT__entry(
-		__field(u32, dev)
-		__field(unsigned long, pages)
-	),
-	TP_fast_assign(
-		__entry->dev = dev;
-		__entry->pages = pages;
-	),
-	TP_printk("dev=%u pages=%lu", __entry->dev, __entry->pages)
-);
+DEFINE_EVENT(gmem_block, gmem_drop,
+	TP_PROTO(u32 dev, unsigned long start, unsigned long end,
+		 unsigned long pages),
+	TP_ARGS(dev, start, end, pages));
 
 /* Core MM invalidates a range that devices may map. */
 TRACE_EVENT(gmem_invalidate,

@@ -39,7 +39,7 @@ extern "C" {
     fn gmem_trace_thrash_hold(dev: u32, start: c_ulong, end: c_ulong);
     fn gmem_trace_dup(dev: u32, start: c_ulong, end: c_ulong, pages: c_ulong);
     fn gmem_trace_dup_collapse(dev: u32, start: c_ulong, end: c_ulong, pages: c_ulong);
-    fn gmem_trace_drop(dev: u32, pages: c_ulong);
+    fn gmem_trace_drop(dev: u32, start: c_ulong, end: c_ulong, pages: c_ulong);
     fn gmem_trace_invalidate(start: c_ulong, end: c_ulong, event: u32);
 }
 
@@ -89,10 +89,11 @@ pub(crate) fn dup_collapse(dev: u32, start: usize, end: usize, pages: usize) {
     unsafe { gmem_trace_dup_collapse(dev, start as _, end as _, pages as _) }
 }
 
-/// `dev` freed `pages` pages with their data (munmap, exit, discard).
-pub(crate) fn drop(dev: u32, pages: usize) {
+/// `dev` freed the `pages` pages of `[start, end)` with their data
+/// (munmap, exit, discard).
+pub(crate) fn drop(dev: u32, start: usize, end: usize, pages: usize) {
     // SAFETY: See above.
-    unsafe { gmem_trace_drop(dev, pages as _) }
+    unsafe { gmem_trace_drop(dev, start as _, end as _, pages as _) }
 }
 
 /// Core MM invalidates `[start, end)` (an `mmu_notifier_event`) for devices.

@@ -11,7 +11,7 @@ set -euo pipefail
 BINDGEN_VERSION=0.73.2   # 6.12 wants >= 0.65.1; Debian's 0.60 is too old
 DEBS=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy rustfmt-web clang libclang-dev lld llvm flex bison bc
       libelf-dev libssl-dev cpio qemu-system-x86 busybox-static make gcc python3 xz-utils
-      kmod rsync libcap-dev libnuma-dev liburing-dev python3-sphinx python3-sphinx-rtd-theme)
+      kmod rsync libcap-dev libnuma-dev liburing-dev python3-sphinx)
 # bindgen-cli is built with cargo: the machine's (rustup) if there is one,
 # else Debian's, which matches rustc-web.
 command -v cargo >/dev/null 2>&1 || DEBS+=(cargo-web)

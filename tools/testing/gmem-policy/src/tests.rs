@@ -117,7 +117,10 @@ proptest! {
             }
             prop_assert!(well_formed(&spans), "{:?}", spans);
             for (p, want) in model.iter().enumerate() {
-                prop_assert_eq!(attrs_at(&spans, p * PAGE + 17), *want, "page {}", p);
+                // The first byte, one inside, and the last of each page.
+                for off in [0, 17, PAGE - 1] {
+                    prop_assert_eq!(attrs_at(&spans, p * PAGE + off), *want, "page {} +{}", p, off);
+                }
             }
         }
     }
@@ -314,4 +317,75 @@ fn update_splits_and_merges() {
     assert_eq!(spans, [a(0, 8, true)]);
     assert_eq!(common(&spans, 0, 10 * PAGE), Attrs::default());
     assert!(common(&spans, PAGE, 3 * PAGE).read_mostly);
+}
+
+/// Departures exactly `lapse_ms` apart do not count together.
+#[test]
+fn the_lapse_is_exclusive() {
+    let r = rule();
+    let mut s = ThrashSlot::<u8>::default();
+    let mut started = false;
+    for t in [0, r.lapse_ms, 2 * r.lapse_ms] {
+        s.departed(1, 1000 + t, None, &r);
+    }
+    assert!(!s.holds_back(1, 1000 + 2 * r.lapse_ms, 0, 1024, &r, &mut started));
+    let mut s = ThrashSlot::<u8>::default();
+    for t in [0, r.lapse_ms - 1, 2 * (r.lapse_ms - 1)] {
+        s.departed(1, 1000 + t, None, &r);
+    }
+    assert!(s.holds_back(1, 1000 + 2 * (r.lapse_ms - 1), 0, 1024, &r, &mut started));
+}
+
+/// Ping-pong needs the last departure to be recent.
+#[test]
+fn old_ping_pong_is_forgotten() {
+    let r = rule();
+    let mut s = ThrashSlot::<u8>::default();
+    let mut started = false;
+    for t in [0, 10, 20] {
+        s.departed(1, 1000 + t, None, &r);
+    }
+    assert!(!s.holds_back(1, 1020 + r.lapse_ms, 0, 1024, &r, &mut started));
+}
+
+/// A hold starts the count again: after it, three new quick departures
+/// are needed, not one.
+#[test]
+fn a_hold_resets_the_departures() {
+    let r = rule();
+    let mut s = ThrashSlot::<u8>::default();
+    let mut started = false;
+    for t in [0, 10, 20] {
+        s.departed(1, 1000 + t, None, &r);
+    }
+    assert!(s.holds_back(1, 1030, 0, 1024, &r, &mut started));
+    let after = 1030 + r.pin_ms;
+    s.departed(1, after, None, &r);
+    assert!(!s.holds_back(1, after + 1, 0, 1024, &r, &mut started));
+}
+
+/// Departing during a hold (the block was used in place, then left
+/// again) does not end the hold.
+#[test]
+fn a_departure_during_a_hold_keeps_it() {
+    let r = rule();
+    let mut s = ThrashSlot::<u8>::default();
+    let mut started = false;
+    for t in [0, 10, 20] {
+        s.departed(1, 1000 + t, None, &r);
+    }
+    assert!(s.holds_back(1, 1030, 0, 1024, &r, &mut started));
+    s.departed(1, 1030 + r.lapse_ms + 1, None, &r);
+    assert!(s.holds_back(1, 1030 + r.lapse_ms + 2, 0, 1024, &r, &mut started));
+}
+
+/// A departure that was no eviction keeps the eviction's clock.
+#[test]
+fn a_plain_departure_keeps_the_eviction_clock() {
+    let r = rule();
+    let mut s = ThrashSlot::<u8>::default();
+    let mut started = false;
+    s.departed(3, 1000, Some(5000), &r);
+    s.departed(3, 1001, None, &r);
+    assert!(s.holds_back(3, 1002, 5001, 1024, &r, &mut started));
 }

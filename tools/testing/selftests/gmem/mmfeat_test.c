@@ -532,6 +532,20 @@ TEST_F_TIMEOUT(mmfeat, ksm_page_shared_with_another_process_stays_home, 300)
 			TH_LOG("the other process's page %zu left host memory", i);
 	}
 	ASSERT_SAME_VIEW(self->n.fd0, p, len);
+	/*
+	 * Devices keep faulting on the merged pages while ksmd keeps
+	 * scanning both processes (a migration of a merged page racing ksmd
+	 * once left a migration entry to an unlocked page behind).
+	 */
+	ASSERT_EQ(write_file(KSM "/sleep_millisecs", "1"), 0);
+	for (int round = 0; round < 10; round++) {
+		ASSERT_EQ(npu_sum(self->n.fd0, p, len, &w), 0);
+		ASSERT_EQ(w.result, byte_sum(0x3c, len));
+		ASSERT_EQ(npu_sum(self->n.fd1, p, len, &w), 0);
+		ASSERT_EQ(w.result, byte_sum(0x3c, len));
+		ASSERT_EQ(npu_touch(self->n.fd0, p + len, self->n.ps, true, round, &w), 0);
+	}
+	ASSERT_EQ(write_file(KSM "/sleep_millisecs", "10"), 0);
 
 	ASSERT_EQ(write(go[1], &c, 1), 1);
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);

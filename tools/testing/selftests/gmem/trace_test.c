@@ -54,10 +54,13 @@ static int tfs_write(const char *dir, const char *file, const char *val)
 	return n == (int)strlen(val) ? 0 : -1;
 }
 
-/* The first number in tracefs file @file ("7 (expanded: 1408)": 7). */
+/*
+ * The number in tracefs file @file; of a buffer never used, "7 (expanded:
+ * 1408)", the size it takes once used (1408), as writing 7 would shrink it.
+ */
 static long tfs_read(const char *dir, const char *file)
 {
-	char path[256];
+	char path[256], line[128], *x;
 	long v = -1;
 	FILE *f;
 
@@ -65,8 +68,10 @@ static long tfs_read(const char *dir, const char *file)
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
+	if (fgets(line, sizeof(line), f)) {
+		x = strstr(line, "expanded:");
+		v = strtol(x ? x + strlen("expanded:") : line, NULL, 10);
+	}
 	fclose(f);
 	return v;
 }
@@ -373,11 +378,10 @@ TEST_F_TIMEOUT(trace, munmap_drops_device_pages, 120)
 	ASSERT_EQ(tfs_write(self->dir, "events/gmem/enable", "0"), 0);
 
 	n = read_events(self->dir, self->evs, MAX_EVENTS);
-	for (int i = 0; i < n; i++)
-		if (!strcmp(self->evs[i].name, "gmem_drop") &&
-		    field(&self->evs[i], "dev") == self->dev[0])
-			dropped += field(&self->evs[i], "pages");
+	dropped = sum_pages(self->evs, n, "gmem_drop", self->dev[0], p, len, NULL,
+			    NULL, &cnt);
 	ASSERT_EQ(dropped, (long)pages);
+	ASSERT_EQ(cnt, (int)pages);
 	ASSERT_EQ(sum_pages(self->evs, n, "gmem_migrate", -1, p, len, NULL, NULL,
 			    &cnt), 0);
 }
