@@ -77,17 +77,25 @@ result() {
 	"${rs[@]}" >"$log/rustfmt" 2>&1 || true
 result "rustfmt (${#rs[@]} files)" "$log/rustfmt"
 
-# clippy: kbuild's saved command for the object (RUSTC_BOOTSTRAP as kbuild
-# exports it), its objtool step dropped,
-# clippy-driver for rustc and metadata into $log instead of the object.
-clippy_one() {
+# kbuild's saved rustc command for mm/gmem/$1.o, its objtool step dropped,
+# with the source read from $GMEM_ROOT; fails with a message if there is
+# none (the test kernel is not built).
+saved_rustc() {
 	local obj=$1 cmd
 	cmd=$(sed -n "s|^savedcmd_mm/gmem/$obj.o := ||p" "$out/mm/gmem/.$obj.o.cmd" | sed 's| ; .*||')
 	case $cmd in
 	*/usr/bin/rustc\ *--emit=obj=*) ;;
-	*) echo "error: no rustc command saved for mm/gmem/$obj.o (build the test kernel)"; return ;;
+	*) echo "error: no rustc command saved for mm/gmem/$obj.o (build the test kernel)"; return 1 ;;
 	esac
-	cmd=$(echo "$cmd" | sed -E "s|/usr/bin/rustc |/usr/bin/clippy-driver --error-format=short |; s|--out-dir [^ ]+|--out-dir $log/|; s|--emit=dep-info=[^ ]+ --emit=obj=[^ ]+|--emit=metadata=$log/$obj.rmeta|; s| [^ ]*/mm/gmem/$obj.rs| $GMEM_ROOT/$obj.rs|")
+	echo "$cmd" | sed -E "s| [^ ]*/mm/gmem/$obj.rs| $GMEM_ROOT/$obj.rs|"
+}
+
+# clippy: the saved command (RUSTC_BOOTSTRAP as kbuild exports it) run by
+# clippy-driver, metadata into $log instead of the object.
+clippy_one() {
+	local obj=$1 cmd
+	cmd=$(saved_rustc "$obj") || { echo "$cmd"; return; }
+	cmd=$(echo "$cmd" | sed -E "s|/usr/bin/rustc |/usr/bin/clippy-driver --error-format=short |; s|--out-dir [^ ]+|--out-dir $log/|; s|--emit=dep-info=[^ ]+ --emit=obj=[^ ]+|--emit=metadata=$log/$obj.rmeta|")
 	(cd "$out" && RUSTC_BOOTSTRAP=1 CLIPPY_CONF_DIR="$tree" eval "$cmd") 2>&1 || echo "error: clippy-driver failed on mm/gmem/$obj.o"
 }
 if [ "$(/usr/bin/clippy-driver --rustc --version 2>&1)" != "$(/usr/bin/rustc --version)" ]; then
@@ -103,12 +111,8 @@ result "clippy (gmem.ko, gmem_npu.ko)" "$log/clippy"
 # of, so that one lint is off.
 rustdoc_one() {
 	local obj=$1 cmd
-	cmd=$(sed -n "s|^savedcmd_mm/gmem/$obj.o := ||p" "$out/mm/gmem/.$obj.o.cmd" | sed 's| ; .*||')
-	case $cmd in
-	*/usr/bin/rustc\ *--emit=obj=*) ;;
-	*) echo "error: no rustc command saved for mm/gmem/$obj.o (build the test kernel)"; return ;;
-	esac
-	cmd=$(echo "$cmd" | sed -E "s|/usr/bin/rustc |/usr/bin/rustdoc --document-private-items -Arustdoc::private_intra_doc_links -o $log/doc |; s|--out-dir [^ ]+||; s|--emit=dep-info=[^ ]+ --emit=obj=[^ ]+||; s|-Cembed-bitcode=n ||; s|-Zbinary_dep_depinfo=y ||; s|-Zfunction-sections=n ||; s| [^ ]*/mm/gmem/$obj.rs| $GMEM_ROOT/$obj.rs|")
+	cmd=$(saved_rustc "$obj") || { echo "$cmd"; return; }
+	cmd=$(echo "$cmd" | sed -E "s|/usr/bin/rustc |/usr/bin/rustdoc --document-private-items -Arustdoc::private_intra_doc_links -o $log/doc |; s|--out-dir [^ ]+||; s|--emit=dep-info=[^ ]+ --emit=obj=[^ ]+||; s|-Cembed-bitcode=n ||; s|-Zbinary_dep_depinfo=y ||; s|-Zfunction-sections=n ||")
 	(cd "$out" && RUSTC_BOOTSTRAP=1 eval "$cmd") 2>&1 || echo "error: rustdoc failed on mm/gmem/$obj.o"
 }
 for obj in gmem_core gmem_npu; do rustdoc_one "$obj"; done >"$log/rustdoc.out"

@@ -319,6 +319,15 @@ fn update_splits_and_merges() {
     assert!(common(&spans, PAGE, 3 * PAGE).read_mostly);
 }
 
+/// Block 1 after three quick departures, at 1000, 1010 and 1020.
+fn ping_ponged(r: &ThrashRule) -> ThrashSlot<u8> {
+    let mut s = ThrashSlot::<u8>::default();
+    for t in [0, 10, 20] {
+        s.departed(1, 1000 + t, None, r);
+    }
+    s
+}
+
 /// Departures exactly `lapse_ms` apart do not count together.
 #[test]
 fn the_lapse_is_exclusive() {
@@ -340,11 +349,8 @@ fn the_lapse_is_exclusive() {
 #[test]
 fn old_ping_pong_is_forgotten() {
     let r = rule();
-    let mut s = ThrashSlot::<u8>::default();
+    let mut s = ping_ponged(&r);
     let mut started = false;
-    for t in [0, 10, 20] {
-        s.departed(1, 1000 + t, None, &r);
-    }
     assert!(!s.holds_back(1, 1020 + r.lapse_ms, 0, 1024, &r, &mut started));
 }
 
@@ -353,11 +359,8 @@ fn old_ping_pong_is_forgotten() {
 #[test]
 fn a_hold_resets_the_departures() {
     let r = rule();
-    let mut s = ThrashSlot::<u8>::default();
+    let mut s = ping_ponged(&r);
     let mut started = false;
-    for t in [0, 10, 20] {
-        s.departed(1, 1000 + t, None, &r);
-    }
     assert!(s.holds_back(1, 1030, 0, 1024, &r, &mut started));
     let after = 1030 + r.pin_ms;
     s.departed(1, after, None, &r);
@@ -369,11 +372,8 @@ fn a_hold_resets_the_departures() {
 #[test]
 fn a_departure_during_a_hold_keeps_it() {
     let r = rule();
-    let mut s = ThrashSlot::<u8>::default();
+    let mut s = ping_ponged(&r);
     let mut started = false;
-    for t in [0, 10, 20] {
-        s.departed(1, 1000 + t, None, &r);
-    }
     assert!(s.holds_back(1, 1030, 0, 1024, &r, &mut started));
     s.departed(1, 1030 + r.lapse_ms + 1, None, &r);
     assert!(s.holds_back(1, 1030 + r.lapse_ms + 2, 0, 1024, &r, &mut started));
