@@ -19,20 +19,9 @@ fi
 # cgroup2, hugetlb pages and room for many mappings, for mmfeat_test and
 # the mm selftests.
 mm_setup
-for t in /opt/gmem/selftests/*; do
-	name=${t##*/}
-	[ -n "${GMEM_TESTS:-}" ] && ! echo " $GMEM_TESTS " | grep -q " $name " && continue
-	echo "GMEM-TEST-BEGIN $name"
-	t0=$(cut -d' ' -f1 /proc/uptime)
-	$t
-	rc=$?
-	echo "# $name: ${t0}s to $(cut -d' ' -f1 /proc/uptime)s"
-	echo "GMEM-TEST-END $name rc=$rc"
-done
-if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " mm_conformance "; then
-	mm_conformance
-fi
-# gmemstat -t around the migration sample: it exits as the sample does,
+# First, on a fresh system as make run has it (later tests change THP,
+# KSM and hugetlb settings): gmemstat -t around the migration sample: it
+# exits as the sample does,
 # records gmem's events, and puts tracefs back.  The trace goes to the host
 # (GMEM-TRACE markers), where check.sh draws it with gmem-timeline.
 if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " gmemstat_trace "; then
@@ -49,6 +38,19 @@ if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " gmemstat_trace "
 	head -n 5000 /tmp/migrate.trace
 	echo "GMEM-TRACE-END"
 	echo "GMEM-TEST-END gmemstat_trace rc=0"
+fi
+for t in /opt/gmem/selftests/*; do
+	name=${t##*/}
+	[ -n "${GMEM_TESTS:-}" ] && ! echo " $GMEM_TESTS " | grep -q " $name " && continue
+	echo "GMEM-TEST-BEGIN $name"
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	$t
+	rc=$?
+	echo "# $name: ${t0}s to $(cut -d' ' -f1 /proc/uptime)s"
+	echo "GMEM-TEST-END $name rc=$rc"
+done
+if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " mm_conformance "; then
+	mm_conformance
 fi
 # Everything a test created must be gone: both modules unload cleanly.
 echo "GMEM-TEST-BEGIN final_unload"
