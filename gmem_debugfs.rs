@@ -81,7 +81,7 @@ pub(crate) trait Control: Sync + 'static {
 
 /// Longest write a control file takes.
 #[allow(dead_code)]
-pub(crate) const CONTROL_INPUT_MAX: usize = 16;
+pub(crate) const CONTROL_INPUT_MAX: usize = 24;
 
 #[allow(dead_code)]
 impl Dir {

@@ -22,6 +22,9 @@
 //!   GPU MMU fault report; the device goes on with the next job.
 //! - A job engine per device (an ordered workqueue) runs the jobs
 //!   submitted by ioctl in order; see `include/uapi/linux/gmem.h`.
+//! - It sits behind a modelled host link: a device clock counts what its
+//!   jobs and its copy engine would take on real hardware
+//!   ([`gmem_npu_model`]), which WAIT and INFO report.
 //!
 //! # Locking
 //!
@@ -77,6 +80,7 @@ use kernel::{c_str, fmt};
 #[allow(dead_code)]
 mod gmem_debugfs;
 mod gmem_dev;
+mod gmem_npu_model;
 #[macro_use]
 mod gmem_param;
 mod gmem_uaccess;
@@ -85,7 +89,8 @@ mod gmem_uaccess;
 mod gmem_sync;
 
 use gmem_dev::{Attachment, GmemDevOps, Prot, Registration};
-use gmem_uaccess::{read_arg, write_arg};
+use gmem_npu_model::{JobCost, Model};
+use gmem_uaccess::{read_arg, read_arg_sized, write_arg, write_arg_sized};
 
 module! {
     type: NpuModule,
@@ -148,6 +153,41 @@ uint_param!(
     MAX_QUEUED_MIB_TYPE,
     MAX_QUEUED_MIB_DESC,
     "MiB of job length one file may have queued (default 256; a job is always accepted on an idle file)"
+);
+
+/// The device model's defaults (see `gmem_npu_model`); written by the
+/// module loader, each device starts with them.
+static mut DEV_GBPS: c_uint = 3000;
+uint_param!(
+    DEV_GBPS,
+    "dev_gbps",
+    0o444,
+    DEV_GBPS_PARAM,
+    DEV_GBPS_TYPE,
+    DEV_GBPS_DESC,
+    "Modelled device memory bandwidth, GB/s (default 3000, HBM3)"
+);
+
+static mut LINK_GBPS: c_uint = 64;
+uint_param!(
+    LINK_GBPS,
+    "link_gbps",
+    0o444,
+    LINK_GBPS_PARAM,
+    LINK_GBPS_TYPE,
+    LINK_GBPS_DESC,
+    "Modelled host link bandwidth per direction, GB/s (default 64, PCIe Gen5 x16)"
+);
+
+static mut FAULT_US: c_uint = 45;
+uint_param!(
+    FAULT_US,
+    "fault_us",
+    0o444,
+    FAULT_US_PARAM,
+    FAULT_US_TYPE,
+    FAULT_US_DESC,
+    "Modelled cost of taking and replaying a device fault, us (default 45)"
 );
 
 // ---------------------------------------------------------------------------
@@ -368,6 +408,7 @@ unsafe fn host_page(pfn: usize) -> *mut u8 {
 struct NpuMmuOps {
     stats: Arc<NpuStats>,
     dram: Arc<Dram>,
+    model: Arc<Model>,
 }
 
 impl GmemDevOps for NpuMmuOps {
@@ -430,6 +471,7 @@ impl GmemDevOps for NpuMmuOps {
 
     /// The copy engine, host to device.
     fn copy_to_dev(&self, dst_idx: &[usize], src_pfns: &[usize]) {
+        let mut zeroed = 0;
         for (&idx, &pfn) in dst_idx.iter().zip(src_pfns) {
             let dst = self.dram.page(idx);
             // SAFETY: Whole pages: the device page is locked by the
@@ -437,11 +479,15 @@ impl GmemDevOps for NpuMmuOps {
             unsafe {
                 if pfn == gmem_dev::PFN_NONE {
                     ptr::write_bytes(dst, 0, PAGE_SIZE);
+                    zeroed += 1;
                 } else {
                     ptr::copy_nonoverlapping(host_page(pfn), dst, PAGE_SIZE);
                 }
             }
         }
+        let copied = dst_idx.len() - zeroed;
+        self.model.copied(true, (copied * PAGE_SIZE) as u64);
+        self.model.zeroed((zeroed * PAGE_SIZE) as u64);
         self.stats
             .copied_to_dev
             .fetch_add(dst_idx.len() as u64, Ordering::Relaxed);
@@ -453,6 +499,7 @@ impl GmemDevOps for NpuMmuOps {
             // SAFETY: As in `copy_to_dev`.
             unsafe { ptr::copy_nonoverlapping(self.dram.page(idx), host_page(pfn), PAGE_SIZE) };
         }
+        self.model.copied(false, (src_idx.len() * PAGE_SIZE) as u64);
         self.stats
             .copied_to_host
             .fetch_add(src_idx.len() as u64, Ordering::Relaxed);
@@ -561,6 +608,8 @@ struct JobResult {
     fault_addr: u64,
     result: u64,
     faults: u64,
+    device_ns: u64,
+    wall_ns: u64,
 }
 
 /// A device access that could not be resolved.
@@ -573,15 +622,18 @@ struct Fault {
 struct JobRunner<'a> {
     file: &'a NpuFile,
     faults: u64,
+    /// What the job's accesses and faults cost in the device model.
+    cost: JobCost,
 }
 
 impl JobRunner<'_> {
     /// Calls `f` with the kernel addresses of the pages holding `vas`
-    /// (each access: address, write), with all of them translated and the
-    /// MMU locked, faulting in what misses first.
+    /// (each access: address, write, of `bytes` bytes), with all of them
+    /// translated and the MMU locked, faulting in what misses first.
     fn access<const N: usize, R>(
         &mut self,
         vas: [(usize, bool); N],
+        bytes: usize,
         f: impl FnOnce([*mut u8; N]) -> R,
     ) -> core::result::Result<R, Fault> {
         let mut replays = 0;
@@ -607,6 +659,14 @@ impl JobRunner<'_> {
                             // The page was mapped by gmem and cannot be
                             // freed or moved before `invalidate` removes it,
                             // which needs the MMU lock we hold.
+                            let bytes = bytes as u64;
+                            if pte.in_devmem() {
+                                self.cost.local += bytes;
+                            } else if write {
+                                self.cost.link_out += bytes;
+                            } else {
+                                self.cost.link_in += bytes;
+                            }
                             let page = if pte.in_devmem() {
                                 self.file.npu.dram.page(pte.pfn())
                             } else {
@@ -638,11 +698,13 @@ impl JobRunner<'_> {
             }
             self.faults += 1;
             self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
-            // Replayable fault: the job waits for gmem, then replays.
-            self.file
-                .attachment
-                .fault(va, write)
-                .map_err(|err| Fault { err, addr: va })?;
+            // Replayable fault: the job waits for gmem, then replays.  Its
+            // cost: the fault itself and the copies gmem had done for it.
+            let copies = self.file.npu.model.copy_ns();
+            let res = self.file.attachment.fault(va, write);
+            self.cost.faults += 1;
+            self.cost.copy_ns += self.file.npu.model.copy_ns() - copies;
+            res.map_err(|err| Fault { err, addr: va })?;
         }
     }
 
@@ -660,7 +722,7 @@ impl JobRunner<'_> {
                     let d = j.dst + done;
                     let n = Self::in_page(d).min(j.len - done);
                     // SAFETY: `n` bytes from the pointer stay in its page.
-                    self.access([(d, true)], |[p]| unsafe {
+                    self.access([(d, true)], n, |[p]| unsafe {
                         ptr::write_bytes(p, j.value as u8, n)
                     })?;
                     done += n;
@@ -672,7 +734,7 @@ impl JobRunner<'_> {
                     let n = Self::in_page(d).min(Self::in_page(s)).min(j.len - done);
                     // SAFETY: Both spans stay in their pages; the ranges do
                     // not overlap (validated), so neither do the spans.
-                    self.access([(s, false), (d, true)], |[ps, pd]| unsafe {
+                    self.access([(s, false), (d, true)], n, |[ps, pd]| unsafe {
                         ptr::copy_nonoverlapping(ps, pd, n)
                     })?;
                     done += n;
@@ -685,7 +747,7 @@ impl JobRunner<'_> {
                         .min(Self::in_page(a))
                         .min(Self::in_page(b))
                         .min(j.len - done);
-                    self.access([(a, false), (b, false), (d, true)], |[pa, pb, pd]| {
+                    self.access([(a, false), (b, false), (d, true)], n, |[pa, pb, pd]| {
                         for i in 0..n / 4 {
                             // SAFETY: 4-byte aligned elements inside the
                             // pages (alignment validated).
@@ -703,7 +765,7 @@ impl JobRunner<'_> {
                 while done < j.len {
                     let s = j.src + done;
                     let n = Self::in_page(s).min(j.len - done);
-                    acc += self.access([(s, false)], |[p]| {
+                    acc += self.access([(s, false)], n, |[p]| {
                         let mut sum = 0u64;
                         for i in 0..n / 4 {
                             // SAFETY: Aligned elements inside the page.
@@ -719,7 +781,9 @@ impl JobRunner<'_> {
                 let mut left = j.value;
                 while left > 0 {
                     let batch = left.min(ATOMIC_BATCH);
-                    self.access([(j.dst, true)], |[p]| {
+                    // An atomic across the link moves its word each way;
+                    // only the write direction is counted.
+                    self.access([(j.dst, true)], batch as usize * 8, |[p]| {
                         // SAFETY: An 8-byte aligned u64 inside the page; the
                         // CPU may update it concurrently, with atomics too.
                         let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p.cast::<u64>()) };
@@ -734,7 +798,7 @@ impl JobRunner<'_> {
                 let mut va = j.dst & !(PAGE_SIZE - 1);
                 while va < j.dst + j.len {
                     let (w, value) = (j.write, j.value);
-                    acc = acc.wrapping_add(self.access([(va, w)], |[p]| {
+                    acc = acc.wrapping_add(self.access([(va, w)], 8, |[p]| {
                         let p = p.cast::<u64>();
                         // SAFETY: The first word of a mapped page.
                         unsafe {
@@ -785,20 +849,28 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
             ..Default::default()
         }
     } else {
-        let mut engine = JobRunner { file, faults: 0 };
-        match engine.run(&job.desc) {
+        let t0 = kernel::time::Ktime::ktime_get();
+        let mut engine = JobRunner {
+            file,
+            faults: 0,
+            cost: JobCost::default(),
+        };
+        let mut res = match engine.run(&job.desc) {
             Ok(result) => JobResult {
                 result,
-                faults: engine.faults,
                 ..Default::default()
             },
             Err(f) => JobResult {
                 status: f.err.to_errno(),
                 fault_addr: f.addr as u64,
-                faults: engine.faults,
                 ..Default::default()
             },
-        }
+        };
+        res.faults = engine.faults;
+        res.device_ns = file.npu.model.finish(&engine.cost);
+        let t1 = kernel::time::Ktime::ktime_get();
+        res.wall_ns = (t1.to_ns() - t0.to_ns()).max(0) as u64;
+        res
     };
     file.npu.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
     file.complete(job.seqno, job.desc.len as u64, res);
@@ -990,6 +1062,7 @@ impl NpuFile {
 
     fn info(&self) -> bindings::gmem_npu_info {
         let s = &self.npu.stats;
+        let m = self.npu.model.snapshot();
         bindings::gmem_npu_info {
             dev_id: self.npu.dev_id.load(Ordering::Relaxed),
             npu_index: self.npu.index,
@@ -1001,6 +1074,13 @@ impl NpuFile {
             faults: s.faults.load(Ordering::Relaxed),
             tlb_misses: s.tlb_misses.load(Ordering::Relaxed),
             invalidations: s.invalidations.load(Ordering::Relaxed),
+            dev_gbps: m.dev_gbps,
+            link_gbps: m.link_gbps,
+            fault_ns: m.fault_ns,
+            clock_ns: m.clock_ns,
+            link_to_dev_bytes: m.link_to_dev,
+            link_to_host_bytes: m.link_to_host,
+            local_bytes: m.local,
         }
     }
 
@@ -1034,6 +1114,8 @@ struct Npu {
     name: CString,
     index: u32,
     stats: Arc<NpuStats>,
+    /// The device model; its clock runs across unplug and plug.
+    model: Arc<Model>,
     /// The registration with gmem while plugged in.  Dropped before `dram`:
     /// unregistration moves device pages back to the host, reading it.
     #[pin]
@@ -1089,6 +1171,14 @@ impl Npu {
     fn new(index: u32, dram_mib: usize) -> Result<Pin<KBox<Npu>>> {
         let name = CString::try_from_fmt(fmt!("gmem_npu{}", index))?;
         let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
+        let model = Arc::new(
+            Model::new(
+                param_value!(DEV_GBPS),
+                param_value!(LINK_GBPS),
+                param_value!(FAULT_US),
+            ),
+            GFP_KERNEL,
+        )?;
         let dram = Arc::new(Dram::new(dram_mib)?, GFP_KERNEL)?;
         // The job engine: jobs run one at a time, in submission order.
         let engine = gmem_sync::Workqueue::new(&name, true)?;
@@ -1100,6 +1190,7 @@ impl Npu {
                 name,
                 index,
                 stats,
+                model,
                 gmem <- new_mutex!(None, "Npu::gmem"),
                 live: AtomicU64::new(0),
                 gens: AtomicU64::new(0),
@@ -1139,6 +1230,7 @@ impl Npu {
             NpuMmuOps {
                 stats: self.stats.clone(),
                 dram: self.dram.clone(),
+                model: self.model.clone(),
             },
         )?;
         r.add_memory(self.dram.pages * PAGE_SIZE)?;
@@ -1345,7 +1437,29 @@ const IOC_INFO: u32 = _IOR::<bindings::gmem_npu_info>(IOC_MAGIC, 4);
 const IOC_PREFETCH: u32 = _IOW::<bindings::gmem_npu_prefetch>(IOC_MAGIC, 5);
 const IOC_SET_PLACEMENT: u32 = _IOW::<bindings::gmem_npu_placement>(IOC_MAGIC, 6);
 
+/// `cmd` with its size field set to `size`.
+const fn ioc_resized(cmd: u32, size: u32) -> u32 {
+    let mask = bindings::_IOC_SIZEMASK << bindings::_IOC_SIZESHIFT;
+    (cmd & !mask) | (size << bindings::_IOC_SIZESHIFT)
+}
+
+/// The command and argument size of an ioctl: WAIT and INFO also come
+/// with the shorter structures of their first version.
+fn ioc_normalize(cmd: u32) -> (u32, usize) {
+    let v1 = [
+        (IOC_WAIT, bindings::GMEM_NPU_WAIT_SIZE_V1),
+        (IOC_INFO, bindings::GMEM_NPU_INFO_SIZE_V1),
+    ];
+    for (cur, size) in v1 {
+        if cmd == ioc_resized(cur, size) {
+            return (cur, size as usize);
+        }
+    }
+    (cmd, kernel::ioctl::_IOC_SIZE(cmd))
+}
+
 fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
+    let (cmd, size) = ioc_normalize(cmd);
     if gmem_dev::current_mm() != f.mm {
         // The file belongs to another address space (fork, fd passing).
         return Err(EBADF);
@@ -1367,7 +1481,7 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
             Ok(())
         }
         IOC_WAIT => {
-            let mut w: bindings::gmem_npu_wait = read_arg(arg)?;
+            let mut w: bindings::gmem_npu_wait = read_arg_sized(arg, size)?;
             if w.pad != 0 {
                 return Err(EINVAL);
             }
@@ -1376,7 +1490,9 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
             w.fault_addr = r.fault_addr;
             w.result = r.result;
             w.faults = r.faults;
-            write_arg(arg, &w)?;
+            w.device_ns = r.device_ns;
+            w.wall_ns = r.wall_ns;
+            write_arg_sized(arg, &w, size)?;
             f.consume(w.seqno);
             Ok(())
         }
@@ -1391,7 +1507,7 @@ fn do_ioctl(f: &Arc<NpuFile>, cmd: c_uint, arg: usize) -> Result {
                 _ => Err(EINVAL),
             }
         }
-        IOC_INFO => write_arg(arg, &f.info()),
+        IOC_INFO => write_arg_sized(arg, &f.info(), size),
         IOC_PREFETCH => {
             let p: bindings::gmem_npu_prefetch = read_arg(arg)?;
             let aligned = |x: u64| x % PAGE_SIZE as u64 == 0;
@@ -1456,6 +1572,8 @@ impl kernel::Module for NpuModule {
             // SAFETY: The NPU is pinned in `npus`, which outlives the
             // directory (dropped first, see `NpuModule`).
             unsafe { dir.control_file(c_str!("present"), &**npu) };
+            // SAFETY: As above: the NPU holds its model.
+            unsafe { dir.control_file(c_str!("model"), &*npu.model) };
             // Removed with its parent.
             core::mem::forget(dir);
         }

@@ -180,6 +180,8 @@ struct gmem_npu_wait {
 	__u64 fault_addr;	/* out: faulting address if status < 0 */
 	__u64 result;		/* out: REDUCE_SUM and TOUCH (read) result */
 	__u64 faults;		/* out: device faults the job took */
+	__u64 device_ns;	/* out: the job's modelled device time */
+	__u64 wall_ns;		/* out: its run time on this machine */
 };
 
 /* Address-space policy of this file descriptor's context. */
@@ -235,7 +237,31 @@ struct gmem_npu_info {
 	__u64 faults;		/* device faults taken (replays) */
 	__u64 tlb_misses;
 	__u64 invalidations;	/* invalidate calls from gmem */
+	/* The device model (see below); bytes count both jobs and copies. */
+	__u32 dev_gbps;		/* device memory bandwidth, GB/s */
+	__u32 link_gbps;	/* host link bandwidth per direction, GB/s */
+	__u64 fault_ns;		/* cost of taking and replaying one fault */
+	__u64 clock_ns;		/* the device clock */
+	__u64 link_to_dev_bytes;	/* over the link, host to device */
+	__u64 link_to_host_bytes;	/* over the link, device to host */
+	__u64 local_bytes;	/* read or written in device memory */
 };
+
+/*
+ * The device model.  Each NPU has a clock (ns) that its work advances as a
+ * device behind a host link would spend it, not as this machine does:
+ * device memory at dev_gbps, host memory in place and the copy engine
+ * (migration, eviction) at link_gbps per direction, and fault_ns per
+ * device fault.  WAIT reports a job's share (device_ns: its accesses, its
+ * faults and the copies they caused) beside its wall time.  Defaults are
+ * the module parameters dev_gbps, link_gbps and fault_us; debugfs
+ * gmem_npu/npuN/model overrides them per device.
+ *
+ * WAIT and INFO also accept the shorter structures of binaries built before
+ * these fields (48 bytes each): they get the fields they know.
+ */
+#define GMEM_NPU_WAIT_SIZE_V1	48
+#define GMEM_NPU_INFO_SIZE_V1	48
 
 #define GMEM_NPU_IOC_MAGIC	'N'
 #define GMEM_NPU_IOC_SUBMIT	_IOWR(GMEM_NPU_IOC_MAGIC, 1, struct gmem_npu_submit)

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The NPU's device model: its clock charges device memory at dev_gbps,
+ * host memory in place and the copy engine at link_gbps, and fault_ns per
+ * device fault, whatever this machine's speed.  Each case computes what a
+ * job must cost from the parameters INFO reports and compares it with
+ * WAIT's device_ns and with the clock and byte counters.  Also: reading a
+ * block once is no faster migrated than in place, reading it many times
+ * is; per-device overrides in debugfs gmem_npu/npu0/model, refused bad
+ * writes, and WAIT and INFO with the 48-byte structures of older binaries.
+ *
+ * Needs gmem.ko and gmem_npu.ko with at least 8 MiB of device memory on
+ * npu0 (the runner loads them) and debugfs.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#include "../kselftest_harness.h"
+#include "gmem_util.h"
+#include "npu_util.h"
+
+#define MODEL_FILE	"/sys/kernel/debug/gmem_npu/npu0/model"
+#define LEN		(4 * MiB)
+
+/* ns that @bytes take at @gbps GB/s, rounded up as the driver does. */
+static __u64 ns_at(__u64 bytes, __u32 gbps)
+{
+	return (bytes + gbps - 1) / gbps;
+}
+
+/* Writes @s to the model file; 0 or -errno. */
+static int model_write(const char *s)
+{
+	int fd = open(MODEL_FILE, O_WRONLY);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+FIXTURE(model)
+{
+	int fd;
+	struct gmem_npu_info info;
+};
+
+FIXTURE_SETUP(model)
+{
+	self->fd = npu_open(0);
+	ASSERT_GE(self->fd, 0) TH_LOG("open /dev/gmem_npu0: %s",
+				      strerror(errno));
+	if (access(MODEL_FILE, W_OK))
+		SKIP(return, "no %s", MODEL_FILE);
+	ASSERT_EQ(npu_get_info(self->fd, &self->info), 0);
+	if (dev_stat("npu0", "devmem_pages") * getpagesize() < 2 * LEN)
+		SKIP(return, "npu0 has less than %d MiB", (int)(2 * LEN / MiB));
+	/* An earlier test's exited process frees its memory first. */
+	dev_stat_wait("npu0", "devmem_used", 0, 2000);
+}
+
+FIXTURE_TEARDOWN(model)
+{
+	char buf[32];
+
+	/* Whatever a case changed goes back. */
+	snprintf(buf, sizeof(buf), "dev_gbps=%u", self->info.dev_gbps);
+	model_write(buf);
+	snprintf(buf, sizeof(buf), "link_gbps=%u", self->info.link_gbps);
+	model_write(buf);
+	snprintf(buf, sizeof(buf), "fault_us=%llu",
+		 (unsigned long long)self->info.fault_ns / 1000);
+	model_write(buf);
+	close(self->fd);
+}
+
+/* A CPU-filled MAP_PEER_SHARED buffer of @len bytes. */
+static char *filled(size_t len, __u32 seed)
+{
+	char *p = peer_mmap_block(len);
+
+	if (p != MAP_FAILED)
+		fill_pattern(p, len, seed);
+	return p;
+}
+
+TEST_F(model, defaults_are_a_pcie_accelerator)
+{
+	/* The module parameters' defaults (gmem_npu_model.rs). */
+	EXPECT_EQ(self->info.dev_gbps, 3000);
+	EXPECT_EQ(self->info.link_gbps, 64);
+	EXPECT_EQ(self->info.fault_ns, 45000);
+}
+
+/* In place: every byte crosses the link, each fault costs fault_ns. */
+TEST_F(model, in_place_read_costs_the_link)
+{
+	struct gmem_npu_info a, b;
+	struct gmem_npu_wait w;
+	char *p = filled(LEN, 1);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_set_placement(self->fd, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	ASSERT_EQ(npu_sum(self->fd, p, LEN, &w), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_EQ(w.result, pattern_sum(LEN, 1));
+	EXPECT_GT(w.faults, 0);
+	EXPECT_EQ(w.device_ns,
+		  ns_at(LEN, a.link_gbps) + w.faults * a.fault_ns);
+	EXPECT_GT(w.wall_ns, 0);
+	EXPECT_EQ(b.clock_ns - a.clock_ns, w.device_ns);
+	EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, LEN);
+	EXPECT_EQ(b.link_to_host_bytes - a.link_to_host_bytes, 0);
+	EXPECT_EQ(b.local_bytes - a.local_bytes, 0);
+	munmap(p, LEN);
+}
+
+/*
+ * Migrated on the fault: the faults, the copy engine bringing the data over
+ * the link, then the reads in device memory.
+ */
+TEST_F(model, migration_on_fault_costs_copies_and_device_reads)
+{
+	struct gmem_npu_info a, b;
+	struct gmem_npu_wait w;
+	char *p = filled(LEN, 2);
+	__u64 want;
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	ASSERT_EQ(npu_sum(self->fd, p, LEN, &w), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_EQ(w.result, pattern_sum(LEN, 2));
+	ASSERT_EQ(dev_stat("npu0", "devmem_used") * getpagesize(), LEN);
+	want = w.faults * a.fault_ns + ns_at(LEN, a.link_gbps) +
+	       ns_at(LEN, a.dev_gbps);
+	/* Each copy-engine call rounds up on its own. */
+	EXPECT_GE(w.device_ns, want);
+	EXPECT_LE(w.device_ns, want + 2 * w.faults);
+	EXPECT_EQ(b.clock_ns - a.clock_ns, w.device_ns);
+	EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, LEN);
+	EXPECT_EQ(b.local_bytes - a.local_bytes, LEN);
+	munmap(p, LEN);
+}
+
+/*
+ * A prefetch is copy-engine time on the clock, outside any job; the job
+ * after it reads device memory only.  The CPU reading the data back moves
+ * it over the link the other way.
+ */
+TEST_F(model, prefetch_and_cpu_fault_back_advance_the_clock)
+{
+	struct gmem_npu_info a, b, c;
+	struct gmem_npu_wait w;
+	char *p = filled(LEN, 3);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	ASSERT_EQ(npu_prefetch(self->fd, p, LEN, 0), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_GE(b.clock_ns - a.clock_ns, ns_at(LEN, a.link_gbps));
+	EXPECT_LE(b.clock_ns - a.clock_ns, ns_at(LEN, a.link_gbps) + 16);
+	EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, LEN);
+
+	ASSERT_EQ(npu_sum(self->fd, p, LEN, &w), 0);
+	EXPECT_EQ(w.result, pattern_sum(LEN, 3));
+	EXPECT_EQ(w.faults, 0);
+	EXPECT_EQ(w.device_ns, ns_at(LEN, a.dev_gbps));
+
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_EQ(check_pattern(p, LEN, 3), -1);
+	ASSERT_EQ(npu_get_info(self->fd, &c), 0);
+	EXPECT_EQ(c.link_to_host_bytes - b.link_to_host_bytes, LEN);
+	EXPECT_GE(c.clock_ns - b.clock_ns, ns_at(LEN, a.link_gbps));
+	munmap(p, LEN);
+}
+
+/*
+ * The trade-off the policies live on: a block read once costs at least as
+ * much migrated (copy, then read) as read in place; read nine times, it is
+ * cheaper migrated.
+ */
+TEST_F(model, migration_pays_off_only_with_reuse)
+{
+	size_t len = 2 * MiB;
+	int fd2 = npu_open(0);
+	char *near = filled(len, 4), *far = filled(len, 5);
+	__u64 t_near = 0, t_far = 0, once_near, once_far;
+	struct gmem_npu_wait w;
+
+	ASSERT_GE(fd2, 0);
+	ASSERT_NE(near, MAP_FAILED);
+	ASSERT_NE(far, MAP_FAILED);
+	ASSERT_EQ(npu_set_placement(fd2, GMEM_NPU_PLACE_HOST), 0);
+	for (int i = 0; i < 9; i++) {
+		ASSERT_EQ(npu_sum(self->fd, near, len, &w), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 4));
+		t_near += w.device_ns;
+		if (!i)
+			once_near = w.device_ns;
+		ASSERT_EQ(npu_sum(fd2, far, len, &w), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 5));
+		t_far += w.device_ns;
+		if (!i)
+			once_far = w.device_ns;
+	}
+	TH_LOG("once: migrated %llu ns, in place %llu ns; nine times: %llu, %llu",
+	       (unsigned long long)once_near, (unsigned long long)once_far,
+	       (unsigned long long)t_near, (unsigned long long)t_far);
+	EXPECT_GE(once_near, once_far);
+	EXPECT_LT(t_near, t_far);
+	close(fd2);
+	munmap(near, len);
+	munmap(far, len);
+}
+
+/* Overrides apply to what follows, and INFO shows them. */
+TEST_F(model, per_device_overrides)
+{
+	struct gmem_npu_info a;
+	struct gmem_npu_wait w;
+	char *p = filled(LEN, 6);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_set_placement(self->fd, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(model_write("link_gbps=16\n"), 0);
+	ASSERT_EQ(model_write("fault_us=0"), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	EXPECT_EQ(a.link_gbps, 16);
+	EXPECT_EQ(a.fault_ns, 0);
+	ASSERT_EQ(npu_sum(self->fd, p, LEN, &w), 0);
+	EXPECT_GT(w.faults, 0);
+	EXPECT_EQ(w.device_ns, ns_at(LEN, 16));
+	ASSERT_EQ(model_write("dev_gbps=1000"), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	EXPECT_EQ(a.dev_gbps, 1000);
+	munmap(p, LEN);
+}
+
+/* Bad writes fail with EINVAL and change nothing. */
+TEST_F(model, bad_writes_change_nothing)
+{
+	static const char *const bad[] = {
+		"link_gbps=0", "dev_gbps=0", "link_gbps=1000001",
+		"link_gbps=abc", "link_gbps=", "link_gbps", "=5", "clock_ns=1",
+		"fault_us=-1", "link_gbps=12x", "dev_gbps=99999999999",
+	};
+	struct gmem_npu_info a;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *b = bad[i];
+
+		EXPECT_EQ(model_write(b), -EINVAL) TH_LOG("%s", b);
+	}
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	EXPECT_EQ(a.dev_gbps, self->info.dev_gbps);
+	EXPECT_EQ(a.link_gbps, self->info.link_gbps);
+	EXPECT_EQ(a.fault_ns, self->info.fault_ns);
+}
+
+/* Binaries built before the model pass 48-byte structures; they still work. */
+TEST_F(model, first_version_structures)
+{
+	unsigned char buf[sizeof(struct gmem_npu_info) + 16];
+	struct gmem_npu_wait *w = (void *)buf;
+	unsigned long wait_v1 = _IOC(_IOC_READ | _IOC_WRITE, GMEM_NPU_IOC_MAGIC,
+				     2, GMEM_NPU_WAIT_SIZE_V1);
+	unsigned long info_v1 = _IOC(_IOC_READ, GMEM_NPU_IOC_MAGIC, 4,
+				     GMEM_NPU_INFO_SIZE_V1);
+	struct gmem_npu_job job;
+	char *p = filled(MiB, 7);
+	__u64 seqno;
+
+	ASSERT_NE(p, MAP_FAILED);
+	job = job_sum(p, MiB);
+	ASSERT_EQ(npu_submit(self->fd, &job, &seqno), 0);
+	memset(buf, 0xa5, sizeof(buf));
+	memset(buf, 0, GMEM_NPU_WAIT_SIZE_V1);
+	w->seqno = seqno;
+	w->timeout_ns = -1;
+	ASSERT_EQ(ioctl(self->fd, wait_v1, w), 0) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(w->status, 0);
+	EXPECT_EQ(w->result, pattern_sum(MiB, 7));
+	for (size_t i = GMEM_NPU_WAIT_SIZE_V1; i < sizeof(buf); i++) {
+		size_t at = i;
+
+		ASSERT_EQ(buf[at], 0xa5) TH_LOG("byte %zu written", at);
+	}
+
+	memset(buf, 0xa5, sizeof(buf));
+	ASSERT_EQ(ioctl(self->fd, info_v1, buf), 0);
+	EXPECT_EQ(((struct gmem_npu_info *)buf)->tlb_entries,
+		  self->info.tlb_entries);
+	for (size_t i = GMEM_NPU_INFO_SIZE_V1; i < sizeof(buf); i++) {
+		size_t at = i;
+
+		ASSERT_EQ(buf[at], 0xa5) TH_LOG("byte %zu written", at);
+	}
+	/* Other sizes are not WAIT or INFO. */
+	EXPECT_EQ(ioctl(self->fd, _IOC(_IOC_READ, GMEM_NPU_IOC_MAGIC, 4, 56),
+			buf), -1);
+	EXPECT_EQ(errno, ENOTTY);
+	munmap(p, MiB);
+}
+
+TEST_HARNESS_MAIN
