@@ -7,8 +7,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-# The curve of gmem_bench's "oversub <factor> <mode> <MiB/s>" lines in the
-# VM's console log.
+# The curves of gmem_bench's "oversub <factor> <mode> <MiB/s> <modelled
+# MiB/s>" lines in the VM's console log: wall time and device time.
 plot_oversub() {
 	local out=$GMEM_CACHE/bench
 	local dat=$out/oversub.dat png=$out/oversub.png
@@ -27,24 +27,32 @@ plot_oversub() {
 	stage "plotting the oversubscription curve"
 	gnuplot <<EOF
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-	set terminal pngcairo size 800,500
+	set terminal pngcairo size 1200,500
 } else {
-	set terminal png size 800,500
+	set terminal png size 1200,500
 }
 set output "$png"
-set title "gmem NPU streaming throughput vs oversubscription"
+set multiplot layout 1,2 title "gmem NPU streaming throughput vs oversubscription"
 set xlabel "working set / NPU device memory"
-set ylabel "MiB/s"
 set logscale x 2
 set xrange [0.4:5]
-set yrange [0:*]
 set grid
 set key bottom left
 # Right of the dashed line the working set no longer fits.
 set arrow from 1, graph 0 to 1, graph 1 nohead dashtype 2
-# Columns: "oversub" factor mode MiB/s.
+# Columns: "oversub" factor mode MiB/s modelled-MiB/s.
+set title "wall time in this VM (TCG)"
+set ylabel "MiB/s"
+set yrange [0:*]
 plot for [m in "fault hints"] "$dat" \
 	using 2:(strcol(3) eq m ? \$4 : NaN) with linespoints lw 2 pt 7 title m
+set title "modelled device time (behind a PCIe link)"
+set ylabel "MiB/s (log)"
+set logscale y 10
+set yrange [*:*]
+plot for [m in "fault hints"] "$dat" \
+	using 2:(strcol(3) eq m ? \$5 : NaN) with linespoints lw 2 pt 7 title m
+unset multiplot
 EOF
 	stage "oversubscription data: $dat"
 	stage "oversubscription curve: $png"

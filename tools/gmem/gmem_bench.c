@@ -47,8 +47,10 @@
  *     its REDUCE_SUM ("prefetch"); every sum is checked.  The rows note the
  *     device faults and the rise of gmem/stats migrated_to_dev, evictions,
  *     evicted_pages and thrash_pins (those gmem has) over the timed passes;
- *     "oversub <factor> <mode> <MiB/s>" lines repeat the figures for
- *     scripts/bench.sh to plot.  Each buffer is unmapped, and its device
+ *     "oversub <factor> <mode> <MiB/s> <modelled MiB/s>" lines repeat the
+ *     figures for scripts/bench.sh to plot; the modelled figure is the
+ *     working set over the NPU's device clock across the pass (see
+ *     gmem_npu_model.rs: what the pass would take behind a PCIe link).  Each buffer is unmapped, and its device
  *     memory seen free, before the next.
  *
  * Targets (the RATIO block): first touch peer/anon <= 1.10; in-place NPU
@@ -935,6 +937,8 @@ static const char *const oversub_keys[] = {
 struct oversub_row {
 	size_t len;			/* working set; 0: not measured */
 	int64_t ns[OVERSUB_PASSES];	/* sorted */
+	/* The NPU's modelled clock over each pass (copies included), sorted. */
+	int64_t model_ns[OVERSUB_PASSES];
 	__u64 faults;			/* of the timed passes */
 	long long rise[ARRAY_SIZE(oversub_keys)];	/* -1: no counter */
 };
@@ -952,6 +956,21 @@ static size_t whole_blocks(size_t bytes)
 static double oversub_mib_per_s(const struct oversub_row *row)
 {
 	return mib_per_s(row->len, row->ns[OVERSUB_PASSES / 2]);
+}
+
+static double oversub_model_mib_per_s(const struct oversub_row *row)
+{
+	return mib_per_s(row->len, row->model_ns[OVERSUB_PASSES / 2]);
+}
+
+/* The NPU's device clock (GMEM_NPU_IOC_INFO), or -1 (reported). */
+static int64_t npu_clock(int npu)
+{
+	struct gmem_npu_info info = { 0 };
+
+	if (ioctl(npu, GMEM_NPU_IOC_INFO, &info))
+		return fail("GMEM_NPU_IOC_INFO: %s", strerror(errno));
+	return info.clock_ns;
 }
 
 /*
@@ -982,14 +1001,18 @@ static int wait_devmem_free(unsigned int id)
  * *@faults.
  */
 static int oversub_pass(int npu, char *buf, size_t len, __u64 want,
-			int64_t *ns, __u64 *faults)
+			int64_t *ns, int64_t *model_ns, __u64 *faults)
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = now_ns(), c0 = npu_clock(npu), c1;
 	__u64 sum = 0;
 
-	if (npu_sum(npu, buf, len, &sum, faults))
+	if (c0 < 0 || npu_sum(npu, buf, len, &sum, faults))
 		return -1;
 	*ns = now_ns() - t0;
+	c1 = npu_clock(npu);
+	if (c1 < 0)
+		return -1;
+	*model_ns = c1 - c0;
 	if (sum != want)
 		return fail("NPU REDUCE_SUM streaming %zu MiB returned %llu, the CPU computed %llu",
 			    len / MiB, (unsigned long long)sum,
@@ -1055,7 +1078,7 @@ static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
 	long long before[ARRAY_SIZE(oversub_keys)];
 	long long after[ARRAY_SIZE(oversub_keys)];
 	__u64 want, warm_faults = 0;
-	int64_t warm_ns;
+	int64_t warm_ns, warm_model;
 	char *buf;
 	int ret;
 
@@ -1067,12 +1090,13 @@ static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
 	want = fill_pattern(buf, len, 0x0e000000 + f * 2 + m);
 	ret = m ? oversub_hints(buf, len, id) : 0;
 	if (!ret)
-		ret = oversub_pass(npu, buf, len, want, &warm_ns, &warm_faults);
+		ret = oversub_pass(npu, buf, len, want, &warm_ns, &warm_model,
+				   &warm_faults);
 	if (!ret)
 		ret = oversub_counters(before);
 	for (int p = 0; p < OVERSUB_PASSES && !ret; p++)
 		ret = oversub_pass(npu, buf, len, want, &row->ns[p],
-				   &row->faults);
+				   &row->model_ns[p], &row->faults);
 	if (!ret)
 		ret = oversub_counters(after);
 	munmap(buf, len);	/* frees its device memory */
@@ -1082,6 +1106,7 @@ static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
 		row->rise[k] = before[k] < 0 || after[k] < 0 ? -1 :
 			       after[k] - before[k];
 	qsort(row->ns, OVERSUB_PASSES, sizeof(row->ns[0]), cmp_i64);
+	qsort(row->model_ns, OVERSUB_PASSES, sizeof(row->model_ns[0]), cmp_i64);
 	row->len = len;
 	return 0;
 }
@@ -1172,8 +1197,10 @@ static void print_oversub_rows(void)
 				continue;
 			snprintf(name, sizeof(name), "oversub_%gx_%s",
 				 oversub_factors[f], oversub_modes[m]);
-			n = snprintf(note, sizeof(note), "%zu MiB, faults %llu",
+			n = snprintf(note, sizeof(note),
+				     "%zu MiB, modelled %.0f MiB/s, faults %llu",
 				     row->len / MiB,
+				     oversub_model_mib_per_s(row),
 				     (unsigned long long)row->faults);
 			for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++) {
 				if (row->rise[k] < 0)
@@ -1203,9 +1230,10 @@ static void print_oversub_lines(void)
 			if (first)
 				printf("\n");
 			first = false;
-			printf("oversub %g %s %.2f\n", oversub_factors[f],
+			printf("oversub %g %s %.2f %.2f\n", oversub_factors[f],
 			       oversub_modes[m],
-			       oversub_mib_per_s(&oversub[f][m]));
+			       oversub_mib_per_s(&oversub[f][m]),
+			       oversub_model_mib_per_s(&oversub[f][m]));
 		}
 	}
 }
