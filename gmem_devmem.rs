@@ -81,7 +81,7 @@ use kernel::sync::Arc;
 const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 /// Pages of a chunk: one fault block.
 pub(crate) const CHUNK_PAGES: usize = gmem_fault::FAULT_BLOCK / PAGE_SIZE;
-const CHUNK_WORDS: usize = CHUNK_PAGES / 64;
+pub(crate) const CHUNK_WORDS: usize = CHUNK_PAGES / 64;
 
 /// A block of one address space: the mm (as a number, never dereferenced)
 /// and the block's aligned address.
@@ -782,7 +782,7 @@ impl DevMem {
     /// still holds the page locked, before it is unlocked and put.  Until
     /// its last reference goes, eviction may still collect the page by pfn
     /// range (`migrate_device_range` takes any referenced page it can
-    /// lock), and must then leave it alone ([`DevMem::is_gone`]): moving it
+    /// lock), and must then leave it alone ([`DevMem::chunk_gone`]): moving it
     /// would copy stale data into a host page that no memcg is charged for.
     pub(crate) fn retire(&self, idx: usize) {
         let mut chunks = self.chunks.lock();
@@ -793,14 +793,14 @@ impl DevMem {
         }
     }
 
-    /// Whether page `idx` was retired and waits for its last reference.
-    pub(crate) fn is_gone(&self, idx: usize) -> bool {
-        let chunks = self.chunks.lock();
-        let off = idx % CHUNK_PAGES;
-        chunks
+    /// The pages of chunk `c` that were retired and wait for their last
+    /// reference, one bit per page.
+    pub(crate) fn chunk_gone(&self, c: usize) -> [u64; CHUNK_WORDS] {
+        self.chunks
+            .lock()
             .v
-            .get(idx / CHUNK_PAGES)
-            .is_some_and(|c| c.gone[off / 64] & (1u64 << (off % 64)) != 0)
+            .get(c)
+            .map_or([0; CHUNK_WORDS], |c| c.gone)
     }
 
     /// Frees page `idx`; returns the block its chunk held and whether the

@@ -820,7 +820,6 @@ pub(crate) fn prefetch_to_host(ctx: &GmemCtx, start: usize, end: usize) -> Resul
 /// until the pool is empty, which `memunmap_pages` then waits for.
 pub(crate) fn evict_all(pool: &DevMem) {
     for c in 0..pool.nchunks() {
-        let (first, n) = pool.chunk_range(c);
         let mut tries = 0u32;
         while pool.chunk_used(c) > 0 {
             tries += 1;
@@ -828,7 +827,7 @@ pub(crate) fn evict_all(pool: &DevMem) {
                 pr_warn!("device memory chunk {} still busy, waiting\n", c);
             }
             let block = pool.chunk_block(c);
-            let moved = evict_pages(pool, first, n, true).unwrap_or(0);
+            let moved = evict_chunk(pool, c, true).unwrap_or(0);
             if moved > 0 {
                 let (dev, end) = (pool.device().id(), block + FAULT_BLOCK);
                 gmem_trace::migrate(dev, block, end, moved, false, Cause::Eviction);
@@ -871,8 +870,7 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
                 STATS.evicted_pages.fetch_add(moved, Ordering::Relaxed);
             }
             Victim::Chunk(c, victim) => {
-                let (first, n) = pool.chunk_range(c);
-                let moved = evict_pages(pool, first, n, false).unwrap_or(0) as u64;
+                let moved = evict_chunk(pool, c, false).unwrap_or(0) as u64;
                 pool.end_evict(c);
                 if moved > 0 {
                     let (dev, block) = (pool.device().id(), victim.addr());
@@ -1148,11 +1146,12 @@ fn range_fault(
     mm.hmm_range_fault(&mut range)
 }
 
-/// Moves pages `[first, first + n)` of `pool` that are in use back to host
+/// Moves the pages of chunk `c` of `pool` that are in use back to host
 /// memory, whoever maps them, with host page allocations that cannot fail
 /// if `nofail`; returns how many moved.  Pages that are locked (being
 /// faulted or migrated by someone else) or cannot get a host page stay.
-fn evict_pages(pool: &DevMem, first: usize, n: usize, nofail: bool) -> Result<usize> {
+fn evict_chunk(pool: &DevMem, c: usize, nofail: bool) -> Result<usize> {
+    let (first, n) = pool.chunk_range(c);
     let mut b = MigrateBufs::new(n)?;
     // SAFETY: Our pagemap's pfns, arrays of `n` entries.
     kernel::error::to_result(unsafe {
@@ -1162,10 +1161,13 @@ fn evict_pages(pool: &DevMem, first: usize, n: usize, nofail: bool) -> Result<us
             n as _,
         )
     })?;
+    // Read once the pages are collected: only their lock holder retires
+    // them, so this cannot change under us.
+    let gone = pool.chunk_gone(c);
     for i in 0..n {
         // A page another migration has just emptied is collected too:
         // without a destination it stays, and its last put frees it.
-        if b.src[i] & MIGRATE_PFN_MIGRATE == 0 || pool.is_gone(first + i) {
+        if b.src[i] & MIGRATE_PFN_MIGRATE == 0 || gone[i / 64] & (1u64 << (i % 64)) != 0 {
             continue;
         }
         // SAFETY: With no VMA, a plain page allocation.

@@ -142,7 +142,9 @@ impl Caller {
 
     /// Checks that `[start, end)` is mapped (`EFAULT`) and that devices may
     /// reach all of it (`EACCES`), and covers it with regions, so that
-    /// unmapping it drops its attributes.
+    /// unmapping it drops its attributes.  Only the range: a hint must not
+    /// cost more as regions elsewhere in the same VMA (merged mappings,
+    /// each with its own hint) grow in number.
     fn check_reachable(&self, start: usize, end: usize) -> Result {
         let mut spans: KVec<(usize, usize)> = KVec::new();
         {
@@ -153,7 +155,7 @@ impl Caller {
                 if !self.as_.allows(&vma) {
                     return Err(EACCES);
                 }
-                spans.push((vma.start(), vma.end()), GFP_KERNEL)?;
+                spans.push((vma.start().max(start), vma.end().min(end)), GFP_KERNEL)?;
                 addr = vma.end();
             }
         }

@@ -38,9 +38,10 @@ stage "building the reference hmm-tests"
 sel=$GMEM_TREE/tools/testing/selftests
 gcc -O2 -pthread -I "$GMEM_TREE" $hdrs -o "$guest/ref/hmm-tests" "$sel/mm/hmm-tests.c"
 
-if [ "$flavor" = test ]; then
+if [ "$flavor" = test ] || [ -n "${GMEM_WITH_MM:-}" ]; then
 	# The kernel's own mm selftests (core-MM conformance, run as is and
-	# MAP_PEER_SHARED); -k: one that does not build from this source
+	# MAP_PEER_SHARED; make bench runs on the run kernel the suites too slow
+	# for the debug one); -k: one that does not build from this source
 	# (mm-conformance.sh says which) does not stop the others.
 	stage "building the mm selftests (make -C tools/testing/selftests TARGETS=mm)"
 	make -k -s -C "$GMEM_TREE/tools/testing/selftests" TARGETS=mm O="$out" >"$out/mm-selftests.log" 2>&1 || true
