@@ -139,6 +139,8 @@ pub(crate) struct Stats {
     pub(crate) dup_pages: AtomicU64,
     pub(crate) dup_collapses: AtomicU64,
     pub(crate) discarded_pages: AtomicU64,
+    pub(crate) counter_notifications: AtomicU64,
+    pub(crate) counter_migrations: AtomicU64,
 }
 
 impl Stats {
@@ -166,6 +168,8 @@ impl Stats {
             dup_pages: AtomicU64::new(0),
             dup_collapses: AtomicU64::new(0),
             discarded_pages: AtomicU64::new(0),
+            counter_notifications: AtomicU64::new(0),
+            counter_migrations: AtomicU64::new(0),
         }
     }
 
@@ -194,6 +198,8 @@ impl Stats {
             ("dup_pages", &self.dup_pages),
             ("dup_collapses", &self.dup_collapses),
             ("discarded_pages", &self.discarded_pages),
+            ("counter_notifications", &self.counter_notifications),
+            ("counter_migrations", &self.counter_migrations),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -1337,6 +1343,29 @@ pub unsafe extern "C" fn gmem_dev_fault(
         Err(e) => return e.to_errno() as _,
     };
     match gmem_fault::device_fault(ctx, addr, flags & bindings::GMEM_FAULT_WRITE != 0) {
+        Ok(n) => n as _,
+        Err(e) => e.to_errno() as _,
+    }
+}
+
+/// Takes a device's access-counter notification; see `<linux/gmem.h>` and
+/// `gmem_fault::access_notified`.
+///
+/// # Safety
+///
+/// `ctx` must be attached.  May sleep.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_dev_notify_access(
+    ctx: *mut bindings::gmem_ctx,
+    addr: usize,
+) -> kernel::ffi::c_long {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    let _dev = match ctx.enter() {
+        Ok(g) => g,
+        Err(e) => return e.to_errno() as _,
+    };
+    match gmem_fault::access_notified(ctx, addr) {
         Ok(n) => n as _,
         Err(e) => e.to_errno() as _,
     }

@@ -124,6 +124,7 @@ impl<T: Control> ControlFops<T> {
         write: Some(Self::write),
         llseek: Some(bindings::seq_lseek),
         release: Some(bindings::single_release),
+        owner: THIS_MODULE,
         // SAFETY: All-zero is "not implemented" for every other member.
         ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
     };
@@ -219,15 +220,22 @@ unsafe extern "C" fn show_seq(m: *mut bindings::seq_file, _v: *mut c_void) -> c_
 #[repr(transparent)]
 struct Fops(bindings::file_operations);
 
-// SAFETY: The table is never written; it holds function pointers and a
-// null owner.
+// SAFETY: The table is never written; it holds function pointers and the
+// module's address.
 unsafe impl Sync for Fops {}
+
+/// The owner of the files: an open file pins the module, whose code and
+/// `file_operations` its release still uses (debugfs waits at removal
+/// only for the calls in progress, not for open files).
+const THIS_MODULE: *mut bindings::module =
+    (&raw mut crate::gmem_param::__this_module).cast::<bindings::module>();
 
 static SHOW_FOPS: Fops = Fops(bindings::file_operations {
     open: Some(show_open),
     read: Some(bindings::seq_read),
     llseek: Some(bindings::seq_lseek),
     release: Some(bindings::single_release),
+    owner: THIS_MODULE,
     // SAFETY: All-zero is "not implemented" for every other member.
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
 });

@@ -217,6 +217,19 @@ impl<T: GmemDevOps> Attachment<T> {
         }
     }
 
+    /// Reports that the device used the block around `addr` in host
+    /// memory, in place, more than its access-counter threshold; returns
+    /// the pages gmem mapped (0: the block stays where it is).
+    pub(crate) fn notify_access(&self, addr: usize) -> Result<usize> {
+        // SAFETY: Attached (type invariant).  May sleep, as we may.
+        let ret = unsafe { bindings::gmem_dev_notify_access(self.ctx, addr as _) };
+        if ret < 0 {
+            Err(Error::from_errno(ret as i32))
+        } else {
+            Ok(ret as usize)
+        }
+    }
+
     /// Keeps this context's pages in host memory (`true`) or lets device
     /// faults migrate them to device memory (`false`, the default).
     pub(crate) fn set_place_host(&self, host: bool) -> Result {

@@ -57,6 +57,20 @@
 //! skips what is busy and moves on.  If every chunk in use is pinned, the
 //! fault fails with `ENOMEM`.
 //!
+//! # Access counters
+//!
+//! A device that counts its in-place accesses to host memory (as NVIDIA's
+//! do since Volta) notifies gmem of a block it uses a lot
+//! ([`access_notified`]); gmem then migrates it into free device memory
+//! (never evicting for it) as a prefetch would, even
+//! a block accessed-by maps in place, but never against the context's host
+//! placement, a preferred location elsewhere, read-mostly (copies serve
+//! it) or a thrashing hold.  So blocks first used in place move once they
+//! have proved hot, and the rest stay on the link.
+//!
+//! `naive_lru=1` turns all of this off for experiments: every device fault
+//! migrates, whatever the hints, the thrashing table or the counters say.
+//!
 //! # Fault-ahead
 //!
 //! A fault resolves the whole [`FAULT_BLOCK`]-aligned block around the
@@ -72,6 +86,7 @@ use kernel::prelude::*;
 
 use crate::gmem_devmem::{self, BlockKey, DevMem, Dup, Victim, CHUNK_PAGES};
 use crate::gmem_mm::{self, MmUser};
+use crate::gmem_policy::Loc;
 use crate::gmem_trace::{self, Cause};
 use crate::gmem_vma::Region;
 use crate::{gmem_vma, GmemCtx, STATS};
@@ -111,8 +126,18 @@ pub(crate) enum Place {
     Policy,
     /// In device memory (a prefetch or pin).
     Device,
+    /// In device memory, for the device's access counter.
+    Hot,
     /// Where it is now (accessed-by: mapping in place).
     Where,
+}
+
+impl Place {
+    /// Whether the block goes to device memory whatever the thrashing
+    /// table says.
+    fn forced(self) -> bool {
+        matches!(self, Place::Device | Place::Hot)
+    }
 }
 
 /// As [`device_fault`], with the placement `place`.  Returns the pages
@@ -163,6 +188,7 @@ pub(crate) fn fault_block(
         };
         if !decided
             && place == Place::Policy
+            && !naive()
             && !write
             && attrs.read_mostly
             && param_value!(READ_DUP) != 0
@@ -177,6 +203,7 @@ pub(crate) fn fault_block(
             pinned = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
             if let Some(pool) = ctx.devmem() {
                 let wanted = match place {
+                    Place::Policy if naive() => ctx.migrates(),
                     Place::Policy => {
                         let migrates = attrs.migrates_for(ctx.dev_id(), ctx.migrates());
                         let held = migrates && !pinned && pool.holds_back(key);
@@ -185,7 +212,7 @@ pub(crate) fn fault_block(
                         }
                         migrates && !held
                     }
-                    Place::Device => true,
+                    Place::Device | Place::Hot => true,
                     Place::Where => false,
                 };
                 if wanted {
@@ -233,13 +260,18 @@ pub(crate) fn fault_block(
             if allowed && !has_ksm_pages(&user, &region, s, e, &mut pfns) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
-                let cause = if place == Place::Policy {
-                    Cause::Fault
-                } else {
-                    Cause::Prefetch
+                let cause = match place {
+                    Place::Policy => Cause::Fault,
+                    Place::Hot => Cause::Counter,
+                    Place::Device | Place::Where => Cause::Prefetch,
                 };
                 match migrate_to_device(ctx, &user, s, e, pinned, cause) {
-                    Ok((_, f)) => foreign = f,
+                    Ok((moved, f)) => {
+                        foreign = f;
+                        if place == Place::Hot && moved > 0 {
+                            STATS.counter_migrations.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     Err(e) if e == ENOMEM => return Err(ENOMEM),
                     Err(_) => {}
                 }
@@ -327,7 +359,7 @@ pub(crate) fn fault_block(
             passes = 0;
             let held = ctx
                 .devmem()
-                .is_some_and(|p| !pinned && place != Place::Device && p.holds_back(key));
+                .is_some_and(|p| !pinned && !place.forced() && !naive() && p.holds_back(key));
             if held {
                 trace_hold(ctx, key);
             } else if ctx.devmem().is_some() {
@@ -372,7 +404,6 @@ pub(crate) fn fault_block(
     Err(EAGAIN)
 }
 
-/// Whether any page of a fault's result is in host memory.
 /// Whether `[start, end)` of `region` has a KSM page mapped, looked at
 /// without faulting anything in (into `pfns`).  False if the look was
 /// overtaken by an invalidation: the migration then checks each page.
@@ -564,9 +595,18 @@ pub(crate) fn migrate_to_device(
         return Ok((0, 0));
     };
     let key = BlockKey::new(user.as_ptr(), start);
-    // Before taking mmap_lock: eviction unmaps pages of any mm, this one
-    // included, and must not wait for a lock a fault on them holds.
-    make_room(pool, key)?;
+    if cause == Cause::Counter {
+        // An access counter only fills free memory: evicting would trade
+        // a block known to be used for a resident one whose use is not
+        // known, and under a stream push out what was prefetched.
+        if !pool.has_room(key) {
+            return Ok((0, 0));
+        }
+    } else {
+        // Before taking mmap_lock: eviction unmaps pages of any mm, this
+        // one included, and must not wait for a lock a fault on them holds.
+        make_room(pool, key)?;
+    }
     let n = (end - start) / PAGE_SIZE;
     let mut b = MigrateBufs::new(n)?;
     let mm = user.read_lock();
@@ -762,6 +802,35 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     }
 }
 
+/// Takes `ctx`'s device's access-counter notification for the block
+/// around `addr` (see `<linux/gmem.h>`): the device uses it in place a
+/// lot, so it migrates unless the context's placement or the range's
+/// hints keep it elsewhere.  Returns the pages mapped, 0 if it stays.
+pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
+    STATS.counter_notifications.fetch_add(1, Ordering::Relaxed);
+    if naive() || !ctx.migrates() {
+        return Ok(0);
+    }
+    let attrs = ctx.address_space().regions.lock().attrs.get(addr);
+    let elsewhere = match attrs.preferred {
+        Loc::None => false,
+        Loc::Host => true,
+        Loc::Dev(d) => d != ctx.dev_id(),
+    };
+    if elsewhere || attrs.read_mostly {
+        return Ok(0);
+    }
+    // A block held for thrashing stays held: the CPU (or another device)
+    // uses it too, and moving it would restart the ping-pong the hold
+    // stopped.  The hold lapses, and the next notification moves it.
+    let key = BlockKey::new(ctx.address_space().mm(), addr);
+    if ctx.devmem().is_some_and(|p| p.holds_back(key)) {
+        trace_hold(ctx, key);
+        return Ok(0);
+    }
+    fault_block(ctx, addr, false, Place::Hot).map(|(n, _)| n)
+}
+
 /// Faults `[start, end)` into `ctx`'s device block by block with `place`
 /// (a prefetch, a pin, an eager accessed-by mapping).  Every block is
 /// visited and a hole fails with `EFAULT`; `EINTR` if a signal is pending,
@@ -896,6 +965,26 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
         }
     }
     Ok(())
+}
+
+/// The policy of a naive driver (1), the baseline `make bench` compares
+/// gmem's with: every device fault migrates its block, ignoring the hints
+/// and the thrashing table, access counters are ignored, and room comes
+/// from the least recently used chunk as always.  Root may change it at
+/// run time; 0, the default, is gmem's policy.
+static mut NAIVE_LRU: kernel::ffi::c_uint = 0;
+uint_param!(
+    NAIVE_LRU,
+    "naive_lru",
+    0o644,
+    NAIVE_LRU_PARAM,
+    NAIVE_LRU_TYPE,
+    NAIVE_LRU_DESC,
+    "Baseline policy for experiments: migrate on every device fault, no hints, no thrashing hold (1), or gmem's (0, default)"
+);
+
+fn naive() -> bool {
+    param_value!(NAIVE_LRU) != 0
 }
 
 /// Whether read-mostly ranges are duplicated (1) or only mapped in place

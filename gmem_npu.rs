@@ -179,6 +179,17 @@ uint_param!(
     "Modelled host link bandwidth per direction, GB/s (default 64, PCIe Gen5 x16)"
 );
 
+static mut COUNTER_KIB: c_uint = 2048;
+uint_param!(
+    COUNTER_KIB,
+    "counter_kib",
+    0o444,
+    COUNTER_KIB_PARAM,
+    COUNTER_KIB_TYPE,
+    COUNTER_KIB_DESC,
+    "In-place KiB to one 2 MiB region before the access counter notifies gmem (default 2048, one region's size; 0: off)"
+);
+
 static mut FAULT_US: c_uint = 45;
 uint_param!(
     FAULT_US,
@@ -189,6 +200,16 @@ uint_param!(
     FAULT_US_DESC,
     "Modelled cost of taking and replaying a device fault, us (default 45)"
 );
+
+/// The model's module parameters, in the order of `gmem_npu_model::PARAMS`.
+fn model_params() -> [u32; 4] {
+    [
+        param_value!(DEV_GBPS),
+        param_value!(LINK_GBPS),
+        param_value!(FAULT_US),
+        param_value!(COUNTER_KIB),
+    ]
+}
 
 // ---------------------------------------------------------------------------
 // The NPU MMU.
@@ -304,10 +325,23 @@ struct TlbEntry {
     pte: Pte,
 }
 
+/// Access counters per context, direct-mapped by 2 MiB region.
+const COUNTERS: usize = 64;
+
+/// The bytes a context accessed in host memory, in place, in one region
+/// since the counter last fired.
+#[derive(Clone, Copy)]
+struct Counter {
+    /// The region's number plus one; 0 for a free entry.
+    tag: usize,
+    bytes: u64,
+}
+
 /// One context's MMU state.
 struct Mmu {
     pt: PageTable,
     tlb: [TlbEntry; TLB_ENTRIES],
+    counters: [Counter; COUNTERS],
 }
 
 impl Mmu {
@@ -327,6 +361,41 @@ impl Mmu {
             pte
         };
         (pte.valid() && (!write || pte.writable())).then_some(pte)
+    }
+
+    /// Counts `bytes` accessed in host memory at `va`; true when this
+    /// passes `threshold` bytes for the region (0: counters off), which
+    /// starts the count again.  A collision forgets the older region.
+    fn count(&mut self, va: usize, bytes: u64, threshold: u64) -> bool {
+        if threshold == 0 {
+            return false;
+        }
+        let tag = (va >> LEAF_SHIFT) + 1;
+        let c = &mut self.counters[tag % COUNTERS];
+        if c.tag != tag {
+            *c = Counter { tag, bytes: 0 };
+        }
+        c.bytes += bytes;
+        if c.bytes > threshold {
+            c.bytes = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Drops the counts of the regions `[start, end)` touches: what was
+    /// mapped there changed (migrated, unmapped, written by the CPU), and
+    /// counting starts again with the next in-place mapping.
+    fn forget_counts(&mut self, start: usize, end: usize) {
+        if start >= end {
+            return;
+        }
+        let (first, last) = ((start >> LEAF_SHIFT) + 1, ((end - 1) >> LEAF_SHIFT) + 1);
+        for c in self.counters.iter_mut() {
+            if (first..=last).contains(&c.tag) {
+                c.tag = 0;
+            }
+        }
     }
 
     fn flush_tlb(&mut self, start: usize, end: usize) {
@@ -420,6 +489,7 @@ impl GmemDevOps for NpuMmuOps {
                 Mmu {
                     pt: PageTable { leaves: RBTree::new() },
                     tlb: [TlbEntry { vpn: 0, pte: Pte::NONE }; TLB_ENTRIES],
+                    counters: [Counter { tag: 0, bytes: 0 }; COUNTERS],
                 },
                 "NpuContext::mmu"
             ),
@@ -466,6 +536,7 @@ impl GmemDevOps for NpuMmuOps {
         let mut mmu = ctx.mmu.lock();
         mmu.pt.clear(start, end);
         mmu.flush_tlb(start, end);
+        mmu.forget_counts(start, end);
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -612,6 +683,21 @@ struct JobResult {
     wall_ns: u64,
 }
 
+/// What an access does to its operand.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Acc {
+    Read,
+    Write,
+    /// Read, modify and write back (an atomic): both directions.
+    Rmw,
+}
+
+impl Acc {
+    fn writes(self) -> bool {
+        self != Acc::Read
+    }
+}
+
 /// A device access that could not be resolved.
 struct Fault {
     err: Error,
@@ -628,11 +714,11 @@ struct JobRunner<'a> {
 
 impl JobRunner<'_> {
     /// Calls `f` with the kernel addresses of the pages holding `vas`
-    /// (each access: address, write, of `bytes` bytes), with all of them
+    /// (each access: address, kind, of `bytes` bytes), with all of them
     /// translated and the MMU locked, faulting in what misses first.
     fn access<const N: usize, R>(
         &mut self,
-        vas: [(usize, bool); N],
+        vas: [(usize, Acc); N],
         bytes: usize,
         f: impl FnOnce([*mut u8; N]) -> R,
     ) -> core::result::Result<R, Fault> {
@@ -653,20 +739,14 @@ impl JobRunner<'_> {
                 let ctx = unsafe { self.file.attachment.driver_ctx() };
                 let mut mmu = ctx.mmu.lock();
                 let mut ptrs = [ptr::null_mut::<u8>(); N];
-                for (i, &(va, write)) in vas.iter().enumerate() {
-                    match mmu.translate(va, write, &self.file.npu.stats) {
+                let mut local = [false; N];
+                for (i, &(va, acc)) in vas.iter().enumerate() {
+                    match mmu.translate(va, acc.writes(), &self.file.npu.stats) {
                         Some(pte) => {
                             // The page was mapped by gmem and cannot be
                             // freed or moved before `invalidate` removes it,
                             // which needs the MMU lock we hold.
-                            let bytes = bytes as u64;
-                            if pte.in_devmem() {
-                                self.cost.local += bytes;
-                            } else if write {
-                                self.cost.link_out += bytes;
-                            } else {
-                                self.cost.link_in += bytes;
-                            }
+                            local[i] = pte.in_devmem();
                             let page = if pte.in_devmem() {
                                 self.file.npu.dram.page(pte.pfn())
                             } else {
@@ -677,13 +757,21 @@ impl JobRunner<'_> {
                             ptrs[i] = unsafe { page.add(va % PAGE_SIZE) };
                         }
                         None => {
-                            missing = Some((va, write));
+                            missing = Some((va, acc.writes()));
                             break;
                         }
                     }
                 }
                 if missing.is_none() {
-                    return Ok(f(ptrs));
+                    // Only an access that happens costs: the operands
+                    // translated before a fault are translated again.
+                    let hot = self.account(&mut mmu, &vas, local, bytes as u64);
+                    let r = f(ptrs);
+                    drop(mmu);
+                    for va in hot.into_iter().flatten() {
+                        self.notify_hot(va);
+                    }
+                    return Ok(r);
                 }
             }
             let (va, write) = missing.unwrap_or((0, false));
@@ -699,13 +787,52 @@ impl JobRunner<'_> {
             self.faults += 1;
             self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
             // Replayable fault: the job waits for gmem, then replays.  Its
-            // cost: the fault itself and the copies gmem had done for it.
-            let copies = self.file.npu.model.copy_ns();
+            // cost: the fault itself, and the copies gmem makes for it,
+            // which the model charges to the running job.
             let res = self.file.attachment.fault(va, write);
             self.cost.faults += 1;
-            self.cost.copy_ns += self.file.npu.model.copy_ns() - copies;
             res.map_err(|err| Fault { err, addr: va })?;
         }
+    }
+
+    /// Adds an access of `bytes` per operand to the job's cost and to the
+    /// access counters (`local`: the operand is in device memory); returns
+    /// the operands whose counter fired.
+    fn account<const N: usize>(
+        &mut self,
+        mmu: &mut Mmu,
+        vas: &[(usize, Acc); N],
+        local: [bool; N],
+        bytes: u64,
+    ) -> [Option<usize>; N] {
+        let threshold = self.file.npu.model.counter_bytes();
+        let mut hot = [None; N];
+        for (i, &(va, acc)) in vas.iter().enumerate() {
+            let (rd, wr) = match acc {
+                Acc::Read => (bytes, 0),
+                Acc::Write => (0, bytes),
+                Acc::Rmw => (bytes, bytes),
+            };
+            if local[i] {
+                self.cost.local += rd + wr;
+                continue;
+            }
+            self.cost.link_in += rd;
+            self.cost.link_out += wr;
+            if mmu.count(va, rd + wr, threshold) {
+                hot[i] = Some(va);
+            }
+        }
+        hot
+    }
+
+    /// Tells gmem that an access counter fired for the region of `va`.  A
+    /// real device queues the notification and runs on; here the job
+    /// waits, and is charged only the copies gmem makes (no fault).  What
+    /// gmem answers does not matter to the job: it is advice.
+    fn notify_hot(&mut self, va: usize) {
+        let _ = self.file.attachment.notify_access(va);
+        self.file.npu.model.notified();
     }
 
     /// Bytes from `va` to the end of its page.
@@ -722,7 +849,7 @@ impl JobRunner<'_> {
                     let d = j.dst + done;
                     let n = Self::in_page(d).min(j.len - done);
                     // SAFETY: `n` bytes from the pointer stay in its page.
-                    self.access([(d, true)], n, |[p]| unsafe {
+                    self.access([(d, Acc::Write)], n, |[p]| unsafe {
                         ptr::write_bytes(p, j.value as u8, n)
                     })?;
                     done += n;
@@ -734,7 +861,7 @@ impl JobRunner<'_> {
                     let n = Self::in_page(d).min(Self::in_page(s)).min(j.len - done);
                     // SAFETY: Both spans stay in their pages; the ranges do
                     // not overlap (validated), so neither do the spans.
-                    self.access([(s, false), (d, true)], n, |[ps, pd]| unsafe {
+                    self.access([(s, Acc::Read), (d, Acc::Write)], n, |[ps, pd]| unsafe {
                         ptr::copy_nonoverlapping(ps, pd, n)
                     })?;
                     done += n;
@@ -747,17 +874,21 @@ impl JobRunner<'_> {
                         .min(Self::in_page(a))
                         .min(Self::in_page(b))
                         .min(j.len - done);
-                    self.access([(a, false), (b, false), (d, true)], n, |[pa, pb, pd]| {
-                        for i in 0..n / 4 {
-                            // SAFETY: 4-byte aligned elements inside the
-                            // pages (alignment validated).
-                            unsafe {
-                                let x = pa.cast::<u32>().add(i).read();
-                                let y = pb.cast::<u32>().add(i).read();
-                                pd.cast::<u32>().add(i).write(x.wrapping_add(y));
+                    self.access(
+                        [(a, Acc::Read), (b, Acc::Read), (d, Acc::Write)],
+                        n,
+                        |[pa, pb, pd]| {
+                            for i in 0..n / 4 {
+                                // SAFETY: 4-byte aligned elements inside the
+                                // pages (alignment validated).
+                                unsafe {
+                                    let x = pa.cast::<u32>().add(i).read();
+                                    let y = pb.cast::<u32>().add(i).read();
+                                    pd.cast::<u32>().add(i).write(x.wrapping_add(y));
+                                }
                             }
-                        }
-                    })?;
+                        },
+                    )?;
                     done += n;
                 }
             }
@@ -765,7 +896,7 @@ impl JobRunner<'_> {
                 while done < j.len {
                     let s = j.src + done;
                     let n = Self::in_page(s).min(j.len - done);
-                    acc += self.access([(s, false)], n, |[p]| {
+                    acc += self.access([(s, Acc::Read)], n, |[p]| {
                         let mut sum = 0u64;
                         for i in 0..n / 4 {
                             // SAFETY: Aligned elements inside the page.
@@ -781,9 +912,8 @@ impl JobRunner<'_> {
                 let mut left = j.value;
                 while left > 0 {
                     let batch = left.min(ATOMIC_BATCH);
-                    // An atomic across the link moves its word each way;
-                    // only the write direction is counted.
-                    self.access([(j.dst, true)], batch as usize * 8, |[p]| {
+                    // An atomic moves its word each way.
+                    self.access([(j.dst, Acc::Rmw)], batch as usize * 8, |[p]| {
                         // SAFETY: An 8-byte aligned u64 inside the page; the
                         // CPU may update it concurrently, with atomics too.
                         let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p.cast::<u64>()) };
@@ -798,7 +928,8 @@ impl JobRunner<'_> {
                 let mut va = j.dst & !(PAGE_SIZE - 1);
                 while va < j.dst + j.len {
                     let (w, value) = (j.write, j.value);
-                    acc = acc.wrapping_add(self.access([(va, w)], 8, |[p]| {
+                    let kind = if w { Acc::Write } else { Acc::Read };
+                    acc = acc.wrapping_add(self.access([(va, kind)], 8, |[p]| {
                         let p = p.cast::<u64>();
                         // SAFETY: The first word of a mapped page.
                         unsafe {
@@ -850,6 +981,7 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
         }
     } else {
         let t0 = kernel::time::Ktime::ktime_get();
+        file.npu.model.begin_job();
         let mut engine = JobRunner {
             file,
             faults: 0,
@@ -1171,14 +1303,7 @@ impl Npu {
     fn new(index: u32, dram_mib: usize) -> Result<Pin<KBox<Npu>>> {
         let name = CString::try_from_fmt(fmt!("gmem_npu{}", index))?;
         let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
-        let model = Arc::new(
-            Model::new(
-                param_value!(DEV_GBPS),
-                param_value!(LINK_GBPS),
-                param_value!(FAULT_US),
-            ),
-            GFP_KERNEL,
-        )?;
+        let model = Arc::new(Model::new(model_params())?, GFP_KERNEL)?;
         let dram = Arc::new(Dram::new(dram_mib)?, GFP_KERNEL)?;
         // The job engine: jobs run one at a time, in submission order.
         let engine = gmem_sync::Workqueue::new(&name, true)?;
@@ -1556,6 +1681,7 @@ impl kernel::Module for NpuModule {
             pr_err!("dram_mib must be 1..={}\n", MAX_DRAM_MIB);
             return Err(EINVAL);
         }
+        Model::check(&model_params())?;
         // SAFETY: No device exists yet, so nothing reads `FOPS`.
         unsafe { FOPS.0.owner = module.as_ptr() };
         let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;

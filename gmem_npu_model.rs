@@ -24,23 +24,47 @@
 //! are module parameters; `gmem_npu/npuN/model` in debugfs overrides
 //! them per device and shows the clock and the bytes moved.
 //!
+//! The NPU also has access counters: per context and 2 MiB region, the
+//! bytes it accessed in host memory in place; past `counter_kib` (default
+//! one region, 2,048 KiB) it notifies gmem, which may migrate the region.
+//! The default is the break-even point of the model: moving a region
+//! costs what reading it once in place does, so a region read once never
+//! moves, and one read again moves during its second pass (at most twice
+//! the cost of the better choice made in hindsight, as in ski rental).
+//!
 //! The clock is a cost, not a schedule: jobs run one at a time (the
-//! engine is ordered), and copies the CPU causes during a job's fault are
-//! counted as that fault's.
+//! engine is ordered).  The copies made by the engine's task while a job
+//! runs (its faults' migrations and evictions) are the job's; those of
+//! other tasks (a CPU fault, a prefetch, another device's eviction) only
+//! advance the clock.  The counters are independent atomics: INFO read
+//! while a job runs may see its bytes before its time, or the reverse.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use kernel::bindings;
 use kernel::prelude::*;
 
 use crate::gmem_debugfs::{Control, SeqWriter};
 
-/// Largest bandwidth (GB/s) or fault latency (us) accepted.
+/// Largest bandwidth (GB/s), fault latency (us) or threshold (KiB).
 const PARAM_MAX: u32 = 1_000_000;
+
+/// The parameters and their smallest values, by name.
+const PARAMS: [(&str, u32); 4] = [
+    ("dev_gbps", 1),
+    ("link_gbps", 1),
+    ("fault_us", 0),
+    ("counter_kib", 0),
+];
 
 /// One NPU's cost parameters, clock and traffic counters.
 pub(crate) struct Model {
     dev_gbps: AtomicU32,
     link_gbps: AtomicU32,
     fault_us: AtomicU32,
+    /// Access-counter threshold: in-place KiB per 2 MiB region (0: off).
+    counter_kib: AtomicU32,
+    /// Access-counter notifications sent to gmem.
+    notifications: AtomicU64,
     clock_ns: AtomicU64,
     /// Bytes over the link, host to device and device to host: in-place
     /// accesses and copies.
@@ -50,6 +74,11 @@ pub(crate) struct Model {
     local: AtomicU64,
     /// Copy-engine time so far (part of `clock_ns`).
     copy_ns: AtomicU64,
+    /// The task running a job (the engine's worker), 0 between jobs: the
+    /// copies it makes are for that job's faults.
+    job_task: AtomicUsize,
+    /// Copy-engine time of the running job.
+    job_copy_ns: AtomicU64,
 }
 
 /// What one job did so far, in the model's units.
@@ -59,8 +88,6 @@ pub(crate) struct JobCost {
     pub(crate) link_in: u64,
     pub(crate) link_out: u64,
     pub(crate) faults: u64,
-    /// Copy-engine time spent serving the job's faults.
-    pub(crate) copy_ns: u64,
 }
 
 /// The model's parameters and counters, as INFO reports them.
@@ -74,30 +101,47 @@ pub(crate) struct Snapshot {
     pub(crate) local: u64,
 }
 
+/// The running task, as a number to compare.
+fn current_task() -> usize {
+    // SAFETY: Always valid in process context, where the model is used.
+    unsafe { bindings::get_current() as usize }
+}
+
 /// ns that `bytes` take at `gbps` GB/s (bytes per ns), rounded up.
 fn ns(bytes: u64, gbps: u32) -> u64 {
     bytes.div_ceil(u64::from(gbps.max(1)))
 }
 
 impl Model {
-    pub(crate) fn new(dev_gbps: u32, link_gbps: u32, fault_us: u32) -> Self {
-        let ok = |v: u32, default| {
-            if (1..=PARAM_MAX).contains(&v) {
-                v
-            } else {
-                default
+    /// Checks parameters `[dev_gbps, link_gbps, fault_us, counter_kib]`:
+    /// `EINVAL`, saying which, unless each is within its range.
+    pub(crate) fn check(p: &[u32; 4]) -> Result {
+        for (v, (name, min)) in p.iter().zip(PARAMS) {
+            if *v < min || *v > PARAM_MAX {
+                pr_err!("{} must be {}..={}\n", name, min, PARAM_MAX);
+                return Err(EINVAL);
             }
-        };
-        Self {
-            dev_gbps: AtomicU32::new(ok(dev_gbps, 3000)),
-            link_gbps: AtomicU32::new(ok(link_gbps, 64)),
-            fault_us: AtomicU32::new(fault_us.min(PARAM_MAX)),
+        }
+        Ok(())
+    }
+
+    /// A model with the parameters `p` (see [`check`](Self::check)).
+    pub(crate) fn new(p: [u32; 4]) -> Result<Self> {
+        Self::check(&p)?;
+        Ok(Self {
+            dev_gbps: AtomicU32::new(p[0]),
+            link_gbps: AtomicU32::new(p[1]),
+            fault_us: AtomicU32::new(p[2]),
+            counter_kib: AtomicU32::new(p[3]),
+            notifications: AtomicU64::new(0),
             clock_ns: AtomicU64::new(0),
             link_to_dev: AtomicU64::new(0),
             link_to_host: AtomicU64::new(0),
             local: AtomicU64::new(0),
             copy_ns: AtomicU64::new(0),
-        }
+            job_task: AtomicUsize::new(0),
+            job_copy_ns: AtomicU64::new(0),
+        })
     }
 
     fn advance(&self, ns: u64) {
@@ -107,6 +151,17 @@ impl Model {
     fn engine(&self, ns: u64) {
         self.copy_ns.fetch_add(ns, Ordering::Relaxed);
         self.advance(ns);
+        // Only the job's own task compares equal, and it wrote the value.
+        if self.job_task.load(Ordering::Relaxed) == current_task() {
+            self.job_copy_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// A job starts on the calling task: the copies this task makes until
+    /// [`finish`](Self::finish) are the job's.
+    pub(crate) fn begin_job(&self) {
+        self.job_copy_ns.store(0, Ordering::Relaxed);
+        self.job_task.store(current_task(), Ordering::Relaxed);
     }
 
     /// The copy engine moved `bytes` over the link (`to_dev`: host to
@@ -127,15 +182,20 @@ impl Model {
         self.engine(ns(bytes, self.dev_gbps.load(Ordering::Relaxed)));
     }
 
-    /// Copy-engine time so far: its growth across a fault is what the
-    /// fault's migrations cost.
-    pub(crate) fn copy_ns(&self) -> u64 {
-        self.copy_ns.load(Ordering::Relaxed)
+    /// In-place bytes to one region that fire its access counter (0: off).
+    pub(crate) fn counter_bytes(&self) -> u64 {
+        u64::from(self.counter_kib.load(Ordering::Relaxed)) << 10
     }
 
-    /// Ends a job: adds what it did to the counters and its own time to the
-    /// clock (its faults' copies are there already), and returns its
-    /// modelled time, copies included.
+    /// An access counter fired.
+    pub(crate) fn notified(&self) {
+        self.notifications.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends the job [`begin_job`](Self::begin_job) started: adds what it
+    /// did to the counters and its own time to the clock (its faults'
+    /// copies are there already), and returns its modelled time, copies
+    /// included.
     pub(crate) fn finish(&self, c: &JobCost) -> u64 {
         let (dev, link) = (
             self.dev_gbps.load(Ordering::Relaxed),
@@ -148,7 +208,8 @@ impl Model {
         self.link_to_dev.fetch_add(c.link_in, Ordering::Relaxed);
         self.link_to_host.fetch_add(c.link_out, Ordering::Relaxed);
         self.advance(own);
-        own + c.copy_ns
+        self.job_task.store(0, Ordering::Relaxed);
+        own + self.job_copy_ns.swap(0, Ordering::Relaxed)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -165,8 +226,8 @@ impl Model {
 }
 
 /// `gmem_npu/npuN/model`: the parameters and counters; writing
-/// `dev_gbps=N`, `link_gbps=N` or `fault_us=N` changes one parameter for
-/// the jobs and copies that follow.
+/// `dev_gbps=N`, `link_gbps=N`, `fault_us=N` or `counter_kib=N` changes one
+/// parameter for the jobs and copies that follow.
 impl Control for Model {
     fn show(&self, w: &mut SeqWriter) -> core::fmt::Result {
         use core::fmt::Write;
@@ -182,6 +243,12 @@ impl Control for Model {
             w,
             "clock_ns={} link_to_dev={} link_to_host={} local={}",
             s.clock_ns, s.link_to_dev, s.link_to_host, s.local
+        )?;
+        writeln!(
+            w,
+            "counter_kib={} notifications={}",
+            self.counter_kib.load(Ordering::Relaxed),
+            self.notifications.load(Ordering::Relaxed)
         )
     }
 
@@ -190,12 +257,17 @@ impl Control for Model {
         let eq = input.iter().position(|&b| b == b'=').ok_or(EINVAL)?;
         let (key, val) = (&input[..eq], &input[eq + 1..]);
         let v = parse_u32(val).ok_or(EINVAL)?;
-        let (slot, min) = match key {
-            b"dev_gbps" => (&self.dev_gbps, 1),
-            b"link_gbps" => (&self.link_gbps, 1),
-            b"fault_us" => (&self.fault_us, 0),
-            _ => return Err(EINVAL),
-        };
+        let slots = [
+            &self.dev_gbps,
+            &self.link_gbps,
+            &self.fault_us,
+            &self.counter_kib,
+        ];
+        let i = PARAMS
+            .iter()
+            .position(|(name, _)| name.as_bytes() == key)
+            .ok_or(EINVAL)?;
+        let (slot, min) = (slots[i], PARAMS[i].1);
         if v < min || v > PARAM_MAX {
             return Err(EINVAL);
         }

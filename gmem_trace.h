@@ -21,6 +21,7 @@
 #define GMEM_CAUSE_EVICTION	2	/* room for another block */
 #define GMEM_CAUSE_CPU_FAULT	3	/* a CPU access (or another device's) */
 #define GMEM_CAUSE_DEVICE_WRITE	4	/* a device write to a shared page */
+#define GMEM_CAUSE_COUNTER	5	/* a device's access counter */
 
 #define show_gmem_cause(c)						\
 	__print_symbolic(c,						\
@@ -28,7 +29,8 @@
 			 { GMEM_CAUSE_PREFETCH, "prefetch" },		\
 			 { GMEM_CAUSE_EVICTION, "eviction" },		\
 			 { GMEM_CAUSE_CPU_FAULT, "cpu_fault" },		\
-			 { GMEM_CAUSE_DEVICE_WRITE, "device_write" })
+			 { GMEM_CAUSE_DEVICE_WRITE, "device_write" },	\
+			 { GMEM_CAUSE_COUNTER, "counter" })
 
 /* For user-space decoders of the format (perf, trace-cmd). */
 TRACE_DEFINE_ENUM(MMU_NOTIFY_UNMAP);

@@ -23,6 +23,8 @@ pub(crate) enum Cause {
     CpuFault = 3,
     /// A device write to a page its own memory holds read-only.
     DeviceWrite = 4,
+    /// A device's access counter: a block it uses in place a lot.
+    Counter = 5,
 }
 
 extern "C" {

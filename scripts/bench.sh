@@ -46,13 +46,13 @@ set arrow from 1, graph 0 to 1, graph 1 nohead dashtype 2
 set title "wall time in this VM (TCG)"
 set ylabel "MiB/s"
 set yrange [0:*]
-plot for [m in "fault hints"] "$dat" \
+plot for [m in "fault hints naive in_place"] "$dat" \
 	using 2:(strcol(3) eq m ? \$4 : NaN) with linespoints lw 2 pt 7 title m
 set title "modelled device time (behind a PCIe link)"
 set ylabel "MiB/s (log)"
 set logscale y 10
 set yrange [*:*]
-plot for [m in "fault hints"] "$dat" \
+plot for [m in "fault hints naive in_place"] "$dat" \
 	using 2:(strcol(3) eq m ? \$5 : NaN) with linespoints lw 2 pt 7 title m
 unset multiplot
 EOF

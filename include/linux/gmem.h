@@ -123,6 +123,18 @@ struct gmem_dev;
  * space is exiting), -ENODEV (context torn down or device going away),
  * -EAGAIN.
  *
+ * gmem_dev_notify_access() is a device's access-counter notification: the
+ * device has read or written the block around @addr in host memory, in
+ * place, more than its threshold (as the access counters of NVIDIA GPUs
+ * since Volta report).  gmem migrates the block to the device's memory if
+ * the context may migrate (not GMEM_PLACE_HOST), the range's hints allow
+ * it (no preferred location elsewhere, not read-mostly; accessed-by does
+ * not prevent it), the block is not held back for thrashing and the
+ * device has free memory for it: it never evicts for a notification.  It returns the pages
+ * mapped, 0 if the policy keeps the block where it is, or the errors of
+ * gmem_dev_fault() (-ENOMEM: every chunk of device memory is pinned).  The
+ * notification is advice: the device goes on either way.  May sleep.
+ *
  * gmem_dev_unregister() first waits for the gmem calls in flight on the
  * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),
  * then tears the contexts down and moves the pages in device memory back
@@ -178,5 +190,6 @@ int gmem_prefetch(struct gmem_ctx *ctx, unsigned long start,
 		  unsigned long end, bool to_host);
 long gmem_dev_fault(struct gmem_ctx *ctx, unsigned long addr,
 		    unsigned int flags);
+long gmem_dev_notify_access(struct gmem_ctx *ctx, unsigned long addr);
 
 #endif /* _LINUX_GMEM_H */

@@ -51,7 +51,7 @@
 #define GMEM_ADV_UNSET_PREFERRED_LOCATION 2
 #define GMEM_ADV_SET_READ_MOSTLY	3 /* devices read copies; dev unused */
 #define GMEM_ADV_UNSET_READ_MOSTLY	4
-#define GMEM_ADV_SET_ACCESSED_BY	5 /* dev maps in place, never migrates */
+#define GMEM_ADV_SET_ACCESSED_BY	5 /* in place; access counters migrate */
 #define GMEM_ADV_UNSET_ACCESSED_BY	6
 #define GMEM_ADV_PIN			7 /* migrate to dev, never evicted */
 #define GMEM_ADV_UNPIN			8

@@ -152,11 +152,16 @@ TEST_F(hints, preferred_location)
 	ASSERT_EQ(munmap(p, len), 0);
 }
 
-/* Accessed-by: mapped in place at once, never migrated for that device. */
+/*
+ * Accessed-by: mapped in place at once, never migrated by that device's
+ * faults; only its access counters move a block it keeps using (one read
+ * does not: the counter fires past one block's size of in-place traffic).
+ */
 TEST_F(hints, accessed_by)
 {
 	size_t len = 4 * MiB;
 	long to_dev = dev_stat("npu0", "to_dev");
+	long moved;
 	struct gmem_range_attrs q;
 	struct gmem_npu_wait w;
 	char *p = peer_mmap_block(len);
@@ -170,8 +175,12 @@ TEST_F(hints, accessed_by)
 	ASSERT_EQ(npu_sum(self->fd[0], p, len, &w), 0);
 	ASSERT_EQ(w.result, pattern_sum(len, 3));
 	ASSERT_EQ(w.faults, 0) TH_LOG("not mapped eagerly");
-	ASSERT_EQ(npu_fill(self->fd[0], p, len, 0x41, &w), 0);
 	ASSERT_EQ(dev_stat("npu0", "to_dev"), to_dev);
+	moved = gmem_stat("counter_migrations");
+	ASSERT_EQ(npu_fill(self->fd[0], p, len, 0x41, &w), 0);
+	ASSERT_EQ(w.faults, 0);
+	/* Written after read: each block passes its counter and moves. */
+	ASSERT_EQ(gmem_stat("counter_migrations") - moved, len / BLOCK);
 	ASSERT_EQ(find_not_byte(p, len, 0x41), -1);
 	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_UNSET_ACCESSED_BY,
 			      self->dev[0]), 0);

@@ -6,8 +6,11 @@
  * job must cost from the parameters INFO reports and compares it with
  * WAIT's device_ns and with the clock and byte counters.  Also: reading a
  * block once is no faster migrated than in place, reading it many times
- * is; per-device overrides in debugfs gmem_npu/npu0/model, refused bad
- * writes, and WAIT and INFO with the 48-byte structures of older binaries.
+ * is; every operand of a job charged once; the access counters (a block
+ * used in place past one block's size of traffic migrates, unless the
+ * placement or a hint keeps it on the host); per-device overrides in
+ * debugfs gmem_npu/npu0/model, refused bad writes, and WAIT and INFO with
+ * the 48-byte structures of older binaries.
  *
  * Needs gmem.ko and gmem_npu.ko with at least 8 MiB of device memory on
  * npu0 (the runner loads them) and debugfs.
@@ -23,7 +26,10 @@
 #include "npu_util.h"
 
 #define MODEL_FILE	"/sys/kernel/debug/gmem_npu/npu0/model"
+#define NPU_PARAMS	"/sys/module/gmem_npu/parameters/"
 #define LEN		(4 * MiB)
+/* A finite wait: a bug fails the case instead of hanging it. */
+#define WAIT_NS		(60LL * 1000 * 1000 * 1000)
 
 /* ns that @bytes take at @gbps GB/s, rounded up as the driver does. */
 static __u64 ns_at(__u64 bytes, __u32 gbps)
@@ -45,9 +51,36 @@ static int model_write(const char *s)
 	return ret;
 }
 
+/* A module parameter's value, or -1. */
+static long npu_param(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), NPU_PARAMS "%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* Writes "@key=@v" to the model file; 0 or -errno. */
+static int model_set(const char *key, long v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%s=%ld", key, v);
+	return model_write(buf);
+}
+
 FIXTURE(model)
 {
 	int fd;
+	int gfd;
 	struct gmem_npu_info info;
 };
 
@@ -56,6 +89,8 @@ FIXTURE_SETUP(model)
 	self->fd = npu_open(0);
 	ASSERT_GE(self->fd, 0) TH_LOG("open /dev/gmem_npu0: %s",
 				      strerror(errno));
+	self->gfd = open("/dev/gmem", O_RDWR);
+	ASSERT_GE(self->gfd, 0);
 	if (access(MODEL_FILE, W_OK))
 		SKIP(return, "no %s", MODEL_FILE);
 	ASSERT_EQ(npu_get_info(self->fd, &self->info), 0);
@@ -67,16 +102,17 @@ FIXTURE_SETUP(model)
 
 FIXTURE_TEARDOWN(model)
 {
-	char buf[32];
+	/* Whatever a case changed goes back to the module's parameters. */
+	static const char *const keys[] = {
+		"dev_gbps", "link_gbps", "fault_us", "counter_kib",
+	};
 
-	/* Whatever a case changed goes back. */
-	snprintf(buf, sizeof(buf), "dev_gbps=%u", self->info.dev_gbps);
-	model_write(buf);
-	snprintf(buf, sizeof(buf), "link_gbps=%u", self->info.link_gbps);
-	model_write(buf);
-	snprintf(buf, sizeof(buf), "fault_us=%llu",
-		 (unsigned long long)self->info.fault_ns / 1000);
-	model_write(buf);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *k = keys[i];
+
+		EXPECT_EQ(model_set(k, npu_param(k)), 0) TH_LOG("%s", k);
+	}
+	close(self->gfd);
 	close(self->fd);
 }
 
@@ -92,10 +128,166 @@ static char *filled(size_t len, __u32 seed)
 
 TEST_F(model, defaults_are_a_pcie_accelerator)
 {
-	/* The module parameters' defaults (gmem_npu_model.rs). */
-	EXPECT_EQ(self->info.dev_gbps, 3000);
-	EXPECT_EQ(self->info.link_gbps, 64);
-	EXPECT_EQ(self->info.fault_ns, 45000);
+	/* The module parameters' defaults (gmem_npu_model.rs)... */
+	EXPECT_EQ(npu_param("dev_gbps"), 3000);
+	EXPECT_EQ(npu_param("link_gbps"), 64);
+	EXPECT_EQ(npu_param("fault_us"), 45);
+	EXPECT_EQ(npu_param("counter_kib"), 2048);
+	/* ...are what the device runs with. */
+	EXPECT_EQ(self->info.dev_gbps, npu_param("dev_gbps"));
+	EXPECT_EQ(self->info.link_gbps, npu_param("link_gbps"));
+	EXPECT_EQ(self->info.fault_ns, npu_param("fault_us") * 1000);
+}
+
+/*
+ * COPY and ADD on host memory in place: each operand's bytes cross the
+ * link once, though the operands translated before a fault are translated
+ * again when the job replays.
+ */
+TEST_F(model, every_operand_is_charged_once)
+{
+	struct gmem_npu_info a, b;
+	struct gmem_npu_wait w;
+	char *src = filled(LEN, 8), *src2 = filled(LEN, 9);
+	char *dst = peer_mmap_block(LEN);
+
+	ASSERT_NE(src, MAP_FAILED);
+	ASSERT_NE(src2, MAP_FAILED);
+	ASSERT_NE(dst, MAP_FAILED);
+	ASSERT_EQ(npu_set_placement(self->fd, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	/* The destination was never touched: its first page faults. */
+	ASSERT_EQ(npu_copy(self->fd, dst, src, LEN, &w), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_GT(w.faults, 0);
+	EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, LEN);
+	EXPECT_EQ(b.link_to_host_bytes - a.link_to_host_bytes, LEN);
+	EXPECT_EQ(b.local_bytes - a.local_bytes, 0);
+	EXPECT_EQ(w.device_ns, ns_at(LEN, a.link_gbps) + w.faults * a.fault_ns);
+	EXPECT_EQ(check_pattern(dst, LEN, 8), -1);
+
+	ASSERT_EQ(madvise(dst, LEN, MADV_DONTNEED), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	ASSERT_EQ(npu_add(self->fd, dst, src, src2, LEN, &w), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_GT(w.faults, 0);
+	EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, 2 * LEN);
+	EXPECT_EQ(b.link_to_host_bytes - a.link_to_host_bytes, LEN);
+	EXPECT_EQ(w.device_ns,
+		  ns_at(2 * LEN, a.link_gbps) + w.faults * a.fault_ns);
+	for (size_t i = 0; i < LEN / 4; i++) {
+		__u32 got = ((__u32 *)dst)[i];
+		__u32 want = pattern(i, 8) + pattern(i, 9);
+		size_t at = i;
+
+		ASSERT_EQ(got, want) TH_LOG("word %zu", at);
+	}
+	munmap(src, LEN);
+	munmap(src2, LEN);
+	munmap(dst, LEN);
+}
+
+/*
+ * Access counters: a block accessed-by maps in place; read once it stays
+ * there (the counter fires past one block's worth of in-place bytes); in
+ * its second pass the counter fires at the first page and gmem migrates
+ * and maps it, so the rest of the pass and the next ones read device
+ * memory, with no fault.
+ */
+TEST_F(model, counter_migrates_a_block_used_again)
+{
+	size_t len = BLOCK, ps = getpagesize();
+	long notes = gmem_stat("counter_notifications");
+	long moved = gmem_stat("counter_migrations");
+	struct gmem_npu_info a, b;
+	struct gmem_npu_wait w;
+	char *p = filled(len, 10);
+	__u64 want;
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(model_set("counter_kib", 2048), 0);
+	ASSERT_EQ(gmem_advise(self->gfd, p, len, GMEM_ADV_SET_ACCESSED_BY,
+			      self->info.dev_id), 0);
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+	EXPECT_EQ(w.result, pattern_sum(len, 10));
+	EXPECT_EQ(dev_stat("npu0", "devmem_used"), 0);
+	EXPECT_EQ(gmem_stat("counter_notifications"), notes);
+
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_EQ(w.result, pattern_sum(len, 10));
+	EXPECT_EQ(w.faults, 0);
+	EXPECT_EQ(gmem_stat("counter_notifications"), notes + 1);
+	EXPECT_EQ(gmem_stat("counter_migrations"), moved + 1);
+	EXPECT_EQ(dev_stat("npu0", "devmem_used") * ps, len);
+	/* One page in place, the copy, the rest in device memory. */
+	EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, ps + len);
+	EXPECT_EQ(b.local_bytes - a.local_bytes, len - ps);
+	want = ns_at(ps, a.link_gbps) + ns_at(len, a.link_gbps) +
+	       ns_at(len - ps, a.dev_gbps);
+	EXPECT_GE(w.device_ns, want);
+	EXPECT_LE(w.device_ns, want + 16);
+
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+	EXPECT_EQ(w.result, pattern_sum(len, 10));
+	EXPECT_EQ(w.faults, 0);
+	EXPECT_EQ(w.device_ns, ns_at(len, a.dev_gbps));
+	/* The CPU reads the data back, exact. */
+	EXPECT_EQ(check_pattern(p, len, 10), -1);
+	munmap(p, len);
+}
+
+/*
+ * The counters fire but never move a block the context keeps on the host
+ * (placement host, a preferred location on the host); with counter_kib=0
+ * they are off.
+ */
+TEST_F(model, counter_never_moves_what_stays_on_the_host)
+{
+	size_t len = BLOCK;
+	int fd2 = npu_open(0);
+	long moved = gmem_stat("counter_migrations");
+	long notes = gmem_stat("counter_notifications");
+	struct gmem_npu_wait w;
+	char *host = filled(len, 11), *pref = filled(len, 12);
+	char *off = filled(len, 13);
+
+	ASSERT_GE(fd2, 0);
+	ASSERT_NE(host, MAP_FAILED);
+	ASSERT_NE(pref, MAP_FAILED);
+	ASSERT_NE(off, MAP_FAILED);
+	ASSERT_EQ(model_set("counter_kib", 2048), 0);
+	ASSERT_EQ(npu_set_placement(fd2, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(gmem_advise(self->gfd, pref, len,
+			      GMEM_ADV_SET_PREFERRED_LOCATION, GMEM_DEV_HOST),
+		  0);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(npu_sum(fd2, host, len, &w), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 11));
+		ASSERT_EQ(npu_sum(self->fd, pref, len, &w), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 12));
+	}
+	EXPECT_EQ(dev_stat("npu0", "devmem_used"), 0);
+	EXPECT_GE(gmem_stat("counter_notifications") - notes, 4);
+	EXPECT_EQ(gmem_stat("counter_migrations"), moved);
+
+	ASSERT_EQ(model_set("counter_kib", 0), 0);
+	notes = gmem_stat("counter_notifications");
+	ASSERT_EQ(gmem_advise(self->gfd, off, len, GMEM_ADV_SET_ACCESSED_BY,
+			      self->info.dev_id), 0);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(npu_sum(self->fd, off, len, &w), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 13));
+	}
+	EXPECT_EQ(gmem_stat("counter_notifications"), notes);
+	EXPECT_EQ(dev_stat("npu0", "devmem_used"), 0);
+	EXPECT_EQ(check_pattern(host, len, 11), -1);
+	EXPECT_EQ(check_pattern(pref, len, 12), -1);
+	close(fd2);
+	munmap(host, len);
+	munmap(pref, len);
+	munmap(off, len);
 }
 
 /* In place: every byte crosses the link, each fault costs fault_ns. */
@@ -251,6 +443,8 @@ TEST_F(model, bad_writes_change_nothing)
 		"link_gbps=0", "dev_gbps=0", "link_gbps=1000001",
 		"link_gbps=abc", "link_gbps=", "link_gbps", "=5", "clock_ns=1",
 		"fault_us=-1", "link_gbps=12x", "dev_gbps=99999999999",
+		"dev_gbps=1000001", "fault_us=1000001", "counter_kib=1000001",
+		"link_gbps=5 ", "link_gbps=5\n\n", " link_gbps=5",
 	};
 	struct gmem_npu_info a;
 
@@ -259,10 +453,19 @@ TEST_F(model, bad_writes_change_nothing)
 
 		EXPECT_EQ(model_write(b), -EINVAL) TH_LOG("%s", b);
 	}
+	/* Longer than any good input. */
+	EXPECT_LT(model_write("link_gbps=0000000000000000000000000005"), 0);
 	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
 	EXPECT_EQ(a.dev_gbps, self->info.dev_gbps);
 	EXPECT_EQ(a.link_gbps, self->info.link_gbps);
 	EXPECT_EQ(a.fault_ns, self->info.fault_ns);
+	/* The bounds themselves are accepted, and a good write still works. */
+	EXPECT_EQ(model_write("link_gbps=1000000"), 0);
+	EXPECT_EQ(model_write("fault_us=1000000"), 0);
+	EXPECT_EQ(model_write("counter_kib=0"), 0);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	EXPECT_EQ(a.link_gbps, 1000000);
+	EXPECT_EQ(a.fault_ns, 1000000000ULL);
 }
 
 /* Binaries built before the model pass 48-byte structures; they still work. */
@@ -284,7 +487,7 @@ TEST_F(model, first_version_structures)
 	memset(buf, 0xa5, sizeof(buf));
 	memset(buf, 0, GMEM_NPU_WAIT_SIZE_V1);
 	w->seqno = seqno;
-	w->timeout_ns = -1;
+	w->timeout_ns = WAIT_NS;
 	ASSERT_EQ(ioctl(self->fd, wait_v1, w), 0) TH_LOG("%s", strerror(errno));
 	EXPECT_EQ(w->status, 0);
 	EXPECT_EQ(w->result, pattern_sum(MiB, 7));
@@ -306,6 +509,9 @@ TEST_F(model, first_version_structures)
 	/* Other sizes are not WAIT or INFO. */
 	EXPECT_EQ(ioctl(self->fd, _IOC(_IOC_READ, GMEM_NPU_IOC_MAGIC, 4, 56),
 			buf), -1);
+	EXPECT_EQ(errno, ENOTTY);
+	EXPECT_EQ(ioctl(self->fd, _IOC(_IOC_READ | _IOC_WRITE,
+				       GMEM_NPU_IOC_MAGIC, 2, 56), buf), -1);
 	EXPECT_EQ(errno, ENOTTY);
 	munmap(p, MiB);
 }

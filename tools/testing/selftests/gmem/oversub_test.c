@@ -4,7 +4,9 @@
  * several times the device memory complete with exact data, the least
  * recently used blocks going back to host memory; pinned ranges are never
  * evicted and a device full of them fails jobs cleanly with ENOMEM;
- * blocks bouncing between the CPU and a device are held in host memory.
+ * blocks bouncing between the CPU and a device are held in host memory;
+ * the naive policy of make bench's comparison (naive_lru=1) really
+ * migrates every block on every pass of a 2x stream.
  *
  * Where pages are follows from debugfs gmem/devices (devmem_used, to_dev,
  * evictions, thrash, oom, pinned of each NPU).  Needs gmem.ko and
@@ -33,13 +35,18 @@ FIXTURE(oversub)
 	int dev;
 	size_t ps;
 	size_t dev_bytes;
+	/* naive_lru before a case set it, or -1. */
+	long naive_old;
 };
+
+static long set_gmem_param(const char *name, long value);
 
 FIXTURE_SETUP(oversub)
 {
 	struct gmem_npu_info info;
 
 	self->ps = sysconf(_SC_PAGE_SIZE);
+	self->naive_old = -1;
 	self->gfd = open("/dev/gmem", O_RDWR);
 	ASSERT_GE(self->gfd, 0) TH_LOG("open /dev/gmem: %s", strerror(errno));
 	self->fd = npu_open(0);
@@ -58,6 +65,8 @@ FIXTURE_SETUP(oversub)
 
 FIXTURE_TEARDOWN(oversub)
 {
+	if (self->naive_old >= 0)
+		EXPECT_EQ(set_gmem_param("naive_lru", self->naive_old), 1);
 	close(self->fd);
 	close(self->gfd);
 }
@@ -98,6 +107,46 @@ TEST_F_TIMEOUT(oversub, stream_4x, 600)
 	ASSERT_EQ(bad, -1) TH_LOG("CPU reads 0x%x at byte %zd", p[bad], bad);
 	ASSERT_EQ(munmap(p, len), 0);
 	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, FREE_DELAY_MS), 0);
+}
+
+/*
+ * The naive baseline: streaming 2x the device memory, each pass migrates
+ * every block again and evicts as many (LRU on a cyclic sweep always
+ * evicts the block needed next), and the data stays exact.
+ */
+TEST_F_TIMEOUT(oversub, naive_lru_migrates_every_block_every_pass, 600)
+{
+	size_t len = 2 * self->dev_bytes;
+	long pages = len / self->ps, blocks = len / BLOCK;
+	long thrash = dev_stat("npu0", "thrash");
+	struct gmem_npu_wait w;
+	__u32 seed = 0x6e61;
+	char *p = peer_mmap_block(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	self->naive_old = set_gmem_param("naive_lru", 1);
+	ASSERT_GE(self->naive_old, 0);
+	fill_pattern(p, len, seed);
+	for (int pass = 0; pass < 3; pass++) {
+		long to_dev = dev_stat("npu0", "to_dev");
+		long ev = dev_stat("npu0", "evictions");
+
+		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0)
+			TH_LOG("pass %d: status %d", pass, w.status);
+		ASSERT_EQ(w.result, pattern_sum(len, seed));
+		to_dev = dev_stat("npu0", "to_dev") - to_dev;
+		ev = dev_stat("npu0", "evictions") - ev;
+		TH_LOG("pass %d: %ld pages migrated, %ld evictions", pass,
+		       to_dev, ev);
+		ASSERT_EQ(to_dev, pages);
+		if (pass > 0)
+			ASSERT_GE(ev, blocks);
+	}
+	ASSERT_EQ(dev_stat("npu0", "thrash"), thrash);
+	ASSERT_EQ(check_pattern(p, len, seed), -1);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(set_gmem_param("naive_lru", 0), 1);
+	self->naive_old = -1;
 }
 
 /* A pinned range stays on the device while 3x its memory streams past. */
