@@ -219,7 +219,7 @@ impl<T: GmemDevOps> Attachment<T> {
 
     /// Reports that the device used the block around `addr` in host
     /// memory, in place, more than its access-counter threshold; returns
-    /// the pages gmem mapped (0: the block stays where it is).
+    /// the pages gmem moved to device memory (0: the block stays).
     pub(crate) fn notify_access(&self, addr: usize) -> Result<usize> {
         // SAFETY: Attached (type invariant).  May sleep, as we may.
         let ret = unsafe { bindings::gmem_dev_notify_access(self.ctx, addr as _) };

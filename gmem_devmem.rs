@@ -541,6 +541,11 @@ impl DevMem {
         chunks.v[c].stamp = stamp;
     }
 
+    /// Whether a thrashing hold of `key` is in force, starting none.
+    pub(crate) fn is_held(&self, key: BlockKey) -> bool {
+        self.thrash.is_held(key)
+    }
+
     /// Whether the thrashing table holds `key` back from this device.
     pub(crate) fn holds_back(&self, key: BlockKey) -> bool {
         self.thrash.holds_back(key, self.clock(), self.npages)
@@ -925,6 +930,13 @@ impl Thrash {
 
     fn slot(key: BlockKey, n: usize) -> usize {
         ((key.block / gmem_fault::FAULT_BLOCK) ^ (key.mm / 64)) % n
+    }
+
+    /// Whether `key` is held now; unlike [`holds_back`](Self::holds_back)
+    /// it starts no hold.
+    pub(crate) fn is_held(&self, key: BlockKey) -> bool {
+        let slots = self.slots.lock();
+        slots[Self::slot(key, slots.len())].held(key, now_ms())
     }
 
     /// Records that `key`'s pages left the device; `evicted_at` is the LRU

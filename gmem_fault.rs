@@ -126,18 +126,8 @@ pub(crate) enum Place {
     Policy,
     /// In device memory (a prefetch or pin).
     Device,
-    /// In device memory, for the device's access counter.
-    Hot,
     /// Where it is now (accessed-by: mapping in place).
     Where,
-}
-
-impl Place {
-    /// Whether the block goes to device memory whatever the thrashing
-    /// table says.
-    fn forced(self) -> bool {
-        matches!(self, Place::Device | Place::Hot)
-    }
 }
 
 /// As [`device_fault`], with the placement `place`.  Returns the pages
@@ -212,7 +202,7 @@ pub(crate) fn fault_block(
                         }
                         migrates && !held
                     }
-                    Place::Device | Place::Hot => true,
+                    Place::Device => true,
                     Place::Where => false,
                 };
                 if wanted {
@@ -260,18 +250,13 @@ pub(crate) fn fault_block(
             if allowed && !has_ksm_pages(&user, &region, s, e, &mut pfns) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
-                let cause = match place {
-                    Place::Policy => Cause::Fault,
-                    Place::Hot => Cause::Counter,
-                    Place::Device | Place::Where => Cause::Prefetch,
+                let cause = if place == Place::Policy {
+                    Cause::Fault
+                } else {
+                    Cause::Prefetch
                 };
                 match migrate_to_device(ctx, &user, s, e, pinned, cause) {
-                    Ok((moved, f)) => {
-                        foreign = f;
-                        if place == Place::Hot && moved > 0 {
-                            STATS.counter_migrations.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    Ok((_, f)) => foreign = f,
                     Err(e) if e == ENOMEM => return Err(ENOMEM),
                     Err(_) => {}
                 }
@@ -357,9 +342,9 @@ pub(crate) fn fault_block(
             // between devices, in which case it stays on the host, mapped
             // in place by both, for a while (see `gmem_devmem::Thrash`).
             passes = 0;
-            let held = ctx
-                .devmem()
-                .is_some_and(|p| !pinned && !place.forced() && !naive() && p.holds_back(key));
+            let held = ctx.devmem().is_some_and(|p| {
+                !pinned && place != Place::Device && !naive() && p.holds_back(key)
+            });
             if held {
                 trace_hold(ctx, key);
             } else if ctx.devmem().is_some() {
@@ -804,31 +789,70 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
 
 /// Takes `ctx`'s device's access-counter notification for the block
 /// around `addr` (see `<linux/gmem.h>`): the device uses it in place a
-/// lot, so it migrates unless the context's placement or the range's
-/// hints keep it elsewhere.  Returns the pages mapped, 0 if it stays.
+/// lot, so it migrates into free device memory unless the context's
+/// placement, the range's hints or a thrashing hold keep it where it is,
+/// or it cannot move (not anonymous, watched by userfaultfd, merged KSM
+/// pages).  Returns the pages moved: 0 if it stays, mapped as before.
 pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     STATS.counter_notifications.fetch_add(1, Ordering::Relaxed);
+    let Some(pool) = ctx.devmem() else {
+        return Ok(0);
+    };
     if naive() || !ctx.migrates() {
         return Ok(0);
     }
-    let attrs = ctx.address_space().regions.lock().attrs.get(addr);
+    let as_ = ctx.address_space();
+    let (region, attrs) = {
+        let mut regions = as_.regions.lock();
+        (regions.find(addr), regions.attrs.get(addr))
+    };
+    let Some(region) = region else {
+        return Ok(0);
+    };
     let elsewhere = match attrs.preferred {
         Loc::None => false,
         Loc::Host => true,
         Loc::Dev(d) => d != ctx.dev_id(),
     };
-    if elsewhere || attrs.read_mostly {
+    // A thrashing hold stays: the CPU (or another device) uses the block
+    // too, and moving it would restart the ping-pong the hold stopped.  No
+    // room: a notification never evicts (see the module docs).
+    let key = BlockKey::new(as_.mm(), addr);
+    if elsewhere || attrs.read_mostly || pool.is_held(key) || !pool.has_room(key) {
         return Ok(0);
     }
-    // A block held for thrashing stays held: the CPU (or another device)
-    // uses it too, and moving it would restart the ping-pong the hold
-    // stopped.  The hold lapses, and the next notification moves it.
-    let key = BlockKey::new(ctx.address_space().mm(), addr);
-    if ctx.devmem().is_some_and(|p| p.holds_back(key)) {
-        trace_hold(ctx, key);
+    // SAFETY: The address space holds `mm_count` on its mm.
+    let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
+    let (start, end) = {
+        let mm = user.read_lock();
+        let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+        let read = u64::from(bindings::VM_READ);
+        // A userfaultfd handler must see only the device's own faults.
+        if !ctx.allows(&vma) || vma.uffd_armed() || !vma.is_anonymous() || vma.flags() & read == 0 {
+            return Ok(0);
+        }
+        let block = addr & !(FAULT_BLOCK - 1);
+        (
+            block.max(region.start).max(vma.start()),
+            (block + FAULT_BLOCK).min(region.end).min(vma.end()),
+        )
+    };
+    let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
+    pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
+    // As in `fault_block`: a block with merged pages is not collected.
+    if has_ksm_pages(&user, &region, start, end, &mut pfns) {
         return Ok(0);
     }
-    fault_block(ctx, addr, false, Place::Hot).map(|(n, _)| n)
+    let pinned = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
+    let (moved, _) = migrate_to_device(ctx, &user, start, end, pinned, Cause::Counter)?;
+    if moved == 0 {
+        return Ok(0);
+    }
+    STATS.counter_migrations.fetch_add(1, Ordering::Relaxed);
+    // The migration unmapped the block from the device: map the pages
+    // where they are now.
+    fault_block(ctx, addr, false, Place::Where)?;
+    Ok(moved)
 }
 
 /// Faults `[start, end)` into `ctx`'s device block by block with `place`

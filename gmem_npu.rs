@@ -325,8 +325,11 @@ struct TlbEntry {
     pte: Pte,
 }
 
-/// Access counters per context, direct-mapped by 2 MiB region.
+/// Access counters per context, by 2 MiB region: sets of `COUNTER_WAYS`
+/// entries (two buffers a power of two apart share a set, and must not
+/// keep evicting each other's counts).
 const COUNTERS: usize = 64;
+const COUNTER_WAYS: usize = 4;
 
 /// The bytes a context accessed in host memory, in place, in one region
 /// since the counter last fired.
@@ -365,17 +368,29 @@ impl Mmu {
 
     /// Counts `bytes` accessed in host memory at `va`; true when this
     /// passes `threshold` bytes for the region (0: counters off), which
-    /// starts the count again.  A collision forgets the older region.
+    /// starts the count again.  A region new to a full set takes the
+    /// entry with the smallest count.
     fn count(&mut self, va: usize, bytes: u64, threshold: u64) -> bool {
         if threshold == 0 {
             return false;
         }
         let tag = (va >> LEAF_SHIFT) + 1;
-        let c = &mut self.counters[tag % COUNTERS];
-        if c.tag != tag {
-            *c = Counter { tag, bytes: 0 };
-        }
-        c.bytes += bytes;
+        let set = tag % (COUNTERS / COUNTER_WAYS) * COUNTER_WAYS;
+        let ways = &mut self.counters[set..set + COUNTER_WAYS];
+        let i = match ways.iter().position(|c| c.tag == tag) {
+            Some(i) => i,
+            None => {
+                let (i, _) = ways
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, c)| if c.tag == 0 { 0 } else { c.bytes + 1 })
+                    .unwrap_or((0, &ways[0]));
+                ways[i] = Counter { tag, bytes: 0 };
+                i
+            }
+        };
+        let c = &mut ways[i];
+        c.bytes = c.bytes.saturating_add(bytes);
         if c.bytes > threshold {
             c.bytes = 0;
             return true;

@@ -230,6 +230,11 @@ impl<K: Copy + Eq + Default> ThrashSlot<K> {
         }
     }
 
+    /// Whether `key` is held for thrashing at `now`, changing nothing.
+    pub(crate) fn held(&self, key: K, now: u64) -> bool {
+        self.key == key && now < self.pinned_until
+    }
+
     /// Whether `key` must stay where it is at `now` rather than migrate:
     /// it is held for thrashing, or starts to be (then true, and
     /// `*started` is set).  `clock` is the device's LRU clock, `pages` the

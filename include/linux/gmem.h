@@ -130,10 +130,11 @@ struct gmem_dev;
  * the context may migrate (not GMEM_PLACE_HOST), the range's hints allow
  * it (no preferred location elsewhere, not read-mostly; accessed-by does
  * not prevent it), the block is not held back for thrashing and the
- * device has free memory for it: it never evicts for a notification.  It returns the pages
- * mapped, 0 if the policy keeps the block where it is, or the errors of
- * gmem_dev_fault() (-ENOMEM: every chunk of device memory is pinned).  The
- * notification is advice: the device goes on either way.  May sleep.
+ * device has free memory for it (it never evicts for a notification), and
+ * the block can move (anonymous, not watched by userfaultfd, no KSM pages).
+ * It returns the pages moved, 0 if the block stays (mapped as before), or
+ * the errors of gmem_dev_fault().  The notification is advice: the device
+ * goes on either way.  May sleep.
  *
  * gmem_dev_unregister() first waits for the gmem calls in flight on the
  * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),

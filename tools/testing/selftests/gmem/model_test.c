@@ -239,6 +239,34 @@ TEST_F(model, counter_migrates_a_block_used_again)
 }
 
 /*
+ * Two buffers 128 MiB apart, a power of two, share a set of counters:
+ * copied from one to the other twice, both still pass their counts, and
+ * the copy is exact.
+ */
+TEST_F(model, counters_of_a_strided_copy_both_fire)
+{
+	size_t gap = 128 * MiB, len = BLOCK;
+	long notes = gmem_stat("counter_notifications");
+	struct gmem_npu_wait w;
+	char *big = peer_mmap_block(gap + len);
+	char *src = big, *dst = big + gap;
+
+	ASSERT_NE(big, MAP_FAILED);
+	fill_pattern(src, len, 14);
+	ASSERT_EQ(model_set("counter_kib", 2048), 0);
+	ASSERT_EQ(gmem_advise(self->gfd, src, len, GMEM_ADV_SET_ACCESSED_BY,
+			      self->info.dev_id), 0);
+	ASSERT_EQ(gmem_advise(self->gfd, dst, len, GMEM_ADV_SET_ACCESSED_BY,
+			      self->info.dev_id), 0);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(npu_copy(self->fd, dst, src, len, &w), 0);
+	EXPECT_GE(gmem_stat("counter_notifications") - notes, 2);
+	EXPECT_EQ(check_pattern(dst, len, 14), -1);
+	EXPECT_EQ(check_pattern(src, len, 14), -1);
+	munmap(big, gap + len);
+}
+
+/*
  * The counters fire but never move a block the context keeps on the host
  * (placement host, a preferred location on the host); with counter_kib=0
  * they are off.

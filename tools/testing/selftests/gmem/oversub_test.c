@@ -145,7 +145,7 @@ TEST_F_TIMEOUT(oversub, naive_lru_migrates_every_block_every_pass, 600)
 	ASSERT_EQ(dev_stat("npu0", "thrash"), thrash);
 	ASSERT_EQ(check_pattern(p, len, seed), -1);
 	ASSERT_EQ(munmap(p, len), 0);
-	ASSERT_EQ(set_gmem_param("naive_lru", 0), 1);
+	ASSERT_EQ(set_gmem_param("naive_lru", self->naive_old), 1);
 	self->naive_old = -1;
 }
 
