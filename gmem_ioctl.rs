@@ -20,7 +20,7 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
-use crate::gmem_fault::{self, map_range, Place, FAULT_BLOCK};
+use crate::gmem_fault::{self, map_range, Place};
 use crate::gmem_mm::MmUser;
 use crate::gmem_uaccess::{read_arg, write_arg};
 use crate::gmem_vma::{self, Attrs, Loc};
@@ -142,10 +142,9 @@ impl Caller {
 
     /// Checks that `[start, end)` is mapped (`EFAULT`) and that devices may
     /// reach all of it (`EACCES`), and covers it with regions, so that
-    /// unmapping it drops its attributes.  Only the range, rounded out to
-    /// whole fault blocks within each VMA: a hint must not cost more as
-    /// regions elsewhere in the same VMA (merged mappings, each with its
-    /// own hint) grow in number.
+    /// unmapping it drops its attributes.  Only the range: a hint must not
+    /// cost more as regions elsewhere in the same VMA (merged mappings,
+    /// each with its own hint) grow in number.
     fn check_reachable(&self, start: usize, end: usize) -> Result {
         let mut spans: KVec<(usize, usize)> = KVec::new();
         {
@@ -156,14 +155,7 @@ impl Caller {
                 if !self.as_.allows(&vma) {
                     return Err(EACCES);
                 }
-                // Whole fault blocks: a region edge inside one would
-                // split its faults and migrations in two.
-                let s = (addr & !(FAULT_BLOCK - 1)).max(vma.start());
-                let e = end
-                    .checked_next_multiple_of(FAULT_BLOCK)
-                    .unwrap_or(end)
-                    .min(vma.end());
-                spans.push((s, e), GFP_KERNEL)?;
+                spans.push((vma.start().max(start), vma.end().min(end)), GFP_KERNEL)?;
                 addr = vma.end();
             }
         }

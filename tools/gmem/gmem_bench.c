@@ -1461,9 +1461,11 @@ static void print_ratios(void)
 
 		snprintf(name, sizeof(name), "oversub_%s_2x_vs_0.5x",
 			 oversub_modes[m]);
+		/* The baselines are there to be beaten: information only. */
 		if (half->len && twice->len)
 			ratio(name, oversub_mib_per_s(twice) /
-			      oversub_mib_per_s(half), '>', 0.5);
+			      oversub_mib_per_s(half), '>',
+			      m < OV_NAIVE ? 0.5 : 0);
 		else
 			printf("RATIO %s: skipped, not measured\n", name);
 	}

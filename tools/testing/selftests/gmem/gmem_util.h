@@ -76,6 +76,20 @@ static inline int gmem_get_attrs(int gfd, const void *addr, size_t len,
 	return ioctl(gfd, GMEM_IOC_GET_ATTRS, q) ? -errno : 0;
 }
 
+/* A number read from sysfs or debugfs file @path, or -1. */
+static inline long file_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
 /* Value of counter @name in debugfs gmem/stats, or -1 if unreadable. */
 static inline long gmem_stat(const char *name)
 {

@@ -55,17 +55,9 @@ static int model_write(const char *s)
 static long npu_param(const char *name)
 {
 	char path[128];
-	long v = -1;
-	FILE *f;
 
 	snprintf(path, sizeof(path), NPU_PARAMS "%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
+	return file_long(path);
 }
 
 /* Writes "@key=@v" to the model file; 0 or -errno. */

@@ -130,20 +130,6 @@ static int npu_dev_id(int index)
 	return id;
 }
 
-/* A number read from sysfs/debugfs file @path, or -1. */
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 /* Writes @s to @path; 0 or -errno. */
 static int write_str(const char *path, const char *s)
 {
@@ -1292,8 +1278,8 @@ struct pin_limits {
 static void get_pin_limits(struct __test_metadata *_metadata,
 			   size_t ps, struct pin_limits *l)
 {
-	long per = read_long(GMEM_PARAMS "pin_limit_pct");
-	long total = read_long(GMEM_PARAMS "pin_total_pct");
+	long per = file_long(GMEM_PARAMS "pin_limit_pct");
+	long total = file_long(GMEM_PARAMS "pin_total_pct");
 
 	ASSERT_GE(per, 0) TH_LOG("no gmem parameter pin_limit_pct");
 	ASSERT_GE(total, 0) TH_LOG("no gmem parameter pin_total_pct");
@@ -1473,7 +1459,7 @@ TEST_F_TIMEOUT(trust, pin_limit_total, 120)
 TEST_F_TIMEOUT(trust, queued_job_bytes_limited, 120)
 {
 	size_t len = 64 * MiB, ps = self->ps;
-	long max_mib = read_long(NPU_PARAMS "max_queued_mib");
+	long max_mib = file_long(NPU_PARAMS "max_queued_mib");
 	struct gmem_npu_job sum, touch;
 	struct gmem_npu_info i0, i1;
 	struct gmem_npu_wait w;
@@ -1530,7 +1516,7 @@ TEST_F_TIMEOUT(trust, queued_job_bytes_limited, 120)
 /* A job longer than the limit runs when it is the file's only one. */
 TEST_F(trust, queued_limit_admits_a_lone_big_job)
 {
-	long max_mib = read_long(NPU_PARAMS "max_queued_mib");
+	long max_mib = file_long(NPU_PARAMS "max_queued_mib");
 	size_t len;
 	struct gmem_npu_job job;
 	struct gmem_npu_wait w;
@@ -1608,7 +1594,7 @@ FIXTURE_SETUP(unplug)
 	self->gfd = -1;
 	if (access(PRESENT, F_OK))
 		SKIP(return, "no %s", PRESENT);
-	if (read_long(PRESENT) == 0) {
+	if (file_long(PRESENT) == 0) {
 		ASSERT_EQ(write_str(PRESENT, "1"), 0);
 	}
 	settle();
@@ -1621,7 +1607,7 @@ FIXTURE_TEARDOWN(unplug)
 	if (self->gfd >= 0)
 		close(self->gfd);
 	/* Never leave npu1 unplugged for later tests. */
-	if (read_long(PRESENT) == 0)
+	if (file_long(PRESENT) == 0)
 		write_str(PRESENT, "1");
 }
 
@@ -1697,7 +1683,7 @@ TEST_F_TIMEOUT(unplug, npu_unplug_keeps_host_data, 180)
 	ASSERT_GE(fd, 0);
 	ASSERT_NE(p, MAP_FAILED);
 	ASSERT_NE(counter, MAP_FAILED);
-	ASSERT_EQ(read_long(PRESENT), 1);
+	ASSERT_EQ(file_long(PRESENT), 1);
 	ASSERT_EQ(npu_get_info(fd, &info), 0);
 	fill_pattern(p, len, seed);
 	*counter = 0;
@@ -1721,7 +1707,7 @@ TEST_F_TIMEOUT(unplug, npu_unplug_keeps_host_data, 180)
 
 	ASSERT_EQ(write_str(PRESENT, "0"), 0);
 	h.unplugged = true;
-	ASSERT_EQ(read_long(PRESENT), 0);
+	ASSERT_EQ(file_long(PRESENT), 0);
 
 	/* The host data is whole. */
 	bad = check_pattern(p, len, seed);
@@ -1757,7 +1743,7 @@ TEST_F_TIMEOUT(unplug, npu_unplug_keeps_host_data, 180)
 
 	/* Plugged back: fresh, empty, working. */
 	ASSERT_EQ(write_str(PRESENT, "1"), 0);
-	ASSERT_EQ(read_long(PRESENT), 1);
+	ASSERT_EQ(file_long(PRESENT), 1);
 	fd = npu_open(1);
 	ASSERT_GE(fd, 0) TH_LOG("open npu1 after replug: %s", strerror(errno));
 	ASSERT_EQ(dev_stat_wait("npu1", "devmem_used", 0, FREE_DELAY_MS), 0);
