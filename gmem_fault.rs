@@ -86,7 +86,6 @@ use kernel::prelude::*;
 
 use crate::gmem_devmem::{self, BlockKey, DevMem, Dup, Victim, CHUNK_PAGES};
 use crate::gmem_mm::{self, MmUser};
-use crate::gmem_policy::Loc;
 use crate::gmem_trace::{self, Cause};
 use crate::gmem_vma::Region;
 use crate::{gmem_vma, GmemCtx, STATS};
@@ -809,16 +808,11 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     let Some(region) = region else {
         return Ok(0);
     };
-    let elsewhere = match attrs.preferred {
-        Loc::None => false,
-        Loc::Host => true,
-        Loc::Dev(d) => d != ctx.dev_id(),
-    };
     // A thrashing hold stays: the CPU (or another device) uses the block
     // too, and moving it would restart the ping-pong the hold stopped.  No
     // room: a notification never evicts (see the module docs).
     let key = BlockKey::new(as_.mm(), addr);
-    if elsewhere || attrs.read_mostly || pool.is_held(key) || !pool.has_room(key) {
+    if attrs.keeps_off(ctx.dev_id()) || pool.is_held(key) || !pool.has_room(key) {
         return Ok(0);
     }
     // SAFETY: The address space holds `mm_count` on its mm.

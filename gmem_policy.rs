@@ -53,6 +53,18 @@ impl Attrs {
         }
     }
 
+    /// Whether the hints keep the range off device `id` however much the
+    /// device uses it (its access counters): a preferred location
+    /// elsewhere, or read-mostly (copies serve it).
+    pub(crate) fn keeps_off(&self, id: u32) -> bool {
+        self.read_mostly
+            || match self.preferred {
+                Loc::None => false,
+                Loc::Host => true,
+                Loc::Dev(d) => d != id,
+            }
+    }
+
     /// What `self` and `other` share, as `cudaMemRangeGetAttributes()`
     /// reports a range: a preferred location only if both have it,
     /// read-mostly only if both are, the devices in both sets.
