@@ -599,6 +599,8 @@ impl GmemDevOps for NpuMmuOps {
 const USER_END: u64 = 1 << bindings::GMEM_NPU_VA_BITS;
 const MAX_OUTSTANDING: usize = 1024;
 const MAX_ATOMIC_INCS: u64 = 1 << 20;
+const MAX_GATHER_CHUNKS: u64 = 1 << 24;
+const MAX_GATHER_CHUNK: u64 = 2 << 20;
 const ATOMIC_BATCH: u64 = 4096;
 /// Replays of one access before the job fails with EAGAIN.
 const MAX_REPLAYS: u32 = 64;
@@ -673,6 +675,20 @@ impl JobDesc {
                 }
             }
             bindings::GMEM_NPU_OP_TOUCH => check_range(j.dst, j.len)?,
+            bindings::GMEM_NPU_OP_GATHER => {
+                check_range(j.src, j.len)?;
+                let chunk = j.src2;
+                if !chunk.is_power_of_two()
+                    || !(4..=MAX_GATHER_CHUNK).contains(&chunk)
+                    || !aligned(j.src, chunk)
+                    || !aligned(j.len, chunk)
+                    || j.value == 0
+                    || j.value > MAX_GATHER_CHUNKS
+                    || j.value * chunk > bindings::GMEM_NPU_JOB_MAX_LEN
+                {
+                    return Err(EINVAL);
+                }
+            }
             _ => return Err(EINVAL),
         }
         Ok(JobDesc {
@@ -684,6 +700,27 @@ impl JobDesc {
             len: j.len as usize,
             value: j.value,
         })
+    }
+
+    /// Bytes the job reads or writes in one operand, what the queue
+    /// limit counts.
+    fn bytes(&self) -> u64 {
+        if self.op == bindings::GMEM_NPU_OP_GATHER {
+            self.value * self.src2 as u64
+        } else {
+            self.len as u64
+        }
+    }
+
+    /// The offset in `src` of GATHER's chunk `k` (the uapi header's
+    /// generator, which user space repeats to know the addresses).
+    fn gather_offset(&self, k: u64) -> usize {
+        let mut z = (self.dst as u64).wrapping_add((k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let chunks = (self.len / self.src2) as u64;
+        (z % chunks) as usize * self.src2
     }
 }
 
@@ -911,14 +948,7 @@ impl JobRunner<'_> {
                 while done < j.len {
                     let s = j.src + done;
                     let n = Self::in_page(s).min(j.len - done);
-                    acc += self.access([(s, Acc::Read)], n, |[p]| {
-                        let mut sum = 0u64;
-                        for i in 0..n / 4 {
-                            // SAFETY: Aligned elements inside the page.
-                            sum += u64::from(unsafe { p.cast::<u32>().add(i).read() });
-                        }
-                        sum
-                    })?;
+                    acc += self.access([(s, Acc::Read)], n, |[p]| sum_u32(p, n))?;
                     done += n;
                 }
             }
@@ -959,10 +989,34 @@ impl JobRunner<'_> {
                     va += PAGE_SIZE;
                 }
             }
+            bindings::GMEM_NPU_OP_GATHER => {
+                for k in 0..j.value {
+                    let base = j.src + j.gather_offset(k);
+                    let mut off = 0;
+                    while off < j.src2 {
+                        let s = base + off;
+                        let n = Self::in_page(s).min(j.src2 - off);
+                        acc = acc
+                            .wrapping_add(self.access([(s, Acc::Read)], n, |[p]| sum_u32(p, n))?);
+                        off += n;
+                    }
+                }
+            }
             _ => {}
         }
         Ok(acc)
     }
+}
+
+/// The sum of the `n / 4` u32s at `p`, a 4-byte aligned span of a page the
+/// MMU maps (validated alignment, [`JobRunner::access`]).
+fn sum_u32(p: *mut u8, n: usize) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n / 4 {
+        // SAFETY: Aligned elements inside the mapped page (above).
+        sum += u64::from(unsafe { p.cast::<u32>().add(i).read() });
+    }
+    sum
 }
 
 /// A queued job: a work item of the device's engine.
@@ -1020,7 +1074,7 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
         res
     };
     file.npu.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
-    file.complete(job.seqno, job.desc.len as u64, res);
+    file.complete(job.seqno, job.desc.bytes(), res);
 }
 
 // ---------------------------------------------------------------------------
@@ -1120,7 +1174,7 @@ impl NpuFile {
             return Err(EBUSY);
         }
         // An idle file always takes a job, however large.
-        if st.pending > 0 && st.queued_bytes.saturating_add(job.desc.len as u64) > limit {
+        if st.pending > 0 && st.queued_bytes.saturating_add(job.desc.bytes()) > limit {
             return Err(EAGAIN);
         }
         let seqno = st.next_seqno;
@@ -1129,7 +1183,7 @@ impl NpuFile {
         st.next_seqno += 1;
         st.pending += 1;
         st.outstanding += 1;
-        st.queued_bytes += job.desc.len as u64;
+        st.queued_bytes += job.desc.bytes();
         Ok(job)
     }
 
@@ -1143,7 +1197,7 @@ impl NpuFile {
         }
         st.pending -= 1;
         st.outstanding -= 1;
-        st.queued_bytes -= job.desc.len as u64;
+        st.queued_bytes -= job.desc.bytes();
         drop(st);
         // A WAIT for the seqno (guessed) sees it gone.
         self.done.notify_all();

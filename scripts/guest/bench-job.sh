@@ -1,7 +1,8 @@
 # Runs in the run VM (busybox sh, mm-conformance.sh prepended): load gmem,
 # two NPUs with 160 MiB of
 # device memory each (the migration measurements move 64 MiB at a time) and
-# the HMM test driver, then the benchmarks (gmem_bench, gmem_mapscale) and
+# the HMM test driver, then the benchmarks (gmem_bench, gmem_policy,
+# gmem_mapscale) and
 # the slow mm suites; exits with 1 if any failed.
 m=/lib/modules/gmem
 if ! insmod $m/gmem.ko || ! insmod $m/gmem_npu.ko num_devices=2 dram_mib=160; then
@@ -11,6 +12,7 @@ fi
 insmod $m/test_hmm.ko || echo "bench: test_hmm.ko did not load; the HMM driver lines are skipped"
 /opt/gmem/tools/gmem_bench
 rc=$?
+/opt/gmem/tools/gmem_policy || rc=1
 # Mapping scale: 100,000 mappings per process, twice over.
 echo 262144 >/proc/sys/vm/max_map_count
 /opt/gmem/tools/gmem_mapscale || rc=1

@@ -37,55 +37,32 @@
  *     migration comes first; the NPU's exists from module load.
  *  After each repetition of e, f and g the buffer is unmapped, which frees
  *  its device memory.
- *  h. Oversubscription: a streaming NPU job over working sets of 0.5, 1, 2
- *     and 4 times the NPU's memory (devmem_pages in debugfs gmem/devices),
- *     in MiB/s.  The CPU fills a fresh 2 MiB-aligned MAP_PEER_SHARED buffer
- *     once; then one untimed warm-up pass and OVERSUB_PASSES timed passes,
- *     each a REDUCE_SUM of the whole buffer ("fault": the NPU's faults
- *     migrate, and evict once its memory is full) or, slice by slice of a
- *     quarter of the NPU's memory, GMEM_NPU_IOC_PREFETCH of the slice then
- *     its REDUCE_SUM ("prefetch"); every sum is checked.  The rows note the
- *     device faults and the rise of gmem/stats migrated_to_dev, evictions,
- *     evicted_pages and thrash_pins (those gmem has) over the timed passes;
- *     "oversub <factor> <mode> <MiB/s> <modelled MiB/s>" lines repeat the
- *     figures for scripts/bench.sh to plot; the modelled figure is the
- *     working set over the NPU's device clock across the pass (see
- *     gmem_npu_model.rs: what the pass would take behind a PCIe link).
- *     Two more modes are the baselines a user would otherwise pick:
- *     "naive" (gmem.ko naive_lru=1: every fault migrates, LRU eviction)
- *     and "in_place" (the context set to GMEM_NPU_PLACE_HOST: zero-copy).
- *     Each buffer is unmapped, and its device memory seen free, before
- *     the next.
+ *  Oversubscription and the placement policies are gmem_policy's.
  *
  * Targets (the RATIO block): first touch peer/anon <= 1.10; in-place NPU
  * read >= 1.5x the HMM driver's, cold and warm; fault cost per page 1 GiB
  * vs 16 MiB <= 1.2; fault-driven migration >= 1.0x and prefetch >= 1.5x
  * HMM_DMIRROR_MIGRATE_TO_DEV; prefetch >= 0.40 of memcpy; CPU fault-back
- * >= 2.0x the HMM driver's page-at-a-time fault-back; streaming at twice
- * the NPU's memory >= 0.5x streaming at half of it, in each mode; in
- * modelled device time, the default policy at most 0.5x naive LRU's time
- * at 2x and 4x (1.05x below), at most 1.05x always-in-place's, and hints
- * at most 1.05x the default's (policy_stream_*).
+ * >= 2.0x the HMM driver's page-at-a-time fault-back.
  *
- * Every measurement is repeated REPS times (h: OVERSUB_PASSES), each on
+ * Every measurement is repeated REPS times, each on
  * fresh mappings where it says so, and the median is reported; the table
  * shows the raw median with the minimum and maximum, and a last block
  * compares the ratios with their targets (OK or MISS).  The process keeps
  * two file descriptors of /dev/gmem_npu0 open for the whole run, as an
  * application using the NPU would, so its address space is attached to
  * gmem during (a) too: one with the default placement (pages migrate to
- * the NPU on its touch) for e-h, and one set to GMEM_NPU_PLACE_HOST for
+ * the NPU on its touch) for e-g, and one set to GMEM_NPU_PLACE_HOST for
  * the in-place work of b and d.
  *
  * Exit status: 0 when everything ran, even if a target is missed (this is a
  * benchmark, not a test); 1 on an error: wrong data, a migration that moved
  * the wrong number of pages, a failed mmap, open or ioctl, no debugfs.
- * Without /dev/hmm_dmirror0 the HMM driver lines are skipped; (h) skips a
- * working set that would leave less than OVERSUB_SPARE of memory free.
+ * Without /dev/hmm_dmirror0 the HMM driver lines are skipped.
  *
  * Run as root with debugfs mounted, gmem.ko, gmem_npu.ko num_devices=2
- * dram_mib=160 (64 MiB must fit in an NPU's memory, with room; h then
- * maps up to 640 MiB, which a 2 GiB VM holds) and test_hmm.ko loaded.  In
+ * dram_mib=160 (64 MiB must fit in an NPU's memory, with room) and
+ * test_hmm.ko loaded.  In
  * gmem's VM:
  *
  *	make bench
@@ -119,8 +96,8 @@
 #include <linux/gmem.h>
 #include <lib/test_hmm_uapi.h>
 
-#define MiB			(1UL << 20)
-#define GiB			(1UL << 30)
+#include "bench_util.h"
+
 #define REPS			5
 
 #define TOUCH_LEN		(128 * MiB)	/* (a) */
@@ -128,58 +105,16 @@
 #define FAULT_LEN_BIG		(1 * GiB)	/* (d) */
 #define FAULT_LEN_SMALL		(16 * MiB)
 #define MIGRATE_LEN		(64 * MiB)	/* (e), (f) and (g) */
-/* (h): gmem migrates and evicts aligned blocks of this size. */
-#define BLOCK			(2 * MiB)
-#define OVERSUB_PASSES		3
-#define OVERSUB_SPARE		(256 * MiB)	/* free memory (h) leaves */
-/* How long freeing device memory may lag behind munmap. */
-#define FREE_WAIT_MS		5000
-
-/* A job still running after this long is an error, not a measurement. */
-#define JOB_TIMEOUT_NS		(120LL * 1000000000LL)
 
 #define NPU_DEV			"/dev/gmem_npu0"
 #define DMIRROR_DEV		"/dev/hmm_dmirror0"
-#define GMEM_STATS		"/sys/kernel/debug/gmem/stats"
-#define GMEM_DEVICES		"/sys/kernel/debug/gmem/devices"
-
-#define U64(p)			((__u64)(uintptr_t)(p))
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
 static size_t page_size;
-
-/* Reports an error; returns -1 for the caller to pass on. */
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("gmem_bench: error: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* REPS samples of one measurement, in ns. */
 struct sample {
 	int64_t ns[REPS];
 };
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void sample_sort(struct sample *s)
 {
@@ -191,11 +126,6 @@ static int64_t median(struct sample *s)
 {
 	sample_sort(s);
 	return s->ns[REPS / 2];
-}
-
-static double mib_per_s(size_t len, int64_t ns)
-{
-	return (double)len / MiB / ((double)ns / 1e9);
 }
 
 static double ns_per_page(size_t len, int64_t ns)
@@ -224,65 +154,6 @@ static void table_row(const char *name, struct sample *s, double value,
 	int64_t med = median(s);
 
 	table_line(name, med, s->ns[0], s->ns[REPS - 1], value, unit, notes);
-}
-
-/* Progress on the console: the slow measurements take seconds under TCG. */
-static void progress(const char *what)
-{
-	printf("# measuring %s\n", what);
-	fflush(stdout);
-}
-
-static void *map_anon(size_t len, bool peer)
-{
-	int flags = MAP_PRIVATE | MAP_ANONYMOUS | (peer ? MAP_PEER_SHARED : 0);
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
-
-	if (p == MAP_FAILED) {
-		fail("mmap(%zu MiB%s): %s%s", len / MiB,
-		     peer ? ", MAP_PEER_SHARED" : "", strerror(errno),
-		     peer && errno == ENODEV ? " (is gmem.ko loaded?)" : "");
-		return NULL;
-	}
-	return p;
-}
-
-/*
- * A MAP_PEER_SHARED mapping of @len bytes (a multiple of BLOCK) on a BLOCK
- * boundary: every migration block lies inside it, so the NPU's memory holds
- * as much of it as its size says.
- */
-static void *map_peer_block(size_t len)
-{
-	char *p = map_anon(len + BLOCK, true);
-	uintptr_t a;
-
-	if (!p)
-		return NULL;
-	a = ((uintptr_t)p + BLOCK - 1) & ~(uintptr_t)(BLOCK - 1);
-	if (a > (uintptr_t)p)
-		munmap(p, a - (uintptr_t)p);
-	munmap((char *)a + len, (uintptr_t)p + BLOCK - a);
-	return (void *)a;
-}
-
-/* Test data: u32 element @i of a buffer filled with seed @seed. */
-static __u32 pattern(size_t i, __u32 seed)
-{
-	return ((__u32)i * 2654435761u) ^ seed;
-}
-
-/* Fills @len bytes at @p with the pattern; returns their u32 sum. */
-static __u64 fill_pattern(void *p, size_t len, __u32 seed)
-{
-	__u32 *u = p;
-	__u64 sum = 0;
-
-	for (size_t i = 0; i < len / 4; i++) {
-		u[i] = pattern(i, seed);
-		sum += u[i];
-	}
-	return sum;
 }
 
 /* Index of the first u32 of @p that is not the pattern of @seed, or -1. */
@@ -319,71 +190,6 @@ static __u64 cpu_read_words(const void *p, size_t len, int64_t *ns)
 		sum += *(const volatile __u64 *)((const char *)p + off);
 	*ns = now_ns() - t0;
 	return sum;
-}
-
-/*
- * Counter @name of debugfs gmem/stats into *@val: 0; 1 if gmem has no such
- * counter (an older gmem); -1 (reported).
- */
-static int gmem_stat_get(const char *name, long long *val)
-{
-	char key[64];
-	FILE *f = fopen(GMEM_STATS, "r");
-
-	if (!f)
-		return fail("open %s: %s (is debugfs mounted?)", GMEM_STATS,
-			    strerror(errno));
-	while (fscanf(f, "%63s %lld", key, val) == 2) {
-		if (!strcmp(key, name)) {
-			fclose(f);
-			return 0;
-		}
-	}
-	fclose(f);
-	return 1;
-}
-
-/* Counter @name of debugfs gmem/stats, or -1 (reported). */
-static long long gmem_stat(const char *name)
-{
-	long long val;
-	int ret = gmem_stat_get(name, &val);
-
-	if (ret > 0)
-		fail("no %s in %s", name, GMEM_STATS);
-	return ret ? -1 : val;
-}
-
-/*
- * Value of @key on gmem device @id's line of debugfs gmem/devices
- * ("<id> <name> key=value ..."), or -1 (reported).
- */
-static long long gmem_dev_stat(unsigned int id, const char *key)
-{
-	char line[1024], pat[64];
-	long long val = -1;
-	unsigned int i;
-	FILE *f = fopen(GMEM_DEVICES, "r");
-	char *p;
-
-	if (!f) {
-		fail("open %s: %s (is debugfs mounted?)", GMEM_DEVICES,
-		     strerror(errno));
-		return -1;
-	}
-	snprintf(pat, sizeof(pat), " %s=", key);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%u ", &i) != 1 || i != id)
-			continue;
-		p = strstr(line, pat);
-		if (p)
-			val = strtoll(p + strlen(pat), NULL, 0);
-		break;
-	}
-	fclose(f);
-	if (val < 0)
-		fail("no %s for gmem device %u in %s", key, id, GMEM_DEVICES);
-	return val;
 }
 
 /*
@@ -431,34 +237,6 @@ static long thp_kib(void *addr, size_t len)
 	return total;
 }
 
-/* NPU jobs */
-
-/*
- * Submits @job to @fd and waits for it; fills *@w.  Returns 0 if the job
- * completed with status 0, -1 (reported) otherwise.
- */
-static int npu_run(int fd, const struct gmem_npu_job *job,
-		   struct gmem_npu_wait *w)
-{
-	struct gmem_npu_submit sub = { .job = *job };
-
-	if (ioctl(fd, GMEM_NPU_IOC_SUBMIT, &sub))
-		return fail("GMEM_NPU_IOC_SUBMIT (op %u): %s", job->op,
-			    strerror(errno));
-	memset(w, 0, sizeof(*w));
-	w->seqno = sub.seqno;
-	w->timeout_ns = JOB_TIMEOUT_NS;
-	while (ioctl(fd, GMEM_NPU_IOC_WAIT, w))
-		if (errno != EINTR)
-			return fail("GMEM_NPU_IOC_WAIT (op %u): %s", job->op,
-				    strerror(errno));
-	if (w->status)
-		return fail("NPU job (op %u) failed: %s at 0x%llx", job->op,
-			    strerror(-w->status),
-			    (unsigned long long)w->fault_addr);
-	return 0;
-}
-
 /* Times one REDUCE_SUM over @buf and checks it against @want. */
 static int npu_sum_timed(int fd, const void *buf, size_t len, __u64 want,
 			 int64_t *ns, __u64 *faults)
@@ -476,42 +254,6 @@ static int npu_sum_timed(int fd, const void *buf, size_t len, __u64 want,
 		return fail("NPU REDUCE_SUM returned %llu, the CPU computed %llu",
 			    (unsigned long long)w.result,
 			    (unsigned long long)want);
-	return 0;
-}
-
-/*
- * REDUCE_SUM of @len bytes at @p in jobs no longer than
- * GMEM_NPU_JOB_MAX_LEN; adds the sum to *@sum and the device faults to
- * *@faults.
- */
-static int npu_sum(int fd, const char *p, size_t len, __u64 *sum,
-		   __u64 *faults)
-{
-	for (size_t off = 0; off < len; off += GMEM_NPU_JOB_MAX_LEN) {
-		struct gmem_npu_job job = { .op = GMEM_NPU_OP_REDUCE_SUM,
-					    .src = U64(p + off),
-					    .len = len - off };
-		struct gmem_npu_wait w;
-
-		if (job.len > GMEM_NPU_JOB_MAX_LEN)
-			job.len = GMEM_NPU_JOB_MAX_LEN;
-		if (npu_run(fd, &job, &w))
-			return -1;
-		*sum += w.result;
-		*faults += w.faults;
-	}
-	return 0;
-}
-
-/* GMEM_NPU_IOC_PREFETCH of @len bytes at @p to the NPU; 0 or -1 (reported). */
-static int npu_prefetch(int fd, void *p, size_t len)
-{
-	struct gmem_npu_prefetch pf = { .addr = U64(p), .len = len };
-
-	while (ioctl(fd, GMEM_NPU_IOC_PREFETCH, &pf))
-		if (errno != EINTR)
-			return fail("GMEM_NPU_IOC_PREFETCH of %zu MiB: %s",
-				    len / MiB, strerror(errno));
 	return 0;
 }
 
@@ -931,280 +673,6 @@ static int bench_dmirror_migrate(void)
 	return ret;
 }
 
-/* (h) oversubscription */
-
-/* Working sets in NPU memories; [0] fits, [2] is twice: the RATIO lines. */
-static const double oversub_factors[] = { 0.5, 1, 2, 4 };
-/*
- * gmem's policy without and with hints, and the two baselines a user would
- * otherwise pick: a naive driver (gmem.ko naive_lru=1: migrate on every
- * fault, LRU) and zero-copy (GMEM_NPU_PLACE_HOST: always in place).
- */
-static const char *const oversub_modes[] = { "fault", "hints", "naive",
-					     "in_place" };
-enum { OV_FAULT, OV_HINTS, OV_NAIVE, OV_IN_PLACE };
-/* gmem/stats counters whose rise explains a row, where gmem has them. */
-static const char *const oversub_keys[] = {
-	"migrated_to_dev", "evictions", "evicted_pages", "thrash_pins",
-};
-
-struct oversub_row {
-	size_t len;			/* working set; 0: not measured */
-	int64_t ns[OVERSUB_PASSES];	/* sorted */
-	/* The NPU's modelled clock over each pass (copies included), sorted. */
-	int64_t model_ns[OVERSUB_PASSES];
-	__u64 faults;			/* of the timed passes */
-	long long rise[ARRAY_SIZE(oversub_keys)];	/* -1: no counter */
-};
-
-static struct oversub_row
-	oversub[ARRAY_SIZE(oversub_factors)][ARRAY_SIZE(oversub_modes)];
-static size_t oversub_devmem;	/* bytes of the NPU's memory */
-
-/* @bytes rounded down to whole blocks, at least one. */
-static size_t whole_blocks(size_t bytes)
-{
-	return bytes < BLOCK ? BLOCK : bytes / BLOCK * BLOCK;
-}
-
-static double oversub_mib_per_s(const struct oversub_row *row)
-{
-	return mib_per_s(row->len, row->ns[OVERSUB_PASSES / 2]);
-}
-
-static double oversub_model_mib_per_s(const struct oversub_row *row)
-{
-	return mib_per_s(row->len, row->model_ns[OVERSUB_PASSES / 2]);
-}
-
-/* The NPU's device clock (GMEM_NPU_IOC_INFO), or -1 (reported). */
-static int64_t npu_clock(int npu)
-{
-	struct gmem_npu_info info = { 0 };
-
-	if (ioctl(npu, GMEM_NPU_IOC_INFO, &info))
-		return fail("GMEM_NPU_IOC_INFO: %s", strerror(errno));
-	return info.clock_ns;
-}
-
-/*
- * Waits for gmem device @id's memory to be all free, which may lag behind
- * munmap, so that a measurement starts from an empty NPU; a note if it
- * does not come.  0, or -1 (reported).
- */
-static int wait_devmem_free(unsigned int id)
-{
-	long long used;
-
-	for (int ms = 0; ; ms += 10) {
-		used = gmem_dev_stat(id, "devmem_used");
-		if (used <= 0)
-			return used;
-		if (ms >= FREE_WAIT_MS)
-			break;
-		usleep(10000);
-	}
-	printf("# gmem device %u still uses %lld pages %d ms after munmap\n",
-	       id, used, FREE_WAIT_MS);
-	return 0;
-}
-
-/*
- * One streaming pass over @len bytes at @buf: a REDUCE_SUM of the whole.
- * The sum must be @want; times into *@ns, adds the device faults to
- * *@faults.
- */
-static int oversub_pass(int npu, char *buf, size_t len, __u64 want,
-			int64_t *ns, int64_t *model_ns, __u64 *faults)
-{
-	int64_t t0 = now_ns(), c0 = npu_clock(npu), c1;
-	__u64 sum = 0;
-
-	if (c0 < 0 || npu_sum(npu, buf, len, &sum, faults))
-		return -1;
-	*ns = now_ns() - t0;
-	c1 = npu_clock(npu);
-	if (c1 < 0)
-		return -1;
-	*model_ns = c1 - c0;
-	if (sum != want)
-		return fail("NPU REDUCE_SUM streaming %zu MiB returned %llu, the CPU computed %llu",
-			    len / MiB, (unsigned long long)sum,
-			    (unsigned long long)want);
-	return 0;
-}
-
-/* GMEM_IOC_ADVISE on /dev/gmem; 0 or -1 (reported). */
-static int advise(char *p, size_t len, __u32 advice, int dev)
-{
-	struct gmem_advise a = { .addr = (__u64)(uintptr_t)p, .len = len,
-				 .advice = advice, .dev = dev };
-	int fd = open("/dev/gmem", O_RDWR), ret;
-
-	if (fd < 0)
-		return fail("open /dev/gmem: %s", strerror(errno));
-	ret = ioctl(fd, GMEM_IOC_ADVISE, &a);
-	if (ret)
-		fail("GMEM_IOC_ADVISE %u over %zu MiB: %s", advice, len / MiB,
-		     strerror(errno));
-	close(fd);
-	return ret ? -1 : 0;
-}
-
-/*
- * The hints a CUDA programmer would give a stream larger than the device:
- * what fits (three quarters of the device, all of a working set that
- * fits) is prefetched to it, the rest is accessed by it in place and never
- * migrated.
- */
-static int oversub_hints(char *buf, size_t len, unsigned int id)
-{
-	size_t fit = len <= oversub_devmem ? len :
-		     whole_blocks(oversub_devmem / 4 * 3);
-
-	if (advise(buf, fit, GMEM_ADV_PREFETCH, id))
-		return -1;
-	if (fit < len &&
-	    advise(buf + fit, len - fit, GMEM_ADV_SET_ACCESSED_BY, id))
-		return -1;
-	return 0;
-}
-
-/* Writes gmem.ko parameter @name; 0 or -1 (reported). */
-static int set_gmem_param(const char *name, int value)
-{
-	char path[128];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/gmem/parameters/%s", name);
-	f = fopen(path, "w");
-	if (!f)
-		return fail("open %s: %s", path, strerror(errno));
-	fprintf(f, "%d\n", value);
-	if (fclose(f))
-		return fail("write %s: %s", path, strerror(errno));
-	return 0;
-}
-
-/* GMEM_NPU_IOC_SET_PLACEMENT; 0 or -1 (reported). */
-static int set_placement(int npu, __u32 placement)
-{
-	struct gmem_npu_placement pl = { .placement = placement };
-
-	if (ioctl(npu, GMEM_NPU_IOC_SET_PLACEMENT, &pl))
-		return fail("GMEM_NPU_IOC_SET_PLACEMENT %u: %s", placement,
-			    strerror(errno));
-	return 0;
-}
-
-/* Enters (@on) or leaves mode @m's setting of the policy. */
-static int oversub_mode(int npu, size_t m, bool on)
-{
-	if (m == OV_NAIVE)
-		return set_gmem_param("naive_lru", on);
-	if (m == OV_IN_PLACE)
-		return set_placement(npu, on ? GMEM_NPU_PLACE_HOST :
-				     GMEM_NPU_PLACE_MIGRATE);
-	return 0;
-}
-
-/* The oversub_keys counters into @v, -1 for those gmem lacks. */
-static int oversub_counters(long long *v)
-{
-	for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++) {
-		int ret = gmem_stat_get(oversub_keys[k], &v[k]);
-
-		if (ret < 0)
-			return -1;
-		if (ret)
-			v[k] = -1;
-	}
-	return 0;
-}
-
-/* Working set @f in mode @m, on @npu: gmem device @id. */
-static int oversub_run(int npu, unsigned int id, size_t f, size_t m)
-{
-	struct oversub_row *row = &oversub[f][m];
-	size_t len = whole_blocks(oversub_factors[f] * oversub_devmem);
-	long long before[ARRAY_SIZE(oversub_keys)];
-	long long after[ARRAY_SIZE(oversub_keys)];
-	__u64 want, warm_faults = 0;
-	int64_t warm_ns, warm_model;
-	char *buf;
-	int ret;
-
-	if (wait_devmem_free(id))
-		return -1;
-	buf = map_peer_block(len);
-	if (!buf)
-		return -1;
-	want = fill_pattern(buf, len, 0x0e000000 + f * 2 + m);
-	ret = oversub_mode(npu, m, true);
-	if (!ret && m == OV_HINTS)
-		ret = oversub_hints(buf, len, id);
-	if (!ret)
-		ret = oversub_pass(npu, buf, len, want, &warm_ns, &warm_model,
-				   &warm_faults);
-	if (!ret)
-		ret = oversub_counters(before);
-	for (int p = 0; p < OVERSUB_PASSES && !ret; p++)
-		ret = oversub_pass(npu, buf, len, want, &row->ns[p],
-				   &row->model_ns[p], &row->faults);
-	if (!ret)
-		ret = oversub_counters(after);
-	if (oversub_mode(npu, m, false))
-		ret = -1;
-	munmap(buf, len);	/* frees its device memory */
-	if (ret)
-		return -1;
-	for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++)
-		row->rise[k] = before[k] < 0 || after[k] < 0 ? -1 :
-			       after[k] - before[k];
-	qsort(row->ns, OVERSUB_PASSES, sizeof(row->ns[0]), cmp_i64);
-	qsort(row->model_ns, OVERSUB_PASSES, sizeof(row->model_ns[0]), cmp_i64);
-	row->len = len;
-	return 0;
-}
-
-static int bench_oversub(int npu)
-{
-	struct gmem_npu_info info = { 0 };
-	char what[128];
-	long long pages;
-
-	if (ioctl(npu, GMEM_NPU_IOC_INFO, &info))
-		return fail("GMEM_NPU_IOC_INFO: %s", strerror(errno));
-	pages = gmem_dev_stat(info.dev_id, "devmem_pages");
-	if (pages < 0)
-		return -1;
-	if (!pages) {
-		printf("# %s has no device memory: skipping (h)\n", NPU_DEV);
-		return 0;
-	}
-	oversub_devmem = pages * page_size;
-	for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
-		size_t len = whole_blocks(oversub_factors[f] * oversub_devmem);
-		size_t avail = sysconf(_SC_AVPHYS_PAGES) * page_size;
-
-		/* Room for the rest of the system, not an OOM kill. */
-		if (len + OVERSUB_SPARE > avail) {
-			printf("# (h) %gx: %zu MiB does not fit in the free %zu MiB with %lu to spare: skipped\n",
-			       oversub_factors[f], len / MiB, avail / MiB,
-			       OVERSUB_SPARE / MiB);
-			continue;
-		}
-		snprintf(what, sizeof(what),
-			 "(h) NPU streaming REDUCE_SUM of %zu MiB, %gx its memory: gmem, with hints, naive LRU, in place",
-			 len / MiB, oversub_factors[f]);
-		progress(what);
-		for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++)
-			if (oversub_run(npu, info.dev_id, f, m))
-				return -1;
-	}
-	return 0;
-}
-
 /* Reporting */
 
 static int print_header(int npu)
@@ -1227,7 +695,7 @@ static int print_header(int npu)
 	printf("# THP enabled: %s\n", thp);
 	printf("# %s: gmem device %u, tlb_entries %u, caps 0x%x\n", NPU_DEV,
 	       info.dev_id, info.tlb_entries, info.caps);
-	printf("# (b) and (d) on a context with GMEM_NPU_PLACE_HOST, (e)-(h) on one with the default placement\n");
+	printf("# (b) and (d) on a context with GMEM_NPU_PLACE_HOST, (e)-(g) on one with the default placement\n");
 	return 0;
 }
 
@@ -1237,61 +705,6 @@ static void thp_note(char *buf, size_t size, long kib)
 		snprintf(buf, size, "thp n/a");
 	else
 		snprintf(buf, size, "thp %ld MiB", kib >> 10);
-}
-
-/* (h)'s rows, with how much the counters rose over the timed passes. */
-static void print_oversub_rows(void)
-{
-	char name[40], note[256];
-
-	for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
-		for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++) {
-			const struct oversub_row *row = &oversub[f][m];
-			int n;
-
-			if (!row->len)
-				continue;
-			snprintf(name, sizeof(name), "oversub_%gx_%s",
-				 oversub_factors[f], oversub_modes[m]);
-			n = snprintf(note, sizeof(note),
-				     "%zu MiB, modelled %.0f MiB/s, faults %llu",
-				     row->len / MiB,
-				     oversub_model_mib_per_s(row),
-				     (unsigned long long)row->faults);
-			for (size_t k = 0; k < ARRAY_SIZE(oversub_keys); k++) {
-				if (row->rise[k] < 0)
-					n += snprintf(note + n, sizeof(note) - n,
-						      ", %s -", oversub_keys[k]);
-				else
-					n += snprintf(note + n, sizeof(note) - n,
-						      ", %s +%lld", oversub_keys[k],
-						      row->rise[k]);
-			}
-			table_line(name, row->ns[OVERSUB_PASSES / 2], row->ns[0],
-				   row->ns[OVERSUB_PASSES - 1],
-				   oversub_mib_per_s(row), "MiB/s", note);
-		}
-	}
-}
-
-/* (h) again, one "oversub <factor> <mode> <MiB/s>" line each, to plot. */
-static void print_oversub_lines(void)
-{
-	bool first = true;
-
-	for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++) {
-		for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
-			if (!oversub[f][m].len)
-				continue;
-			if (first)
-				printf("\n");
-			first = false;
-			printf("oversub %g %s %.2f %.2f\n", oversub_factors[f],
-			       oversub_modes[m],
-			       oversub_mib_per_s(&oversub[f][m]),
-			       oversub_model_mib_per_s(&oversub[f][m]));
-		}
-	}
 }
 
 static void print_table(void)
@@ -1361,58 +774,6 @@ static void print_table(void)
 			  mib_per_s(MIGRATE_LEN, median(&dm_back)), "MiB/s",
 			  "one page per cpu fault");
 	}
-	print_oversub_rows();
-}
-
-/* One line of the final block; a @target of 0 means none (information). */
-static void ratio(const char *name, double value, char cmp, double target)
-{
-	bool ok = cmp == '<' ? value <= target : value >= target;
-
-	if (!target)
-		printf("RATIO %-28s %6.2f (info)\n", name, value);
-	else
-		printf("RATIO %-28s %6.2f (target %c= %.2f) %s\n", name, value,
-		       cmp, target, ok ? "OK" : "MISS");
-}
-
-/* Median modelled device time of a pass of mode @m at factor @f, or 0. */
-static double oversub_model_ns(size_t f, size_t m)
-{
-	const struct oversub_row *row = &oversub[f][m];
-
-	return row->len ? row->model_ns[OVERSUB_PASSES / 2] : 0;
-}
-
-/*
- * The streaming workload's policy ratios, in modelled device time (issue
- * 11's targets): gmem's default against the naive driver (at least 2x
- * faster at 2x and 4x) and against always-in-place (never more than 5%
- * slower), and hints against the default (never more than 5% slower).
- */
-static void print_policy_ratios(void)
-{
-	for (size_t f = 0; f < ARRAY_SIZE(oversub_factors); f++) {
-		double def = oversub_model_ns(f, OV_FAULT);
-		double naive = oversub_model_ns(f, OV_NAIVE);
-		double place = oversub_model_ns(f, OV_IN_PLACE);
-		double hints = oversub_model_ns(f, OV_HINTS);
-		double x = oversub_factors[f];
-		char name[48];
-
-		if (!def || !naive || !place || !hints) {
-			printf("RATIO policy_stream_%gx_*: skipped, not measured\n",
-			       x);
-			continue;
-		}
-		snprintf(name, sizeof(name), "policy_stream_%gx_vs_naive_lru", x);
-		ratio(name, def / naive, '<', x >= 2 ? 0.5 : 1.05);
-		snprintf(name, sizeof(name), "policy_stream_%gx_vs_in_place", x);
-		ratio(name, def / place, '<', 1.05);
-		snprintf(name, sizeof(name), "policy_stream_%gx_hints_vs_default",
-			 x);
-		ratio(name, hints / def, '<', 1.05);
-	}
 }
 
 static void print_ratios(void)
@@ -1454,22 +815,6 @@ static void print_ratios(void)
 	}
 	ratio("npu_prefetch_vs_memcpy",
 	      npu_p / mib_per_s(READ_LEN, median(&cpy)), '>', 0.40);
-	for (size_t m = 0; m < ARRAY_SIZE(oversub_modes); m++) {
-		const struct oversub_row *half = &oversub[0][m];
-		const struct oversub_row *twice = &oversub[2][m];
-		char name[40];
-
-		snprintf(name, sizeof(name), "oversub_%s_2x_vs_0.5x",
-			 oversub_modes[m]);
-		/* The baselines are there to be beaten: information only. */
-		if (half->len && twice->len)
-			ratio(name, oversub_mib_per_s(twice) /
-			      oversub_mib_per_s(half), '>',
-			      m < OV_NAIVE ? 0.5 : 0);
-		else
-			printf("RATIO %s: skipped, not measured\n", name);
-	}
-	print_policy_ratios();
 }
 
 int main(void)
@@ -1514,15 +859,12 @@ int main(void)
 		ret = bench_npu_prefetch(npu);
 	if (!ret)
 		ret = bench_dmirror_migrate();
-	if (!ret)
-		ret = bench_oversub(npu);
 	close(npu_host);
 	close(npu);
 	if (ret)
 		return 1;
 
 	print_table();
-	print_oversub_lines();
 	print_ratios();
 	return 0;
 }

@@ -139,7 +139,10 @@ struct gmem_dev_info {
 #define GMEM_NPU_OP_TOUCH	6	/* one u64 per page of dst[len]: read */
 					/* (sum in result) or, with */
 					/* GMEM_NPU_JOB_WRITE, write value */
-#define GMEM_NPU_OP_MAX		GMEM_NPU_OP_TOUCH
+#define GMEM_NPU_OP_GATHER	7	/* result = sum of u32 of value chunks */
+					/* of src2 bytes, each a random chunk */
+					/* of src[len]; dst seeds (see below) */
+#define GMEM_NPU_OP_MAX		GMEM_NPU_OP_GATHER
 
 /* Job flags. */
 #define GMEM_NPU_JOB_WRITE	(1U << 0)	/* TOUCH writes instead of reads */
@@ -156,12 +159,32 @@ struct gmem_dev_info {
 struct gmem_npu_job {
 	__u32 op;		/* GMEM_NPU_OP_* */
 	__u32 flags;		/* GMEM_NPU_JOB_* */
-	__u64 dst;		/* device (= CPU) virtual addresses */
-	__u64 src;
+	__u64 dst;		/* device (= CPU) virtual addresses; */
+	__u64 src;		/* GATHER: dst seeds, src2 is a size */
 	__u64 src2;
 	__u64 len;		/* bytes; alignment as the element size */
-	__u64 value;		/* FILL byte, ATOMIC_INC count, TOUCH value */
+	__u64 value;		/* FILL byte, ATOMIC_INC count, TOUCH value, */
+				/* GATHER chunks */
 };
+
+/*
+ * GATHER reads value chunks (1 to 1 << 24) of src2 bytes (a power of two,
+ * 4 bytes to 2 MiB; src aligned to it, len a multiple of it), chunk k
+ * (from 0) at src + gmem_npu_gather_offset(job, k): a splitmix64 sequence
+ * seeded by dst, so that the caller knows every address the job reads.
+ * value * src2 counts against max_queued_mib as len does for the other
+ * operations, and may not pass GMEM_NPU_JOB_MAX_LEN.
+ */
+static inline __u64 gmem_npu_gather_offset(const struct gmem_npu_job *job,
+					   __u64 k)
+{
+	__u64 z = job->dst + (k + 1) * 0x9e3779b97f4a7c15ULL;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return z % (job->len / job->src2) * job->src2;
+}
 
 struct gmem_npu_submit {
 	struct gmem_npu_job job;	/* in */

@@ -334,6 +334,66 @@ TEST_F(model, in_place_read_costs_the_link)
 	munmap(p, LEN);
 }
 
+/* What GATHER @job over a pattern buffer of @seed at its src sums to. */
+static __u64 gather_sum(const struct gmem_npu_job *job, __u32 seed)
+{
+	__u64 sum = 0;
+
+	for (__u64 k = 0; k < job->value; k++)
+		sum += pattern_sum_from(gmem_npu_gather_offset(job, k) / 4,
+					job->src2, seed);
+	return sum;
+}
+
+/*
+ * GATHER reads the chunks the uapi's generator names, 64 B inside a page
+ * to 2 MiB across 512, each byte once over the link when in place.
+ */
+TEST_F(model, gather_reads_the_chunks_it_names)
+{
+	static const __u64 chunks[][2] = {	/* bytes, how many */
+		{ 64, 5000 }, { 4096, 700 }, { 64 * 1024, 40 }, { 2 * MiB, 3 },
+	};
+	struct gmem_npu_info a, b;
+	struct gmem_npu_wait w;
+	char *p = filled(LEN, 7);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_set_placement(self->fd, GMEM_NPU_PLACE_HOST), 0);
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+		struct gmem_npu_job job = { .op = GMEM_NPU_OP_GATHER,
+					    .dst = 0x5eed + i, .src = U64(p),
+					    .src2 = chunks[i][0], .len = LEN,
+					    .value = chunks[i][1] };
+		__u64 bytes = job.src2 * job.value;
+
+		ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+		ASSERT_EQ(run_job(self->fd, &job, &w), 0) TH_LOG("%llu B",
+			  (unsigned long long)job.src2);
+		ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+		EXPECT_EQ(w.result, gather_sum(&job, 7)) TH_LOG("%llu B",
+			  (unsigned long long)job.src2);
+		EXPECT_EQ(b.link_to_dev_bytes - a.link_to_dev_bytes, bytes);
+		EXPECT_EQ(b.local_bytes - a.local_bytes, 0);
+		EXPECT_EQ(w.device_ns,
+			  ns_at(bytes, a.link_gbps) + w.faults * a.fault_ns);
+	}
+	/* Another seed, other chunks. */
+	{
+		struct gmem_npu_job x = { .op = GMEM_NPU_OP_GATHER, .dst = 1,
+					  .src2 = 4096, .len = LEN };
+		struct gmem_npu_job y = x;
+		int same = 0;
+
+		y.dst = 2;
+		for (__u64 k = 0; k < 64; k++)
+			same += gmem_npu_gather_offset(&x, k) ==
+				gmem_npu_gather_offset(&y, k);
+		EXPECT_LT(same, 8);
+	}
+	munmap(p, LEN);
+}
+
 /*
  * Migrated on the fault: the faults, the copy engine bringing the data over
  * the link, then the reads in device memory.
