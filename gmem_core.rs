@@ -808,6 +808,17 @@ impl GmemAs {
         }
     }
 
+    /// Forgets the thrashing history of `[start, end)` on the devices of
+    /// `ctxs` (under the page-table lock, their holder): the range was
+    /// unmapped, and data mapped there later must not inherit its holds.
+    pub(crate) fn forget_history_locked(&self, ctxs: &[Arc<GmemCtx>], start: usize, end: usize) {
+        for ctx in ctxs {
+            if let Some(pool) = ctx.devmem() {
+                pool.thrash.forget(self.mm as usize, start, end);
+            }
+        }
+    }
+
     /// Schedules region maintenance (see `gmem_vma`).
     pub(crate) fn queue_resync(&self) {
         self.get_ref();

@@ -63,7 +63,10 @@
 //! working set larger than the device, streamed over).  The device then
 //! maps it where it is, in host memory, for `thrash_pin_ms` instead of
 //! migrating it again (UVM's pinning, with times scaled to this machine),
-//! which also leaves the blocks already resident where they are.
+//! which also leaves the blocks already resident where they are.  A
+//! range unmapped takes its history along ([`Thrash::forget`], when its
+//! region is retired): a buffer mapped at the same address later is other
+//! data, and used to inherit the holds of the one before.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::{mem, ptr};
@@ -937,6 +940,19 @@ impl Thrash {
     pub(crate) fn is_held(&self, key: BlockKey) -> bool {
         let slots = self.slots.lock();
         slots[Self::slot(key, slots.len())].held(key, now_ms())
+    }
+
+    /// Forgets what the table knows of the blocks of `mm` in `[start,
+    /// end)`: they were unmapped, and a mapping made there later is other
+    /// data, which must not inherit their holds.
+    pub(crate) fn forget(&self, mm: usize, start: usize, end: usize) {
+        let mut slots = self.slots.lock();
+        for s in slots.iter_mut() {
+            if s.key.mm == mm && s.key.block < end && start < s.key.block + gmem_fault::FAULT_BLOCK
+            {
+                *s = ThrashSlot::default();
+            }
+        }
     }
 
     /// Records that `key`'s pages left the device; `evicted_at` is the LRU

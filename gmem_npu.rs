@@ -152,7 +152,7 @@ uint_param!(
     MAX_QUEUED_MIB_PARAM,
     MAX_QUEUED_MIB_TYPE,
     MAX_QUEUED_MIB_DESC,
-    "MiB of job length one file may have queued (default 256; a job is always accepted on an idle file)"
+    "MiB of job length (GATHER: chunks, each at least a page) one file may have queued (default 256; a job is always accepted on an idle file)"
 );
 
 /// The device model's defaults (see `gmem_npu_model`); written by the
@@ -684,7 +684,7 @@ impl JobDesc {
                     || !aligned(j.len, chunk)
                     || j.value == 0
                     || j.value > MAX_GATHER_CHUNKS
-                    || j.value * chunk > bindings::GMEM_NPU_JOB_MAX_LEN
+                    || j.value * chunk.max(PAGE_SIZE as u64) > bindings::GMEM_NPU_JOB_MAX_LEN
                 {
                     return Err(EINVAL);
                 }
@@ -703,10 +703,11 @@ impl JobDesc {
     }
 
     /// Bytes the job reads or writes in one operand, what the queue
-    /// limit counts.
+    /// limit counts; a GATHER chunk counts at least a page, as each costs
+    /// the device an access (and bounds them as `len` bounds the others).
     fn bytes(&self) -> u64 {
         if self.op == bindings::GMEM_NPU_OP_GATHER {
-            self.value * self.src2 as u64
+            self.value * self.src2.max(PAGE_SIZE) as u64
         } else {
             self.len as u64
         }
@@ -948,7 +949,9 @@ impl JobRunner<'_> {
                 while done < j.len {
                     let s = j.src + done;
                     let n = Self::in_page(s).min(j.len - done);
-                    acc += self.access([(s, Acc::Read)], n, |[p]| sum_u32(p, n))?;
+                    // SAFETY: `s` and `n` are multiples of 4 (validated);
+                    // `n` stops at the page's end.
+                    acc += self.access([(s, Acc::Read)], n, |[p]| unsafe { sum_u32(p, n) })?;
                     done += n;
                 }
             }
@@ -996,8 +999,11 @@ impl JobRunner<'_> {
                     while off < j.src2 {
                         let s = base + off;
                         let n = Self::in_page(s).min(j.src2 - off);
-                        acc = acc
-                            .wrapping_add(self.access([(s, Acc::Read)], n, |[p]| sum_u32(p, n))?);
+                        // SAFETY: `s` is aligned to the chunk (at least 4
+                        // bytes, validated); `n` stops at the page's end.
+                        let sum =
+                            self.access([(s, Acc::Read)], n, |[p]| unsafe { sum_u32(p, n) })?;
+                        acc = acc.wrapping_add(sum);
                         off += n;
                     }
                 }
@@ -1008,12 +1014,16 @@ impl JobRunner<'_> {
     }
 }
 
-/// The sum of the `n / 4` u32s at `p`, a 4-byte aligned span of a page the
-/// MMU maps (validated alignment, [`JobRunner::access`]).
-fn sum_u32(p: *mut u8, n: usize) -> u64 {
+/// The sum of the `n / 4` u32s at `p`.
+///
+/// # Safety
+///
+/// `p` is 4-byte aligned and `n` bytes from it lie in one page that stays
+/// mapped meanwhile (the MMU lock of [`JobRunner::access`] is held).
+unsafe fn sum_u32(p: *mut u8, n: usize) -> u64 {
     let mut sum = 0u64;
     for i in 0..n / 4 {
-        // SAFETY: Aligned elements inside the mapped page (above).
+        // SAFETY: Aligned elements inside the mapped page (the contract).
         sum += u64::from(unsafe { p.cast::<u32>().add(i).read() });
     }
     sum
@@ -1088,7 +1098,7 @@ struct FileState {
     outstanding: usize,
     /// Jobs submitted and not yet completed.
     pending: usize,
-    /// Their bytes (`len`), bounded by `max_queued_mib`.
+    /// Their bytes (`JobDesc::bytes`), bounded by `max_queued_mib`.
     queued_bytes: u64,
 }
 

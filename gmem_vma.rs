@@ -294,6 +294,7 @@ fn retire(as_: &GmemAs, region: Arc<Region>, published: bool) {
         // After `release` nothing is mapped (see `GmemAs::is_released`).
         if published && !as_.is_released() {
             as_.invalidate_locked(&pt, region.start, region.end);
+            as_.forget_history_locked(&pt, region.start, region.end);
         }
     }
     // SAFETY: Registered until now (invariant) and no lock the callback

@@ -31,9 +31,9 @@
  * draws, fewer of them: every miss moves a whole block, which would take
  * hours of wall time here), so it is compared per byte read.
  *
- * Hints: stream and rand*: prefetch what fits (all, or three quarters of
- * the NPU's memory) and accessed-by the rest; hotcold: prefetch and
- * preferred location on the hot part, accessed-by the rest; share2:
+ * Hints: stream and rand*: prefetch what fits (all, or as much as the
+ * NPU's memory holds) and accessed-by the rest; hotcold: prefetch and
+ * preferred location on the hot part, then as stream; share2:
  * read-mostly; cpu_alt: preferred location host, accessed-by NPU 0.
  *
  * The optimum is computed from the timed epochs' own trace (the bytes
@@ -43,9 +43,9 @@
  * that save most over reading them in place, copies of read-only data
  * allowed on both devices, the placement at the start free; a resident
  * block costs its reads at dev_gbps plus one copy over the link after
- * each CPU write, an in-place one its reads at link_gbps; a block a
- * device uses after the CPU wrote it takes one fault (fault_ns) either
- * way, the one way a device learns of the change.  These workloads are
+ * each CPU write, an in-place one its reads at link_gbps (a CPU write
+ * to a page mapped in place changes nothing the device maps, so costs no
+ * fault; faults are not counted at all).  These workloads are
  * stationary (sweeps repeat, draws are independent), for which moving
  * blocks during the epochs cannot beat the best fixed placement: a block
  * moved in is paid for with a copy and displaces one used as much.
@@ -63,7 +63,7 @@
  *                                 0.5x: >= 0.5 for default and hints.
  *
  * Exit status: 0 when everything ran, even if a target is missed; 1 on an
- * error (wrong data, a failed call).  Run as root with debugfs, gmem.ko and
+ * error (wrong data, a failed call), after the rest ran and printed.  Run as root with debugfs, gmem.ko and
  * gmem_npu.ko num_devices=2 dram_mib=160 loaded (make bench).
  */
 #ifndef _GNU_SOURCE
@@ -72,7 +72,7 @@
 #include "bench_util.h"
 
 #define NPUS			2
-#define WARM_EPOCHS		1
+#define WARM_EPOCHS		2
 #define TIMED_EPOCHS		2
 #define DRAWS_PER_BLOCK		64
 #define NAIVE_SHORTER		32
@@ -101,7 +101,8 @@ static const char *const stat_keys[] = {
 #define NSTATS			ARRAY_SIZE(stat_keys)
 
 static size_t page_size;
-static size_t devmem;			/* bytes of one NPU's memory */
+static size_t devmem;			/* bytes of NPU 0's memory */
+static size_t npu_devmem[NPUS];		/* of each NPU's */
 static struct gmem_npu_info npu_info[NPUS];
 
 /* One workload at one factor in one mode, while it runs. */
@@ -135,6 +136,7 @@ struct result {
 	double optimal_ns;		/* for the default's trace */
 	__u64 faults;
 	long long rise[NSTATS];		/* -1: no such counter */
+	long long warm[NSTATS];		/* the same over the warm epochs */
 };
 
 static struct result results[NWORKLOADS][NFACTORS][NMODES];
@@ -273,10 +275,13 @@ static int epoch(struct run *r)
 	}
 }
 
-/* Prefetch what fits of [@p, @p + @len) to NPU 0, accessed-by the rest. */
+/*
+ * Prefetch what fits of [@p, @p + @len) to NPU 0 (its whole memory),
+ * accessed-by the rest.
+ */
 static int hint_fit(char *p, size_t len)
 {
-	size_t fit = len <= devmem ? len : whole_blocks(devmem / 4 * 3);
+	size_t fit = len <= devmem ? len : devmem / BLOCK * BLOCK;
 	int id = npu_info[0].dev_id;
 
 	if (advise(p, fit, GMEM_ADV_PREFETCH, id))
@@ -293,12 +298,11 @@ static int hint(struct run *r)
 
 	switch (r->w) {
 	case W_HOTCOLD:
+		/* The hot tenth first: the fit prefetched starts there. */
 		hot = hot_len(r);
-		if (advise(r->buf, hot, GMEM_ADV_SET_PREFERRED_LOCATION, id) ||
-		    advise(r->buf, hot, GMEM_ADV_PREFETCH, id))
+		if (advise(r->buf, hot, GMEM_ADV_SET_PREFERRED_LOCATION, id))
 			return -1;
-		return advise(r->buf + hot, r->len - hot,
-			      GMEM_ADV_SET_ACCESSED_BY, id);
+		return hint_fit(r->buf, r->len);
 	case W_SHARE2:
 		return advise(r->buf, r->len, GMEM_ADV_SET_READ_MOSTLY, 0);
 	case W_CPU_ALT:
@@ -355,11 +359,7 @@ static int64_t clocks(struct run *r)
 	return sum;
 }
 
-/*
- * The optimum of the run's trace on NPU @d: every block in place, less
- * the savings of the (up to) device-memory-many blocks that save most
- * when resident; plus the faults no schedule avoids.
- */
+/* Descending doubles, for qsort(). */
 static int cmp_desc(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -367,11 +367,16 @@ static int cmp_desc(const void *a, const void *b)
 	return (x < y) - (x > y);
 }
 
+/*
+ * The optimum of the run's trace on NPU @d: every block in place, less
+ * the savings of the (up to) device-memory-many blocks that save most
+ * when resident.
+ */
 static double optimal_ns(const struct run *r, int d)
 {
 	const struct gmem_npu_info *in = &npu_info[d];
 	double *save = calloc(r->blocks, sizeof(*save));
-	size_t cap = devmem / BLOCK;
+	size_t cap = npu_devmem[d] / BLOCK;
 	double t = 0;
 
 	if (!save)
@@ -382,7 +387,7 @@ static double optimal_ns(const struct run *r, int d)
 		double resident = bytes / in->dev_gbps +
 				  r->rewritten[d][b] * (double)BLOCK / in->link_gbps;
 
-		t += in_place + r->rewritten[d][b] * (double)in->fault_ns;
+		t += in_place;
 		save[b] = in_place - resident;
 	}
 	qsort(save, r->blocks, sizeof(*save), cmp_desc);
@@ -457,10 +462,12 @@ static void run_free(struct run *r)
 /* The timed epochs of a run into @res. */
 static int measure(struct run *r, struct result *res)
 {
-	long long before[NSTATS], after[NSTATS];
+	long long start[NSTATS], before[NSTATS], after[NSTATS];
 	int64_t c0, c1, t0;
 	int ret;
 
+	if (stats(start))
+		return -1;
 	for (int e = 0; e < WARM_EPOCHS; e++)
 		if (epoch(r))
 			return -1;
@@ -494,9 +501,12 @@ static int measure(struct run *r, struct result *res)
 			return fail("out of memory");
 		res->optimal_ns += o;
 	}
-	for (size_t k = 0; k < NSTATS; k++)
+	for (size_t k = 0; k < NSTATS; k++) {
 		res->rise[k] = before[k] < 0 || after[k] < 0 ? -1 :
 			       after[k] - before[k];
+		res->warm[k] = start[k] < 0 || before[k] < 0 ? -1 :
+			       before[k] - start[k];
+	}
 	return 0;
 }
 
@@ -536,7 +546,7 @@ static int run_one(enum workload w, size_t f, enum mode m)
 static void print_row(enum workload w, size_t f, enum mode m)
 {
 	const struct result *r = &results[w][f][m];
-	char name[48], note[320];
+	char name[48], note[512];
 	int n;
 
 	snprintf(name, sizeof(name), "%s_%gx_%s", workload_name[w],
@@ -547,6 +557,11 @@ static void print_row(enum workload w, size_t f, enum mode m)
 		if (r->rise[k] >= 0)
 			n += snprintf(note + n, sizeof(note) - n, ", %s +%lld",
 				      stat_keys[k], r->rise[k]);
+	n += snprintf(note + n, sizeof(note) - n, "; warm-up:");
+	for (size_t k = 0; k < NSTATS; k++)
+		if (r->warm[k] > 0)
+			n += snprintf(note + n, sizeof(note) - n, " %s +%lld",
+				      stat_keys[k], r->warm[k]);
 	printf("%-26s %14.0f %14.0f %12.0f %s\n", name, r->model_ns, r->wall_ns,
 	       model_mib_per_s(r), note);
 }
@@ -672,10 +687,13 @@ static int setup(void)
 			return fail("GMEM_NPU_IOC_INFO: %s", strerror(errno));
 		close(fd);
 	}
-	pages = gmem_dev_stat(npu_info[0].dev_id, "devmem_pages");
-	if (pages <= 0)
-		return fail("/dev/gmem_npu0 has no device memory");
-	devmem = pages * page_size;
+	for (int d = 0; d < NPUS; d++) {
+		pages = gmem_dev_stat(npu_info[d].dev_id, "devmem_pages");
+		if (pages <= 0)
+			return fail("/dev/gmem_npu%d has no device memory", d);
+		npu_devmem[d] = pages * page_size;
+	}
+	devmem = npu_devmem[0];
 	printf("# gmem_policy: NPU memory %zu MiB, dev_gbps %u, link_gbps %u, fault %llu ns; %d warm and %d timed epochs\n",
 	       devmem / MiB, npu_info[0].dev_gbps, npu_info[0].link_gbps,
 	       (unsigned long long)npu_info[0].fault_ns, WARM_EPOCHS,
@@ -686,6 +704,7 @@ static int setup(void)
 int main(void)
 {
 	char what[128];
+	int failed = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	page_size = sysconf(_SC_PAGE_SIZE);
@@ -704,13 +723,13 @@ int main(void)
 			snprintf(what, sizeof(what), "%s over %zu MiB, %gx an NPU's memory",
 				 workload_name[w], len / MiB, factors[f]);
 			progress(what);
+			/* A failed run is reported; the rest still run. */
 			for (int m = 0; m < NMODES; m++)
-				if (run_one(w, f, m))
-					return 1;
+				failed |= run_one(w, f, m);
 		}
 	}
 	print_table();
 	print_lines();
 	print_ratios();
-	return 0;
+	return failed ? 1 : 0;
 }

@@ -172,8 +172,9 @@ struct gmem_npu_job {
  * 4 bytes to 2 MiB; src aligned to it, len a multiple of it), chunk k
  * (from 0) at src + gmem_npu_gather_offset(job, k): a splitmix64 sequence
  * seeded by dst, so that the caller knows every address the job reads.
- * value * src2 counts against max_queued_mib as len does for the other
- * operations, and may not pass GMEM_NPU_JOB_MAX_LEN.
+ * Each chunk counts at least a page: value * max(src2, page size) counts
+ * against max_queued_mib as len does for the other operations, and may
+ * not pass GMEM_NPU_JOB_MAX_LEN.
  */
 static inline __u64 gmem_npu_gather_offset(const struct gmem_npu_job *job,
 					   __u64 k)

@@ -338,6 +338,51 @@ TEST_F_TIMEOUT(oversub, thrashing_pins_to_host, 300)
 }
 
 /*
+ * A buffer mapped where a thrashing one was unmapped is other data: it
+ * migrates on its first device fault instead of inheriting the hold.
+ */
+TEST_F_TIMEOUT(oversub, a_hold_ends_with_its_mapping, 300)
+{
+	size_t len = BLOCK;
+	long old_lapse = set_gmem_param("thrash_lapse_ms", 5000);
+	long old_pin = set_gmem_param("thrash_pin_ms", 30000);
+	long pins = dev_stat("npu0", "thrash"), regions, to_dev;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len), *q;
+	int i;
+
+	ASSERT_GE(old_lapse, 0);
+	ASSERT_GE(old_pin, 0);
+	ASSERT_NE(p, MAP_FAILED);
+	/* Ping-pong until the block is held (thrashing_pins_to_host). */
+	for (i = 0; i < 8 && dev_stat("npu0", "thrash") == pins; i++) {
+		memset(p, 0x40 + i, len);
+		ASSERT_EQ(npu_fill(self->fd, p, len, 0x10 + i, &w), 0);
+		ASSERT_EQ(find_not_byte(p, len, 0x10 + i), -1);
+	}
+	ASSERT_GT(dev_stat("npu0", "thrash"), pins) TH_LOG("never held");
+	regions = gmem_stat("regions");
+	ASSERT_EQ(munmap(p, len), 0);
+	/* The region goes in the background, with the history. */
+	for (i = 0; i < 200 && gmem_stat("regions") >= regions; i++)
+		usleep(10000);
+	ASSERT_LT(gmem_stat("regions"), regions);
+	q = mmap(p, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_PEER_SHARED | MAP_FIXED, -1,
+		 0);
+	ASSERT_EQ(q, p);
+	memset(q, 0x77, len);
+	to_dev = dev_stat("npu0", "to_dev");
+	ASSERT_EQ(npu_sum(self->fd, q, len, &w), 0);
+	EXPECT_EQ(w.result, byte_sum(0x77, len));
+	EXPECT_EQ(dev_stat("npu0", "to_dev") - to_dev, (long)(len / self->ps))
+		TH_LOG("the new buffer did not migrate: it inherited the hold");
+	ASSERT_EQ(munmap(q, len), 0);
+	ASSERT_EQ(set_gmem_param("thrash_lapse_ms", old_lapse), 5000);
+	ASSERT_EQ(set_gmem_param("thrash_pin_ms", old_pin), 30000);
+}
+
+/*
  * Two NPUs and two CPU threads on overlapping ranges at 2x the memory of
  * both NPUs together.  Each round every actor adds 1 to every word of its
  * quarter of the data (the quarters rotate, so every actor works on all
