@@ -43,7 +43,7 @@ set logscale x 2
 set logscale y 10
 set xrange [0.4:5]
 set grid
-set key bottom left font ",9"
+set key top right font ",9"
 # Right of the dashed line the working set no longer fits.
 set arrow from 1, graph 0 to 1, graph 1 nohead dashtype 2
 # Columns: "policy" workload factor mode modelled-MiB/s.
