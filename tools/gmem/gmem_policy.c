@@ -101,8 +101,7 @@ static const char *const stat_keys[] = {
 #define NSTATS			ARRAY_SIZE(stat_keys)
 
 static size_t page_size;
-static size_t devmem;			/* bytes of NPU 0's memory */
-static size_t npu_devmem[NPUS];		/* of each NPU's */
+static size_t npu_devmem[NPUS];		/* bytes of each NPU's memory */
 static struct gmem_npu_info npu_info[NPUS];
 
 /* One workload at one factor in one mode, while it runs. */
@@ -281,7 +280,7 @@ static int epoch(struct run *r)
  */
 static int hint_fit(char *p, size_t len)
 {
-	size_t fit = len <= devmem ? len : devmem / BLOCK * BLOCK;
+	size_t fit = len <= npu_devmem[0] ? len : npu_devmem[0] / BLOCK * BLOCK;
 	int id = npu_info[0].dev_id;
 
 	if (advise(p, fit, GMEM_ADV_PREFETCH, id))
@@ -518,7 +517,7 @@ static int run_one(enum workload w, size_t f, enum mode m)
 	struct result *res = &results[w][f][m];
 	int ret;
 
-	r.len = whole_blocks(factors[f] * devmem);
+	r.len = whole_blocks(factors[f] * npu_devmem[0]);
 	r.blocks = r.len / BLOCK;
 	for (int d = 0; d < NPUS; d++)
 		if (wait_devmem_free(npu_info[d].dev_id))
@@ -693,9 +692,8 @@ static int setup(void)
 			return fail("/dev/gmem_npu%d has no device memory", d);
 		npu_devmem[d] = pages * page_size;
 	}
-	devmem = npu_devmem[0];
 	printf("# gmem_policy: NPU memory %zu MiB, dev_gbps %u, link_gbps %u, fault %llu ns; %d warm and %d timed epochs\n",
-	       devmem / MiB, npu_info[0].dev_gbps, npu_info[0].link_gbps,
+	       npu_devmem[0] / MiB, npu_info[0].dev_gbps, npu_info[0].link_gbps,
 	       (unsigned long long)npu_info[0].fault_ns, WARM_EPOCHS,
 	       TIMED_EPOCHS);
 	return 0;
@@ -711,7 +709,7 @@ int main(void)
 	if (setup())
 		return 1;
 	for (size_t f = 0; f < NFACTORS; f++) {
-		size_t len = whole_blocks(factors[f] * devmem);
+		size_t len = whole_blocks(factors[f] * npu_devmem[0]);
 		size_t avail = sysconf(_SC_AVPHYS_PAGES) * page_size;
 
 		if (len + SPARE > avail) {
