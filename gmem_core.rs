@@ -141,6 +141,8 @@ pub(crate) struct Stats {
     pub(crate) discarded_pages: AtomicU64,
     pub(crate) counter_notifications: AtomicU64,
     pub(crate) counter_migrations: AtomicU64,
+    /// Notifications for blocks already in device memory: LRU refreshes.
+    pub(crate) counter_refreshes: AtomicU64,
 }
 
 impl Stats {
@@ -170,6 +172,7 @@ impl Stats {
             discarded_pages: AtomicU64::new(0),
             counter_notifications: AtomicU64::new(0),
             counter_migrations: AtomicU64::new(0),
+            counter_refreshes: AtomicU64::new(0),
         }
     }
 
@@ -200,6 +203,7 @@ impl Stats {
             ("discarded_pages", &self.discarded_pages),
             ("counter_notifications", &self.counter_notifications),
             ("counter_migrations", &self.counter_migrations),
+            ("counter_refreshes", &self.counter_refreshes),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -322,6 +326,21 @@ impl GmemDev {
                 )
             };
         }
+    }
+
+    /// The device's clock and traffic, if its driver keeps them.
+    pub(crate) fn read_clock(&self) -> Option<bindings::gmem_dev_clock> {
+        let read = self.ops().read_clock?;
+        let mut clk = bindings::gmem_dev_clock {
+            ns: 0,
+            to_dev_bytes: 0,
+            to_host_bytes: 0,
+            local_bytes: 0,
+        };
+        // SAFETY: The driver's data is valid while registered; `clk` is
+        // writable.
+        unsafe { read(self.drvdata, &mut clk) };
+        Some(clk)
     }
 
     /// Copies device pages into host pages.
@@ -1531,7 +1550,7 @@ impl kernel::Module for GmemModule {
                 res = write!(w, "{} {} caps={:#x} faults={}", d.id, d.name(), d.caps, faults);
                 if res.is_ok() {
                     res = match d.devmem() {
-                        Some(p) => writeln!(
+                        Some(p) => write!(
                             w,
                             " devmem_pages={} devmem_used={} to_dev={} to_host={} cpu_faults={} evictions={} evicted={} thrash={} oom={} pinned={} dup_pages={}",
                             p.npages,
@@ -1546,7 +1565,17 @@ impl kernel::Module for GmemModule {
                             p.pinned_pages(),
                             p.dup_pages.load(Ordering::Relaxed)
                         ),
-                        None => writeln!(w, " devmem_pages=0"),
+                        None => write!(w, " devmem_pages=0"),
+                    };
+                }
+                if res.is_ok() {
+                    res = match d.read_clock() {
+                        Some(c) => writeln!(
+                            w,
+                            " clock_ns={} link_to_dev={} link_to_host={} local={}",
+                            c.ns, c.to_dev_bytes, c.to_host_bytes, c.local_bytes
+                        ),
+                        None => writeln!(w),
                     };
                 }
             });

@@ -78,6 +78,29 @@ pub(crate) trait GmemDevOps: Send + Sync + Sized + 'static {
 
     /// Copies device pages `src_idx` into host pages `dst_pfns`.
     fn copy_from_dev(&self, _dst_pfns: &[usize], _src_idx: &[usize]) {}
+
+    /// Whether the device keeps a clock ([`read_clock`] is implemented).
+    ///
+    /// [`read_clock`]: GmemDevOps::read_clock
+    const HAS_CLOCK: bool = false;
+
+    /// The device's own account of its work; gmem times thrashing with
+    /// its `ns`.  Must be cheap and not sleep.
+    fn read_clock(&self) -> DevClock {
+        DevClock::default()
+    }
+}
+
+/// A device's clock and traffic (`struct gmem_dev_clock`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DevClock {
+    /// Device time so far: what its work took on the device.
+    pub(crate) ns: u64,
+    /// Bytes over the link towards the device, and back.
+    pub(crate) to_dev_bytes: u64,
+    pub(crate) to_host_bytes: u64,
+    /// Bytes read or written in its own memory.
+    pub(crate) local_bytes: u64,
 }
 
 /// A device registered with gmem; unregistered on drop.
@@ -280,6 +303,11 @@ impl<T: GmemDevOps> Adapter<T> {
         invalidate: Some(Self::invalidate),
         copy_to_dev: Some(Self::copy_to_dev),
         copy_from_dev: Some(Self::copy_from_dev),
+        read_clock: if T::HAS_CLOCK {
+            Some(Self::read_clock)
+        } else {
+            None
+        },
     };
 
     fn ops() -> &'static bindings::gmem_dev_ops {
@@ -445,6 +473,26 @@ impl<T: GmemDevOps> Adapter<T> {
         // SAFETY: As in `copy_to_dev`.
         let (data, dst, src) = unsafe { Self::copy_args(drvdata, dst, src, n) };
         data.copy_from_dev(dst, src);
+    }
+
+    /// Reports the device's clock.
+    ///
+    /// # Safety
+    ///
+    /// Called by gmem only, through the ops of a device registered by
+    /// [`Registration`]: `drvdata` is its `T`, and `clk` is writable.
+    unsafe extern "C" fn read_clock(drvdata: *mut c_void, clk: *mut bindings::gmem_dev_clock) {
+        // SAFETY: gmem passes the driver data of a registered device.
+        let c = unsafe { Self::data(drvdata) }.read_clock();
+        // SAFETY: Writable per the contract.
+        unsafe {
+            *clk = bindings::gmem_dev_clock {
+                ns: c.ns,
+                to_dev_bytes: c.to_dev_bytes,
+                to_host_bytes: c.to_host_bytes,
+                local_bytes: c.local_bytes,
+            }
+        };
     }
 
     /// Unmaps `[start, end)`.

@@ -62,8 +62,11 @@
 //! the device allocated [`THRASH_REUSE_FACTOR`] times its memory since (a
 //! working set larger than the device, streamed over).  The device then
 //! maps it where it is, in host memory, for `thrash_pin_ms` instead of
-//! migrating it again (UVM's pinning, with times scaled to this machine),
-//! which also leaves the blocks already resident where they are.  A
+//! migrating it again (UVM's pinning), which also leaves the blocks
+//! already resident where they are.  Times are on the device's clock when
+//! its driver keeps one (`read_clock`): what matters is how much work the
+//! device did between two departures, which a slow host stretches in wall
+//! time but not in device time.  A
 //! range unmapped takes its history along ([`Thrash::forget`], when its
 //! region is retired): a buffer mapped at the same address later is other
 //! data, and used to inherit the holds of the one before.
@@ -505,8 +508,24 @@ impl DevMem {
             .any(|c| c.is_free() || (c.used > 0 && c.key == key))
     }
 
+    /// Marks the chunks in use for `keys` recently used (the device says
+    /// it uses them); whether there was any.
+    pub(crate) fn touch(&self, keys: &[BlockKey]) -> bool {
+        let mut chunks = self.chunks.lock();
+        let mut found = false;
+        for c in 0..chunks.v.len() {
+            let chunk = &chunks.v[c];
+            if chunk.used > 0 && !chunk.evicting && keys.contains(&chunk.key) {
+                let stamp = chunks.tick();
+                chunks.v[c].stamp = stamp;
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Marks the chunk of page `idx` recently used: the device mapped it.
-    pub(crate) fn touch(&self, idx: usize) {
+    pub(crate) fn touch_page(&self, idx: usize) {
         let mut chunks = self.chunks.lock();
         let stamp = chunks.tick();
         if let Some(c) = chunks.v.get_mut(idx / CHUNK_PAGES) {
@@ -546,12 +565,31 @@ impl DevMem {
 
     /// Whether a thrashing hold of `key` is in force, starting none.
     pub(crate) fn is_held(&self, key: BlockKey) -> bool {
-        self.thrash.is_held(key)
+        self.thrash.is_held(key, self.now_ms())
     }
 
     /// Whether the thrashing table holds `key` back from this device.
     pub(crate) fn holds_back(&self, key: BlockKey) -> bool {
-        self.thrash.holds_back(key, self.clock(), self.npages)
+        self.thrash
+            .holds_back(key, self.now_ms(), self.clock(), self.npages)
+    }
+
+    /// Records in the thrashing table that `key`'s pages left the device;
+    /// `evicted_at` is the LRU clock if it was an eviction.
+    pub(crate) fn departed(&self, key: BlockKey, evicted_at: Option<u64>) {
+        self.thrash.departed(key, self.now_ms(), evicted_at);
+    }
+
+    /// Now for the thrashing table, in ms: the device's own clock if its
+    /// driver keeps one, wall time otherwise.  Device time is what a
+    /// migration must pay for, and does not stretch when the host is slow
+    /// (a simulator, TCG): a round trip that takes seconds of wall time
+    /// there is milliseconds of the device's.
+    fn now_ms(&self) -> u64 {
+        match self.device().read_clock() {
+            Some(c) => c.ns / 1_000_000,
+            None => wall_ms(),
+        }
     }
 
     /// The LRU clock: ticks once per page allocated and per mapping.
@@ -868,7 +906,7 @@ uint_param!(
     THRASH_LAPSE_MS_PARAM,
     THRASH_LAPSE_MS_TYPE,
     THRASH_LAPSE_MS_DESC,
-    "Departures of a block within this many ms of each other count as thrashing (default 200)"
+    "Departures of a block within this many ms of each other (device time if the driver keeps a clock) count as thrashing (default 200)"
 );
 
 fn thrash_lapse_ms() -> u64 {
@@ -886,7 +924,7 @@ uint_param!(
     THRASH_PIN_MS_PARAM,
     THRASH_PIN_MS_TYPE,
     THRASH_PIN_MS_DESC,
-    "How long a thrashing block stays in host memory, in ms (default 1000)"
+    "How long a thrashing block stays in host memory, in ms (device time if the driver keeps a clock; default 1000)"
 );
 /// An evicted block wanted back within this many device memories' worth of
 /// allocations is thrashing.
@@ -916,7 +954,7 @@ pub(crate) struct Thrash {
     pub(crate) pins: AtomicU64,
 }
 
-fn now_ms() -> u64 {
+fn wall_ms() -> u64 {
     // SAFETY: Reading the jiffies counter, a word on 64-bit.
     unsafe {
         bindings::jiffies64_to_msecs(core::ptr::read_volatile(&raw const bindings::jiffies_64))
@@ -935,11 +973,11 @@ impl Thrash {
         ((key.block / gmem_fault::FAULT_BLOCK) ^ (key.mm / 64)) % n
     }
 
-    /// Whether `key` is held now; unlike [`holds_back`](Self::holds_back)
-    /// it starts no hold.
-    pub(crate) fn is_held(&self, key: BlockKey) -> bool {
+    /// Whether `key` is held at `now`; unlike
+    /// [`holds_back`](Self::holds_back) it starts no hold.
+    fn is_held(&self, key: BlockKey, now: u64) -> bool {
         let slots = self.slots.lock();
-        slots[Self::slot(key, slots.len())].held(key, now_ms())
+        slots[Self::slot(key, slots.len())].held(key, now)
     }
 
     /// Forgets what the table knows of the blocks of `mm` in `[start,
@@ -955,10 +993,10 @@ impl Thrash {
         }
     }
 
-    /// Records that `key`'s pages left the device; `evicted_at` is the LRU
-    /// clock if it was an eviction.
-    pub(crate) fn departed(&self, key: BlockKey, evicted_at: Option<u64>) {
-        let (now, rule) = (now_ms(), thrash_rule());
+    /// Records that `key`'s pages left the device at `now`; `evicted_at`
+    /// is the LRU clock if it was an eviction.
+    fn departed(&self, key: BlockKey, now: u64, evicted_at: Option<u64>) {
+        let rule = thrash_rule();
         let mut slots = self.slots.lock();
         let n = slots.len();
         slots[Self::slot(key, n)].departed(key, now, evicted_at, &rule);
@@ -967,8 +1005,8 @@ impl Thrash {
     /// Whether `key` must stay where it is rather than migrate to the
     /// device: it is pinned for thrashing, or starts to be now.  `clock`
     /// is the device's LRU clock, `pages` the size of its memory.
-    pub(crate) fn holds_back(&self, key: BlockKey, clock: u64, pages: usize) -> bool {
-        let (now, rule) = (now_ms(), thrash_rule());
+    fn holds_back(&self, key: BlockKey, now: u64, clock: u64, pages: usize) -> bool {
+        let rule = thrash_rule();
         let mut started = false;
         let held = {
             let mut slots = self.slots.lock();

@@ -438,7 +438,7 @@ fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
                 Some(idx) => {
                     if j == i || idx % CHUNK_PAGES == 0 {
                         // The device uses it: last in line for eviction.
-                        pool.inspect(|p| p.touch(idx));
+                        pool.inspect(|p| p.touch_page(idx));
                     }
                     bindings::GMEM_PFN_DEVMEM as usize | idx
                 }
@@ -774,7 +774,7 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     let (vs, ve) = unsafe { gmem_mm::vma_bounds(vma) };
     // SAFETY: As above.
     let mm = unsafe { gmem_mm::vma_mm(vma) };
-    pool.thrash.departed(BlockKey::new(mm, addr), None);
+    pool.departed(BlockKey::new(mm, addr), None);
     let block = addr & !(FAULT_BLOCK - 1);
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
@@ -801,6 +801,14 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
         return Ok(0);
     }
     let as_ = ctx.address_space();
+    // Counted in the device's own memory: the block is in use there, which
+    // no fault tells the LRU (a mapped block faults no more).  It stays,
+    // as the most recently used.
+    let key = BlockKey::new(as_.mm(), addr);
+    if pool.touch(&[key, key.dup().of_ctx(ctx)]) {
+        STATS.counter_refreshes.fetch_add(1, Ordering::Relaxed);
+        return Ok(0);
+    }
     let (region, attrs) = {
         let mut regions = as_.regions.lock();
         (regions.find(addr), regions.attrs.get(addr))
@@ -811,7 +819,6 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     // A thrashing hold stays: the CPU (or another device) uses the block
     // too, and moving it would restart the ping-pong the hold stopped.  No
     // room: a notification never evicts (see the module docs).
-    let key = BlockKey::new(as_.mm(), addr);
     if attrs.keeps_off(ctx.dev_id()) || pool.is_held(key) || !pool.has_room(key) {
         return Ok(0);
     }
@@ -965,7 +972,7 @@ fn make_room(pool: &DevMem, key: BlockKey) -> Result {
                     gmem_trace::evict(dev, block, end, moved as usize);
                     gmem_trace::migrate(dev, block, end, moved as usize, false, Cause::Eviction);
                 }
-                pool.thrash.departed(victim, Some(pool.clock()));
+                pool.departed(victim, Some(pool.clock()));
                 pool.evictions.fetch_add(1, Ordering::Relaxed);
                 pool.evicted.fetch_add(moved, Ordering::Relaxed);
                 pool.to_host.fetch_add(moved, Ordering::Relaxed);

@@ -88,7 +88,7 @@ mod gmem_uaccess;
 #[allow(dead_code)]
 mod gmem_sync;
 
-use gmem_dev::{Attachment, GmemDevOps, Prot, Registration};
+use gmem_dev::{Attachment, DevClock, GmemDevOps, Prot, Registration};
 use gmem_npu_model::{JobCost, Model};
 use gmem_uaccess::{read_arg, read_arg_sized, write_arg, write_arg_sized};
 
@@ -187,7 +187,7 @@ uint_param!(
     COUNTER_KIB_PARAM,
     COUNTER_KIB_TYPE,
     COUNTER_KIB_DESC,
-    "In-place KiB to one 2 MiB region before the access counter notifies gmem (default 2048, one region's size; 0: off)"
+    "KiB accessed in one 2 MiB region (in place or in device memory) before the access counter notifies gmem (default 2048, one region's size; 0: off)"
 );
 
 static mut FAULT_US: c_uint = 45;
@@ -331,8 +331,8 @@ struct TlbEntry {
 const COUNTERS: usize = 64;
 const COUNTER_WAYS: usize = 4;
 
-/// The bytes a context accessed in host memory, in place, in one region
-/// since the counter last fired.
+/// The bytes a context accessed in one region (in place or in device
+/// memory) since the counter last fired.
 #[derive(Clone, Copy)]
 struct Counter {
     /// The region's number plus one; 0 for a free entry.
@@ -366,7 +366,7 @@ impl Mmu {
         (pte.valid() && (!write || pte.writable())).then_some(pte)
     }
 
-    /// Counts `bytes` accessed in host memory at `va`; true when this
+    /// Counts `bytes` accessed at `va` (host or device memory); true when this
     /// passes `threshold` bytes for the region (0: counters off), which
     /// starts the count again.  A region new to a full set takes the
     /// entry with the smallest count.
@@ -589,6 +589,18 @@ impl GmemDevOps for NpuMmuOps {
         self.stats
             .copied_to_host
             .fetch_add(src_idx.len() as u64, Ordering::Relaxed);
+    }
+
+    const HAS_CLOCK: bool = true;
+
+    fn read_clock(&self) -> DevClock {
+        let s = self.model.snapshot();
+        DevClock {
+            ns: s.clock_ns,
+            to_dev_bytes: s.link_to_dev,
+            to_host_bytes: s.link_to_host,
+            local_bytes: s.local,
+        }
     }
 }
 
@@ -850,7 +862,8 @@ impl JobRunner<'_> {
 
     /// Adds an access of `bytes` per operand to the job's cost and to the
     /// access counters (`local`: the operand is in device memory); returns
-    /// the operands whose counter fired.
+    /// the operands whose counter fired.  Accesses to device memory count
+    /// too: gmem learns from them which resident blocks are in use.
     fn account<const N: usize>(
         &mut self,
         mmu: &mut Mmu,
@@ -868,10 +881,10 @@ impl JobRunner<'_> {
             };
             if local[i] {
                 self.cost.local += rd + wr;
-                continue;
+            } else {
+                self.cost.link_in += rd;
+                self.cost.link_out += wr;
             }
-            self.cost.link_in += rd;
-            self.cost.link_out += wr;
             if mmu.count(va, rd + wr, threshold) {
                 hot[i] = Some(va);
             }

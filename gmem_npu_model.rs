@@ -25,8 +25,9 @@
 //! them per device and shows the clock and the bytes moved.
 //!
 //! The NPU also has access counters: per context and 2 MiB region, the
-//! bytes it accessed in host memory in place; past `counter_kib` (default
-//! one region, 2,048 KiB) it notifies gmem, which may migrate the region.
+//! bytes it accessed, in place or in its own memory; past `counter_kib`
+//! (default one region, 2,048 KiB) it notifies gmem, which may migrate the
+//! region (in place) or keep it as recently used (in device memory).
 //! The default is the break-even point of the model: moving a region
 //! costs what reading it once in place does, so a region read once never
 //! moves, and one read again moves during its second pass (at most twice

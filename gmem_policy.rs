@@ -219,6 +219,9 @@ pub(crate) struct ThrashSlot<K> {
     pinned_until: u64,
     /// LRU clock at its last eviction, 0 if not evicted since.
     evicted_at: u64,
+    /// Until when reads of the block are served by copies: it was read
+    /// by one device while in another's memory.
+    shared_until: u64,
 }
 
 impl<K: Copy + Eq + Default> ThrashSlot<K> {
@@ -230,15 +233,41 @@ impl<K: Copy + Eq + Default> ThrashSlot<K> {
             self.departures += 1;
             self.last = now;
         } else if self.key != key || now >= self.pinned_until {
+            let shared_until = if self.key == key { self.shared_until } else { 0 };
             *self = ThrashSlot {
                 key,
                 departures: 1,
                 last: now,
+                shared_until,
                 ..ThrashSlot::default()
             };
         }
         if let Some(t) = evicted_at {
             self.evicted_at = t;
+        }
+    }
+
+    /// Serves reads of `key` by copies until `now` plus the hold time; a
+    /// slot holding another block forgets it.
+    pub(crate) fn share(&mut self, key: K, now: u64, r: &ThrashRule) {
+        if self.key != key {
+            *self = ThrashSlot {
+                key,
+                ..ThrashSlot::default()
+            };
+        }
+        self.shared_until = now + r.pin_ms;
+    }
+
+    /// Whether reads of `key` are served by copies at `now`.
+    pub(crate) fn shared(&self, key: K, now: u64) -> bool {
+        self.key == key && now < self.shared_until
+    }
+
+    /// Ends the sharing of `key`: it is written.
+    pub(crate) fn unshare(&mut self, key: K) {
+        if self.key == key {
+            self.shared_until = 0;
         }
     }
 

@@ -86,6 +86,22 @@ static inline int gmem_peer_shared_mapped(struct mm_struct *mm,
 struct gmem_dev;
 
 /**
+ * struct gmem_dev_clock - a device's own account of its work
+ * @ns: device time so far, in ns: what its work (jobs, copies) took on the
+ *	device, advancing as the device works, not with wall time
+ * @to_dev_bytes: bytes over the host link towards the device (in-place
+ *	reads, copies in)
+ * @to_host_bytes: bytes over the link the other way
+ * @local_bytes: bytes read or written in the device's own memory
+ */
+struct gmem_dev_clock {
+	u64 ns;
+	u64 to_dev_bytes;
+	u64 to_host_bytes;
+	u64 local_bytes;
+};
+
+/**
  * struct gmem_dev_ops - the device MMU, as gmem drives it
  * @ctx_create: create the device's context (its page table) for address
  *	space @mm and return it in @ctx.  May sleep.
@@ -108,6 +124,11 @@ struct gmem_dev;
  * @copy_from_dev: the other way, device pages @src_idx to host @dst_pfns,
  *	from CPU faults and eviction: it must not take any lock held around
  *	device faults, or CPU and device faults could livelock.
+ * @read_clock: optional; fill in @clk.  gmem times thrashing on @clk->ns,
+ *	so that a device behind a slow host (or a simulated one) meets the
+ *	policy it would on hardware, and shows it in debugfs gmem/devices.
+ *	Without it gmem times thrashing in wall time.  Called often, from
+ *	faults and eviction: must be cheap and must not sleep.
  *
  * @drvdata is the pointer given to gmem_dev_register().  gmem calls @map
  * and @invalidate under the address space's page-table lock, so they are
@@ -133,8 +154,11 @@ struct gmem_dev;
  * device has free memory for it (it never evicts for a notification), and
  * the block can move (anonymous, not watched by userfaultfd, no KSM pages).
  * It returns the pages moved, 0 if the block stays (mapped as before), or
- * the errors of gmem_dev_fault().  The notification is advice: the device
- * goes on either way.  May sleep.
+ * the errors of gmem_dev_fault().  A device may also count its accesses to
+ * its own memory: a notification for a block already there makes it the
+ * most recently used in eviction order (a resident block faults no more,
+ * so nothing else tells gmem it is in use) and returns 0.  The
+ * notification is advice: the device goes on either way.  May sleep.
  *
  * gmem_dev_unregister() first waits for the gmem calls in flight on the
  * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),
@@ -158,6 +182,7 @@ struct gmem_dev_ops {
 	void (*copy_from_dev)(void *drvdata, const unsigned long *dst_pfns,
 			      const unsigned long *src_idx,
 			      unsigned long npages);
+	void (*read_clock)(void *drvdata, struct gmem_dev_clock *clk);
 };
 
 int gmem_dev_register(const struct gmem_dev_ops *ops, void *drvdata,

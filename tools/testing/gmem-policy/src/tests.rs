@@ -273,6 +273,32 @@ fn ping_pong_starts_a_hold_that_ends() {
 }
 
 #[test]
+fn sharing_lasts_the_hold_time_survives_departures_and_ends_on_write() {
+    let r = rule();
+    let mut s = ThrashSlot::<u8>::default();
+    assert!(!s.shared(4, 0));
+    s.share(4, 100, &r);
+    assert!(s.shared(4, 100 + r.pin_ms - 1));
+    assert!(!s.shared(4, 100 + r.pin_ms));
+    assert!(!s.shared(5, 150));
+    // A copy evicted is a departure; the block stays shared.
+    s.departed(4, 2000, Some(10), &r);
+    s.departed(4, 2000 + r.lapse_ms, None, &r);
+    assert!(!s.shared(4, 2000));
+    s.share(4, 2000, &r);
+    s.departed(4, 2000 + 2 * r.lapse_ms, Some(20), &r);
+    assert!(s.shared(4, 2000 + 2 * r.lapse_ms));
+    // Another block's departure takes the slot, and the sharing with it.
+    s.departed(6, 2500, None, &r);
+    assert!(!s.shared(4, 2500));
+    s.share(4, 2600, &r);
+    s.unshare(6);
+    assert!(s.shared(4, 2600));
+    s.unshare(4);
+    assert!(!s.shared(4, 2600));
+}
+
+#[test]
 fn slow_departures_do_not_thrash() {
     let r = rule();
     let mut s = ThrashSlot::<u8>::default();

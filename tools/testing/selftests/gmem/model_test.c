@@ -231,6 +231,78 @@ TEST_F(model, counter_migrates_a_block_used_again)
 }
 
 /*
+ * The counters count accesses to device memory too, and their
+ * notification keeps a resident block the most recently used: with the
+ * device full, a block that came first but is read again stays when the
+ * next block needs room, and one not used since leaves instead.
+ */
+TEST_F_TIMEOUT(model, a_block_in_use_outlives_one_that_is_not, 300)
+{
+	size_t ps = getpagesize(), nblk, len, i;
+	long refreshes = gmem_stat("counter_refreshes");
+	long evictions = dev_stat("npu0", "evictions");
+	struct gmem_npu_wait w;
+	char *p;
+
+	nblk = dev_stat("npu0", "devmem_pages") * ps / BLOCK;
+	len = (nblk + 1) * BLOCK;
+	p = filled(len, 15);
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(model_set("counter_kib", 2048), 0);
+	/* One block of traffic each: the counters stay quiet. */
+	for (i = 0; i < nblk; i++) {
+		ASSERT_EQ(npu_sum(self->fd, p + i * BLOCK, BLOCK, &w), 0);
+		ASSERT_EQ(w.result, pattern_sum_from(i * BLOCK / 4, BLOCK, 15));
+	}
+	ASSERT_EQ(dev_stat("npu0", "devmem_used") * ps, nblk * BLOCK);
+	EXPECT_EQ(gmem_stat("counter_refreshes"), refreshes);
+	/* Block 0 read again in device memory: its counter fires. */
+	ASSERT_EQ(npu_sum(self->fd, p, BLOCK, &w), 0);
+	EXPECT_EQ(w.faults, 0);
+	EXPECT_EQ(gmem_stat("counter_refreshes"), refreshes + 1);
+	/* The last block needs room: block 1, not block 0, makes it. */
+	ASSERT_EQ(npu_sum(self->fd, p + nblk * BLOCK, BLOCK, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum_from(nblk * BLOCK / 4, BLOCK, 15));
+	EXPECT_EQ(dev_stat("npu0", "evictions"), evictions + 1);
+	ASSERT_EQ(npu_sum(self->fd, p, BLOCK, &w), 0);
+	EXPECT_EQ(w.result, pattern_sum_from(0, BLOCK, 15));
+	EXPECT_EQ(w.faults, 0) TH_LOG("block 0 was evicted");
+	EXPECT_EQ(w.device_ns, ns_at(BLOCK, self->info.dev_gbps));
+	ASSERT_EQ(npu_sum(self->fd, p + BLOCK, BLOCK, &w), 0);
+	EXPECT_EQ(w.result, pattern_sum_from(BLOCK / 4, BLOCK, 15));
+	EXPECT_GT(w.faults, 0) TH_LOG("block 1 was not evicted");
+	EXPECT_EQ(check_pattern(p, len, 15), -1);
+	munmap(p, len);
+}
+
+/*
+ * gmem learns the NPU's clock through the driver's read_clock op: the
+ * line of npu0 in gmem/devices shows what INFO reports, and both moved
+ * with a job that crossed the link.
+ */
+TEST_F(model, gmem_shows_the_device_clock)
+{
+	size_t len = BLOCK;
+	struct gmem_npu_info a, b;
+	struct gmem_npu_wait w;
+	char *p = filled(len, 16);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0);
+	EXPECT_EQ(w.result, pattern_sum(len, 16));
+	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
+	EXPECT_GT(b.clock_ns, a.clock_ns);
+	EXPECT_GT(b.link_to_dev_bytes, a.link_to_dev_bytes);
+	EXPECT_EQ(dev_stat("npu0", "clock_ns"), (long)b.clock_ns);
+	EXPECT_EQ(dev_stat("npu0", "link_to_dev"), (long)b.link_to_dev_bytes);
+	EXPECT_EQ(dev_stat("npu0", "link_to_host"),
+		  (long)b.link_to_host_bytes);
+	EXPECT_EQ(dev_stat("npu0", "local"), (long)b.local_bytes);
+	munmap(p, len);
+}
+
+/*
  * Two buffers 128 MiB apart, a power of two, share a set of counters:
  * copied from one to the other twice, both still pass their counts, and
  * the copy is exact.

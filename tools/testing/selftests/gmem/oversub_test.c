@@ -338,6 +338,48 @@ TEST_F_TIMEOUT(oversub, thrashing_pins_to_host, 300)
 }
 
 /*
+ * The NPU keeps a clock, so its thrashing table counts device time: the
+ * same ping-pong at the default lapse, with more than the lapse of wall
+ * time between rounds, is still thrashing, since the NPU worked well
+ * under a millisecond between two departures.  In wall time it never
+ * was (under TCG every round trip took longer than the lapse anyway).
+ */
+TEST_F_TIMEOUT(oversub, thrashing_is_timed_in_device_time, 300)
+{
+	size_t len = BLOCK;
+	long old_lapse = set_gmem_param("thrash_lapse_ms", 200);
+	long old_pin = set_gmem_param("thrash_pin_ms", 30000);
+	long pins = dev_stat("npu0", "thrash");
+	long clock = dev_stat("npu0", "clock_ns");
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+	int i;
+
+	ASSERT_GE(old_lapse, 0);
+	ASSERT_GE(old_pin, 0);
+	ASSERT_GE(clock, 0) TH_LOG("no clock_ns in gmem/devices");
+	ASSERT_NE(p, MAP_FAILED);
+	for (i = 0; i < 8 && dev_stat("npu0", "thrash") == pins; i++) {
+		memset(p, 0x40 + i, len);
+		ASSERT_EQ(npu_fill(self->fd, p, len, 0x10 + i, &w), 0);
+		ASSERT_EQ(find_not_byte(p, len, 0x10 + i), -1)
+			TH_LOG("round %d: CPU reads stale data", i);
+		/* More than the lapse, in wall time. */
+		usleep(300 * 1000);
+	}
+	EXPECT_GT(dev_stat("npu0", "thrash"), pins)
+		TH_LOG("never held: thrashing timed in wall time?");
+	EXPECT_GT(dev_stat("npu0", "clock_ns"), clock);
+	/* Held: the NPU writes the host page in place, the CPU reads it. */
+	memset(p, 0x70, len);
+	ASSERT_EQ(npu_fill(self->fd, p, len, 0x71, &w), 0);
+	EXPECT_EQ(find_not_byte(p, len, 0x71), -1);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(set_gmem_param("thrash_lapse_ms", old_lapse), 200);
+	ASSERT_EQ(set_gmem_param("thrash_pin_ms", old_pin), 30000);
+}
+
+/*
  * A buffer mapped where a thrashing one was unmapped is other data: it
  * migrates on its first device fault instead of inheriting the hold.
  */
