@@ -66,7 +66,8 @@
 //! (level 5) to unmap read duplicates.
 //!
 //! A driver's `map` and `invalidate` run under `GmemAs::pt` and must not
-//! call back into gmem; `ctx_create` and `ctx_destroy` run with no gmem
+//! call back into gmem, nor may `read_clock`, which may run under it too
+//! (a block becoming shared); `ctx_create` and `ctx_destroy` run with no gmem
 //! lock held (a context is published under `GmemDev::ctxs` after it was
 //! created, and destroyed after every lock was dropped).  Notifiers are never inserted or removed under a gmem lock:
 //! insertion may take `mmap_lock` and removal waits for callbacks.
@@ -100,7 +101,7 @@ mod gmem_trace;
 mod gmem_uaccess;
 mod gmem_vma;
 
-use gmem_devmem::DevMem;
+use gmem_devmem::{BlockKey, DevMem};
 use gmem_mm::MmWriteLocked;
 use gmem_sync::TryMutex;
 use gmem_vma::Regions;
@@ -824,6 +825,23 @@ impl GmemAs {
                 continue;
             }
             pool.collapse_dups(|d| d.key.mm == mm && d.start < end && start < d.end);
+        }
+    }
+
+    /// Serves reads of block `key` by copies on every device of this
+    /// address space (`unshare`: no longer), each for its hold time: one
+    /// device read the block while it was in another's memory, and
+    /// moving it would take it from the other.
+    pub(crate) fn set_shared(&self, key: BlockKey, share: bool) {
+        let ctxs = self.pt.lock();
+        for ctx in ctxs.iter() {
+            if let Some(pool) = ctx.devmem() {
+                if share {
+                    pool.share(key);
+                } else {
+                    pool.unshare(key);
+                }
+            }
         }
     }
 

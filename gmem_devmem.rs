@@ -580,6 +580,26 @@ impl DevMem {
         self.thrash.departed(key, self.now_ms(), evicted_at);
     }
 
+    /// Serves reads of `key` on this device by copies for a while: a
+    /// device read it while it was in another device's memory.
+    pub(crate) fn share(&self, key: BlockKey) {
+        self.thrash
+            .with_slot(key, |s, now, r| s.share(key, now, r), self.now_ms());
+    }
+
+    /// Whether reads of `key` are served by copies (see [`share`]).
+    ///
+    /// [`share`]: Self::share
+    pub(crate) fn is_shared(&self, key: BlockKey) -> bool {
+        self.thrash
+            .with_slot(key, |s, now, _| s.shared(key, now), self.now_ms())
+    }
+
+    /// Ends the sharing of `key`: a device writes it.
+    pub(crate) fn unshare(&self, key: BlockKey) {
+        self.thrash.with_slot(key, |s, _, _| s.unshare(key), 0);
+    }
+
     /// Now for the thrashing table, in ms: the device's own clock if its
     /// driver keeps one, wall time otherwise.  Device time is what a
     /// migration must pay for, and does not stretch when the host is slow
@@ -816,6 +836,13 @@ impl DevMem {
                 d.unmap();
             }
             moved += (d.end - d.start) / PAGE_SIZE;
+            // A block whose copies keep being evicted is streamed over, as
+            // one whose pages do: the thrashing table sees both.
+            let block = BlockKey {
+                mm: d.key.mm,
+                block: d.key.addr(),
+            };
+            self.departed(block, Some(self.clock()));
             // Outside the lock: the reference `d` holds on the address
             // space may be the last one (its context detached).
             self.free_dup(c, d);
@@ -978,6 +1005,19 @@ impl Thrash {
     fn is_held(&self, key: BlockKey, now: u64) -> bool {
         let slots = self.slots.lock();
         slots[Self::slot(key, slots.len())].held(key, now)
+    }
+
+    /// Calls `f` with the slot of `key`, `now` and the rule.
+    fn with_slot<R>(
+        &self,
+        key: BlockKey,
+        f: impl FnOnce(&mut ThrashSlot, u64, &ThrashRule) -> R,
+        now: u64,
+    ) -> R {
+        let rule = thrash_rule();
+        let mut slots = self.slots.lock();
+        let n = slots.len();
+        f(&mut slots[Self::slot(key, n)], now, &rule)
     }
 
     /// Forgets what the table knows of the blocks of `mm` in `[start,

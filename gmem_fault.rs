@@ -47,6 +47,13 @@
 //! invalidation of the block collapses all its copies.  A device write
 //! faults in the same way and maps the host page in place.
 //!
+//! A block one device reads while it is in another's memory is read the
+//! same way from then on, hint or not: it becomes shared on every device
+//! of the address space for a while (`GmemAs::set_shared`), until a device
+//! writes it.  Copies evicted are departures for the thrashing table, so
+//! a shared working set larger than the device is held on the host rather
+//! than copied again on every pass.
+//!
 //! # Eviction
 //!
 //! A block needs a chunk of device memory; when none is free,
@@ -175,16 +182,23 @@ pub(crate) fn fault_block(
             gmem_vma::ensure_covered(as_, &user, start, end)?;
             continue;
         };
-        if !decided
-            && place == Place::Policy
-            && !naive()
-            && !write
-            && attrs.read_mostly
-            && param_value!(READ_DUP) != 0
-            && ctx.devmem().is_some()
-        {
-            if let Some(done) = duplicate(ctx, &user, &region, addr) {
-                return Ok(done);
+        if !decided && place == Place::Policy && !naive() && param_value!(READ_DUP) != 0 {
+            if let Some(pool) = ctx.devmem() {
+                let mine = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
+                if write {
+                    // Written: copies would collapse at once.
+                    if pool.is_shared(key) {
+                        as_.set_shared(key, false);
+                    }
+                } else if (attrs.read_mostly || pool.is_shared(key))
+                    // Copies evicted and wanted back soon are held on the
+                    // host like pages (streamed over).
+                    && (mine || !pool.holds_back(key))
+                {
+                    if let Some(done) = duplicate(ctx, &user, &region, addr) {
+                        return Ok(done);
+                    }
+                }
             }
         }
         if !decided {
@@ -341,6 +355,12 @@ pub(crate) fn fault_block(
             // between devices, in which case it stays on the host, mapped
             // in place by both, for a while (see `gmem_devmem::Thrash`).
             passes = 0;
+            if !write && place == Place::Policy && !naive() && param_value!(READ_DUP) != 0 {
+                // Read by two devices: from now on each reads copies of
+                // its own (see `duplicate`), instead of taking the block
+                // from the other.  This fault still moves it.
+                as_.set_shared(key, true);
+            }
             let held = ctx.devmem().is_some_and(|p| {
                 !pinned && place != Place::Device && !naive() && p.holds_back(key)
             });
@@ -1022,7 +1042,7 @@ uint_param!(
     READ_DUP_PARAM,
     READ_DUP_TYPE,
     READ_DUP_DESC,
-    "Read duplication of read-mostly ranges (1, default) or mapping in place (0)"
+    "Read duplication of read-mostly ranges and of blocks two devices read (1, default) or mapping in place (0)"
 );
 
 /// Attempts at making read duplicates that keep racing invalidations.
@@ -1116,7 +1136,11 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             let mm = user.read_lock();
             // SAFETY: As in `fault_block`.
             let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
-            snapshot(&mm, region, seq, start, end, pfns)?;
+            // Pages in a device's memory come home during the snapshot,
+            // whose own invalidation then fails it: look again.
+            if snapshot(&mm, region, seq, start, end, pfns).is_none() {
+                continue;
+            }
             for p in pfns.iter_mut() {
                 *p &= !HMM_PFN_FLAGS;
                 if DevMem::is_device_pfn(*p) {

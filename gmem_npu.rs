@@ -187,7 +187,18 @@ uint_param!(
     COUNTER_KIB_PARAM,
     COUNTER_KIB_TYPE,
     COUNTER_KIB_DESC,
-    "KiB accessed in one 2 MiB region (in place or in device memory) before the access counter notifies gmem (default 2048, one region's size; 0: off)"
+    "In-place KiB to one 2 MiB region before the access counter notifies gmem (default 2048, one region's size; 0: off)"
+);
+
+static mut REFRESH_KIB: c_uint = 64;
+uint_param!(
+    REFRESH_KIB,
+    "refresh_kib",
+    0o444,
+    REFRESH_KIB_PARAM,
+    REFRESH_KIB_TYPE,
+    REFRESH_KIB_DESC,
+    "KiB to one 2 MiB region in device memory before the access counter tells gmem the region is in use (default 64; 0: off)"
 );
 
 static mut FAULT_US: c_uint = 45;
@@ -202,12 +213,13 @@ uint_param!(
 );
 
 /// The model's module parameters, in the order of `gmem_npu_model::PARAMS`.
-fn model_params() -> [u32; 4] {
+fn model_params() -> [u32; 5] {
     [
         param_value!(DEV_GBPS),
         param_value!(LINK_GBPS),
         param_value!(FAULT_US),
         param_value!(COUNTER_KIB),
+        param_value!(REFRESH_KIB),
     ]
 }
 
@@ -331,13 +343,14 @@ struct TlbEntry {
 const COUNTERS: usize = 64;
 const COUNTER_WAYS: usize = 4;
 
-/// The bytes a context accessed in one region (in place or in device
-/// memory) since the counter last fired.
+/// The bytes a context accessed in one region since the counter last
+/// fired: in place, and in device memory.
 #[derive(Clone, Copy)]
 struct Counter {
     /// The region's number plus one; 0 for a free entry.
     tag: usize,
     bytes: u64,
+    local: u64,
 }
 
 /// One context's MMU state.
@@ -366,11 +379,11 @@ impl Mmu {
         (pte.valid() && (!write || pte.writable())).then_some(pte)
     }
 
-    /// Counts `bytes` accessed at `va` (host or device memory); true when this
-    /// passes `threshold` bytes for the region (0: counters off), which
-    /// starts the count again.  A region new to a full set takes the
-    /// entry with the smallest count.
-    fn count(&mut self, va: usize, bytes: u64, threshold: u64) -> bool {
+    /// Counts `bytes` accessed at `va`, in device memory if `local`; true
+    /// when this passes `threshold` bytes of that kind for the region (0:
+    /// off), which starts that count again.  A region new to a full set
+    /// takes the entry with the smallest count.
+    fn count(&mut self, va: usize, bytes: u64, local: bool, threshold: u64) -> bool {
         if threshold == 0 {
             return false;
         }
@@ -385,14 +398,19 @@ impl Mmu {
                     .enumerate()
                     .min_by_key(|(_, c)| if c.tag == 0 { 0 } else { c.bytes + 1 })
                     .unwrap_or((0, &ways[0]));
-                ways[i] = Counter { tag, bytes: 0 };
+                ways[i] = Counter {
+                    tag,
+                    bytes: 0,
+                    local: 0,
+                };
                 i
             }
         };
         let c = &mut ways[i];
-        c.bytes = c.bytes.saturating_add(bytes);
-        if c.bytes > threshold {
-            c.bytes = 0;
+        let n = if local { &mut c.local } else { &mut c.bytes };
+        *n = n.saturating_add(bytes);
+        if *n > threshold {
+            *n = 0;
             return true;
         }
         false
@@ -504,7 +522,11 @@ impl GmemDevOps for NpuMmuOps {
                 Mmu {
                     pt: PageTable { leaves: RBTree::new() },
                     tlb: [TlbEntry { vpn: 0, pte: Pte::NONE }; TLB_ENTRIES],
-                    counters: [Counter { tag: 0, bytes: 0 }; COUNTERS],
+                    counters: [Counter {
+                        tag: 0,
+                        bytes: 0,
+                        local: 0
+                    }; COUNTERS],
                 },
                 "NpuContext::mmu"
             ),
@@ -871,7 +893,10 @@ impl JobRunner<'_> {
         local: [bool; N],
         bytes: u64,
     ) -> [Option<usize>; N] {
-        let threshold = self.file.npu.model.counter_bytes();
+        let (threshold, refresh) = (
+            self.file.npu.model.counter_bytes(),
+            self.file.npu.model.refresh_bytes(),
+        );
         let mut hot = [None; N];
         for (i, &(va, acc)) in vas.iter().enumerate() {
             let (rd, wr) = match acc {
@@ -885,7 +910,8 @@ impl JobRunner<'_> {
                 self.cost.link_in += rd;
                 self.cost.link_out += wr;
             }
-            if mmu.count(va, rd + wr, threshold) {
+            let limit = if local[i] { refresh } else { threshold };
+            if mmu.count(va, rd + wr, local[i], limit) {
                 hot[i] = Some(va);
             }
         }

@@ -25,9 +25,14 @@
 //! them per device and shows the clock and the bytes moved.
 //!
 //! The NPU also has access counters: per context and 2 MiB region, the
-//! bytes it accessed, in place or in its own memory; past `counter_kib`
-//! (default one region, 2,048 KiB) it notifies gmem, which may migrate the
-//! region (in place) or keep it as recently used (in device memory).
+//! bytes it accessed in place, and apart from them those it accessed in
+//! its own memory.  Past `counter_kib` in place (default one region,
+//! 2,048 KiB) it notifies gmem, which may migrate the region; past
+//! `refresh_kib` in device memory (default 64 KiB) it notifies gmem too,
+//! which then keeps the region as the most recently used.  That second
+//! threshold is small because it decides nothing but eviction order: a
+//! region in use must be reported more often than blocks arrive and
+//! push it out.
 //! The default is the break-even point of the model: moving a region
 //! costs what reading it once in place does, so a region read once never
 //! moves, and one read again moves during its second pass (at most twice
@@ -50,11 +55,12 @@ use crate::gmem_debugfs::{Control, SeqWriter};
 const PARAM_MAX: u32 = 1_000_000;
 
 /// The parameters and their smallest values, by name.
-const PARAMS: [(&str, u32); 4] = [
+const PARAMS: [(&str, u32); 5] = [
     ("dev_gbps", 1),
     ("link_gbps", 1),
     ("fault_us", 0),
     ("counter_kib", 0),
+    ("refresh_kib", 0),
 ];
 
 /// One NPU's cost parameters, clock and traffic counters.
@@ -64,6 +70,8 @@ pub(crate) struct Model {
     fault_us: AtomicU32,
     /// Access-counter threshold: in-place KiB per 2 MiB region (0: off).
     counter_kib: AtomicU32,
+    /// The same for device memory, whose notifications say "in use".
+    refresh_kib: AtomicU32,
     /// Access-counter notifications sent to gmem.
     notifications: AtomicU64,
     clock_ns: AtomicU64,
@@ -114,9 +122,10 @@ fn ns(bytes: u64, gbps: u32) -> u64 {
 }
 
 impl Model {
-    /// Checks parameters `[dev_gbps, link_gbps, fault_us, counter_kib]`:
-    /// `EINVAL`, saying which, unless each is within its range.
-    pub(crate) fn check(p: &[u32; 4]) -> Result {
+    /// Checks parameters `[dev_gbps, link_gbps, fault_us, counter_kib,
+    /// refresh_kib]`: `EINVAL`, saying which, unless each is within its
+    /// range.
+    pub(crate) fn check(p: &[u32; 5]) -> Result {
         for (v, (name, min)) in p.iter().zip(PARAMS) {
             if *v < min || *v > PARAM_MAX {
                 pr_err!("{} must be {}..={}\n", name, min, PARAM_MAX);
@@ -127,13 +136,14 @@ impl Model {
     }
 
     /// A model with the parameters `p` (see [`check`](Self::check)).
-    pub(crate) fn new(p: [u32; 4]) -> Result<Self> {
+    pub(crate) fn new(p: [u32; 5]) -> Result<Self> {
         Self::check(&p)?;
         Ok(Self {
             dev_gbps: AtomicU32::new(p[0]),
             link_gbps: AtomicU32::new(p[1]),
             fault_us: AtomicU32::new(p[2]),
             counter_kib: AtomicU32::new(p[3]),
+            refresh_kib: AtomicU32::new(p[4]),
             notifications: AtomicU64::new(0),
             clock_ns: AtomicU64::new(0),
             link_to_dev: AtomicU64::new(0),
@@ -188,6 +198,12 @@ impl Model {
         u64::from(self.counter_kib.load(Ordering::Relaxed)) << 10
     }
 
+    /// Bytes in device memory to one region that fire its access counter
+    /// (0: off).
+    pub(crate) fn refresh_bytes(&self) -> u64 {
+        u64::from(self.refresh_kib.load(Ordering::Relaxed)) << 10
+    }
+
     /// An access counter fired.
     pub(crate) fn notified(&self) {
         self.notifications.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +243,7 @@ impl Model {
 }
 
 /// `gmem_npu/npuN/model`: the parameters and counters; writing
-/// `dev_gbps=N`, `link_gbps=N`, `fault_us=N` or `counter_kib=N` changes one
+/// `dev_gbps=N`, `link_gbps=N`, `fault_us=N`, `counter_kib=N` or `refresh_kib=N` changes one
 /// parameter for the jobs and copies that follow.
 impl Control for Model {
     fn show(&self, w: &mut SeqWriter) -> core::fmt::Result {
@@ -247,8 +263,9 @@ impl Control for Model {
         )?;
         writeln!(
             w,
-            "counter_kib={} notifications={}",
+            "counter_kib={} refresh_kib={} notifications={}",
             self.counter_kib.load(Ordering::Relaxed),
+            self.refresh_kib.load(Ordering::Relaxed),
             self.notifications.load(Ordering::Relaxed)
         )
     }
@@ -263,6 +280,7 @@ impl Control for Model {
             &self.link_gbps,
             &self.fault_us,
             &self.counter_kib,
+            &self.refresh_kib,
         ];
         let i = PARAMS
             .iter()

@@ -233,7 +233,11 @@ impl<K: Copy + Eq + Default> ThrashSlot<K> {
             self.departures += 1;
             self.last = now;
         } else if self.key != key || now >= self.pinned_until {
-            let shared_until = if self.key == key { self.shared_until } else { 0 };
+            let shared_until = if self.key == key {
+                self.shared_until
+            } else {
+                0
+            };
             *self = ThrashSlot {
                 key,
                 departures: 1,

@@ -72,7 +72,11 @@
 #include "bench_util.h"
 
 #define NPUS			2
-#define WARM_EPOCHS		2
+/*
+ * Enough for a block to leave a device three times, which the thrashing
+ * rule needs before it holds the block: the figures are the steady state.
+ */
+#define WARM_EPOCHS		4
 #define TIMED_EPOCHS		2
 #define DRAWS_PER_BLOCK		64
 #define NAIVE_SHORTER		32

@@ -90,6 +90,26 @@ static inline long file_long(const char *path)
 	return v;
 }
 
+/* Sets a gmem.ko parameter; returns its old value, or -1. */
+static inline long set_gmem_param(const char *name, long value)
+{
+	char path[128];
+	long old = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/gmem/parameters/%s", name);
+	f = fopen(path, "r+");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &old) != 1)
+		old = -1;
+	rewind(f);
+	fprintf(f, "%ld\n", value);
+	if (fclose(f))
+		return -1;
+	return old;
+}
+
 /* Value of counter @name in debugfs gmem/stats, or -1 if unreadable. */
 static inline long gmem_stat(const char *name)
 {

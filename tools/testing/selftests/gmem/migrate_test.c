@@ -30,8 +30,6 @@
 #define USER_END		0x800000000000ULL
 /* How long freeing device memory may lag behind munmap or exit. */
 #define FREE_DELAY_MS		2000
-/* Departures from a device closer than this count as thrashing. */
-#define THRASH_WINDOW_MS	200
 
 /* A BLOCK-aligned PROT_NONE reservation of @len bytes, for mremap. */
 static void *reserve_block(size_t len)
@@ -385,13 +383,16 @@ TEST_F_TIMEOUT(migrate, prefetch_to_host_releases, 120)
 }
 
 /*
- * hmm migrate_multiple: ten round trips, data intact every time.  Spaced
- * further apart than gmem's thrashing window, so that every round trip
- * migrates (closer ones are the thrashing test's business).
+ * hmm migrate_multiple: ten round trips, data intact every time.  With the
+ * thrashing window closed (thrash_lapse_ms=0), so that every round trip
+ * migrates: the NPU's clock times the window, and ten round trips are
+ * far less than its 200 ms of device time (closer ones are the thrashing
+ * test's business).
  */
 TEST_F_TIMEOUT(migrate, round_trips_10, 300)
 {
 	size_t len = BLOCK, npages = len / self->ps;
+	long old_lapse = set_gmem_param("thrash_lapse_ms", 0);
 	__u32 seed = 0x10a;
 	struct devmem a, b;
 	struct gmem_npu_wait w;
@@ -399,13 +400,13 @@ TEST_F_TIMEOUT(migrate, round_trips_10, 300)
 	ssize_t bad;
 	int i;
 
+	ASSERT_GE(old_lapse, 0);
 	ASSERT_NE(p, MAP_FAILED);
 	NEED_FREE("npu0", npages);
 	/* Populated, so that the first device write migrates host pages. */
 	memset(p, 0xff, len);
 	a = devmem("npu0");
 	for (i = 0; i < 10; i++) {
-		usleep(THRASH_WINDOW_MS * 1000 * 5 / 4);
 		ASSERT_EQ(npu_fill(self->fd, p, len, i, &w), 0)
 			TH_LOG("round %d", i);
 		ASSERT_EQ(used("npu0"), a.used + (long)npages)
@@ -428,6 +429,7 @@ TEST_F_TIMEOUT(migrate, round_trips_10, 300)
 	ASSERT_GE(b.to_host, a.to_host + 10 * (long)npages);
 	ASSERT_GE(b.cpu_faults, a.cpu_faults + 10);
 	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(set_gmem_param("thrash_lapse_ms", old_lapse), 0);
 }
 
 /*
@@ -1085,6 +1087,76 @@ TEST_F_TIMEOUT(migrate, coherence_pingpong_thrashing, 300)
  * block to host memory depends on how the jobs overlap, so it is logged,
  * not asserted.
  */
+/*
+ * A block two devices read, with no hint: npu1 takes it from npu0 once,
+ * and from then on each reads copies of its own in its memory, with no
+ * fault and nothing over the link.  A CPU write collapses both copies and
+ * both devices read the new data; a device write ends the sharing: the
+ * block moves to the writer, and the other reads what it wrote.
+ */
+TEST_F_TIMEOUT(migrate2, two_readers_get_copies, 180)
+{
+	size_t len = BLOCK, bpages = BLOCK / self->ps;
+	long dups0 = dev_stat("npu0", "dup_pages");
+	long dups1 = dev_stat("npu1", "dup_pages");
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+	int fd[2] = { self->fd0, self->fd1 };
+	int round, d;
+
+	ASSERT_NE(p, MAP_FAILED);
+	NEED_FREE("npu0", bpages);
+	NEED_FREE("npu1", bpages);
+	fill_pattern(p, len, 0x5a);
+	ASSERT_EQ(npu_sum(self->fd0, p, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 0x5a));
+	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(w.result, pattern_sum(len, 0x5a));
+	/* Taken once, the old way. */
+	EXPECT_EQ(used("npu1"), (long)bpages);
+	EXPECT_EQ(used("npu0"), 0);
+	for (round = 0; round < 2; round++)
+		for (d = 0; d < 2; d++) {
+			ASSERT_EQ(npu_sum(fd[d], p, len, &w), 0);
+			ASSERT_EQ(w.result, pattern_sum(len, 0x5a))
+				TH_LOG("round %d npu%d", round, d);
+		}
+	EXPECT_EQ(dev_stat("npu0", "dup_pages") - dups0, (long)bpages);
+	EXPECT_EQ(dev_stat("npu1", "dup_pages") - dups1, (long)bpages);
+	for (d = 0; d < 2; d++) {
+		struct gmem_npu_info a, b;
+
+		ASSERT_EQ(npu_get_info(fd[d], &a), 0);
+		ASSERT_EQ(npu_sum(fd[d], p, len, &w), 0);
+		ASSERT_EQ(npu_get_info(fd[d], &b), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 0x5a));
+		EXPECT_EQ(w.faults, 0) TH_LOG("npu%d faulted on its copy", d);
+		EXPECT_EQ(b.link_to_dev_bytes, a.link_to_dev_bytes)
+			TH_LOG("npu%d read over the link", d);
+	}
+
+	/* The CPU writes: no copy survives, both read the new data. */
+	fill_pattern(p, len, 0x5b);
+	EXPECT_EQ(dev_stat("npu0", "dup_pages"), dups0);
+	EXPECT_EQ(dev_stat("npu1", "dup_pages"), dups1);
+	for (d = 0; d < 2; d++) {
+		ASSERT_EQ(npu_sum(fd[d], p, len, &w), 0);
+		EXPECT_EQ(w.result, pattern_sum(len, 0x5b))
+			TH_LOG("npu%d read a stale copy", d);
+	}
+
+	/* npu0 writes: the block is npu0's, npu1 reads what it wrote. */
+	ASSERT_EQ(npu_fill(self->fd0, p, len, 0x3c, &w), 0);
+	EXPECT_EQ(dev_stat("npu1", "dup_pages"), dups1);
+	EXPECT_EQ(used("npu0"), (long)bpages);
+	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	EXPECT_EQ(w.result, byte_sum(0x3c, len)) TH_LOG("npu1 read stale data");
+	EXPECT_EQ(find_not_byte(p, len, 0x3c), -1);
+	ASSERT_EQ(munmap(p, len), 0);
+	EXPECT_EQ(used_wait("npu0", 0), 0);
+	EXPECT_EQ(used_wait("npu1", 0), 0);
+}
+
 TEST_F(migrate2, concurrent_readers_do_not_livelock)
 {
 	size_t len = 4 * MiB;

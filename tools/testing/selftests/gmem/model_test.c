@@ -97,6 +97,7 @@ FIXTURE_TEARDOWN(model)
 	/* Whatever a case changed goes back to the module's parameters. */
 	static const char *const keys[] = {
 		"dev_gbps", "link_gbps", "fault_us", "counter_kib",
+		"refresh_kib",
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -125,6 +126,7 @@ TEST_F(model, defaults_are_a_pcie_accelerator)
 	EXPECT_EQ(npu_param("link_gbps"), 64);
 	EXPECT_EQ(npu_param("fault_us"), 45);
 	EXPECT_EQ(npu_param("counter_kib"), 2048);
+	EXPECT_EQ(npu_param("refresh_kib"), 64);
 	/* ...are what the device runs with. */
 	EXPECT_EQ(self->info.dev_gbps, npu_param("dev_gbps"));
 	EXPECT_EQ(self->info.link_gbps, npu_param("link_gbps"));
@@ -249,6 +251,8 @@ TEST_F_TIMEOUT(model, a_block_in_use_outlives_one_that_is_not, 300)
 	p = filled(len, 15);
 	ASSERT_NE(p, MAP_FAILED);
 	ASSERT_EQ(model_set("counter_kib", 2048), 0);
+	/* A refresh past one block of device-memory traffic. */
+	ASSERT_EQ(model_set("refresh_kib", 2048), 0);
 	/* One block of traffic each: the counters stay quiet. */
 	for (i = 0; i < nblk; i++) {
 		ASSERT_EQ(npu_sum(self->fd, p + i * BLOCK, BLOCK, &w), 0);
@@ -598,6 +602,7 @@ TEST_F(model, bad_writes_change_nothing)
 		"link_gbps=abc", "link_gbps=", "link_gbps", "=5", "clock_ns=1",
 		"fault_us=-1", "link_gbps=12x", "dev_gbps=99999999999",
 		"dev_gbps=1000001", "fault_us=1000001", "counter_kib=1000001",
+		"refresh_kib=1000001", "refresh_kib=-1",
 		"link_gbps=5 ", "link_gbps=5\n\n", " link_gbps=5",
 	};
 	struct gmem_npu_info a;
@@ -617,6 +622,7 @@ TEST_F(model, bad_writes_change_nothing)
 	EXPECT_EQ(model_write("link_gbps=1000000"), 0);
 	EXPECT_EQ(model_write("fault_us=1000000"), 0);
 	EXPECT_EQ(model_write("counter_kib=0"), 0);
+	EXPECT_EQ(model_write("refresh_kib=0"), 0);
 	ASSERT_EQ(npu_get_info(self->fd, &a), 0);
 	EXPECT_EQ(a.link_gbps, 1000000);
 	EXPECT_EQ(a.fault_ns, 1000000000ULL);

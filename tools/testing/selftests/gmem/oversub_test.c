@@ -39,7 +39,6 @@ FIXTURE(oversub)
 	long naive_old;
 };
 
-static long set_gmem_param(const char *name, long value);
 
 FIXTURE_SETUP(oversub)
 {
@@ -186,26 +185,6 @@ TEST_F_TIMEOUT(oversub, pinned_never_evicted, 600)
 	ASSERT_EQ(check_pattern(pin, plen, 11), -1);
 	ASSERT_EQ(munmap(pin, plen), 0);
 	ASSERT_EQ(munmap(p, len), 0);
-}
-
-/* Sets a gmem.ko parameter; returns its old value, or -1. */
-static long set_gmem_param(const char *name, long value)
-{
-	char path[128];
-	long old = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/gmem/parameters/%s", name);
-	f = fopen(path, "r+");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &old) != 1)
-		old = -1;
-	rewind(f);
-	fprintf(f, "%ld\n", value);
-	if (fclose(f))
-		return -1;
-	return old;
 }
 
 /*
