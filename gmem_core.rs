@@ -845,6 +845,15 @@ impl GmemAs {
         }
     }
 
+    /// Whether a device other than `dev` has block `key` (some of it) in
+    /// its memory now.
+    pub(crate) fn held_elsewhere(&self, key: BlockKey, dev: u32) -> bool {
+        let ctxs = self.pt.lock();
+        ctxs.iter()
+            .filter(|c| c.dev_id() != dev)
+            .any(|c| c.devmem().is_some_and(|p| p.holds_block(key)))
+    }
+
     /// Forgets the thrashing history of `[start, end)` on the devices of
     /// `ctxs` (under the page-table lock, their holder): the range was
     /// unmapped, and data mapped there later must not inherit its holds.
@@ -1394,6 +1403,27 @@ pub unsafe extern "C" fn gmem_dev_fault(
         Ok(n) => n as _,
         Err(e) => e.to_errno() as _,
     }
+}
+
+/// Takes a device's notification that it uses a block in its own memory;
+/// see `<linux/gmem.h>` and `gmem_fault::use_notified`.
+///
+/// # Safety
+///
+/// `ctx` must be attached.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_dev_notify_use(
+    ctx: *mut bindings::gmem_ctx,
+    addr: usize,
+) -> kernel::ffi::c_long {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    let _dev = match ctx.enter() {
+        Ok(g) => g,
+        Err(e) => return e.to_errno() as _,
+    };
+    gmem_fault::use_notified(ctx, addr);
+    0
 }
 
 /// Takes a device's access-counter notification; see `<linux/gmem.h>` and

@@ -79,13 +79,16 @@ pub(crate) trait GmemDevOps: Send + Sync + Sized + 'static {
     /// Copies device pages `src_idx` into host pages `dst_pfns`.
     fn copy_from_dev(&self, _dst_pfns: &[usize], _src_idx: &[usize]) {}
 
-    /// Whether the device keeps a clock ([`read_clock`] is implemented).
+    /// Whether the device keeps a clock: a driver that implements
+    /// [`read_clock`] sets it, or gmem never calls it (the C op is left
+    /// NULL, as upstream's `#[vtable]` does for ops not implemented).
     ///
     /// [`read_clock`]: GmemDevOps::read_clock
     const HAS_CLOCK: bool = false;
 
     /// The device's own account of its work; gmem times thrashing with
-    /// its `ns`.  Must be cheap and not sleep.
+    /// its `ns`, which must never go back.  Must be cheap, not sleep and
+    /// not call into gmem: it may run under gmem's page-table lock.
     fn read_clock(&self) -> DevClock {
         DevClock::default()
     }
@@ -251,6 +254,15 @@ impl<T: GmemDevOps> Attachment<T> {
         } else {
             Ok(ret as usize)
         }
+    }
+
+    /// Reports that the device used the block around `addr` in its own
+    /// memory more than its threshold: gmem keeps it ahead in eviction
+    /// order.
+    pub(crate) fn notify_use(&self, addr: usize) -> Result {
+        // SAFETY: Attached (type invariant).
+        let ret = unsafe { bindings::gmem_dev_notify_use(self.ctx, addr as _) };
+        to_result(ret as i32)
     }
 
     /// Keeps this context's pages in host memory (`true`) or lets device

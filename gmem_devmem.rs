@@ -220,6 +220,9 @@ struct Chunk {
     bits: [u64; CHUNK_WORDS],
     gone: [u64; CHUNK_WORDS],
     stamp: u64,
+    /// LRU clock when the device last reported using it, 0 if never
+    /// since it was given out.
+    used_at: u64,
     pinned: bool,
     evicting: bool,
 }
@@ -508,20 +511,28 @@ impl DevMem {
             .any(|c| c.is_free() || (c.used > 0 && c.key == key))
     }
 
-    /// Marks the chunks in use for `keys` recently used (the device says
-    /// it uses them); whether there was any.
+    /// Marks the chunks in use for `keys` recently used and in use (the
+    /// device says it uses them); whether there was any.  The clock does
+    /// not tick: it counts allocations, which the thrashing rule measures
+    /// distance in.
     pub(crate) fn touch(&self, keys: &[BlockKey]) -> bool {
         let mut chunks = self.chunks.lock();
+        let now = chunks.clock;
         let mut found = false;
-        for c in 0..chunks.v.len() {
-            let chunk = &chunks.v[c];
-            if chunk.used > 0 && !chunk.evicting && keys.contains(&chunk.key) {
-                let stamp = chunks.tick();
-                chunks.v[c].stamp = stamp;
+        for c in chunks.v.iter_mut() {
+            if c.used > 0 && !c.evicting && keys.contains(&c.key) {
+                c.stamp = now;
+                c.used_at = now.max(1);
                 found = true;
             }
         }
         found
+    }
+
+    /// Whether some of block `key`'s pages are in this memory.
+    pub(crate) fn holds_block(&self, key: BlockKey) -> bool {
+        let chunks = self.chunks.lock();
+        chunks.v.iter().any(|c| c.used > 0 && c.key == key)
     }
 
     /// Marks the chunk of page `idx` recently used: the device mapped it.
@@ -539,10 +550,12 @@ impl DevMem {
     /// [`end_evict`]: Self::end_evict
     pub(crate) fn pick_victim(&self, keep: BlockKey) -> Victim {
         let mut chunks = self.chunks.lock();
+        let (clock, window) = (chunks.clock, THRASH_REUSE_FACTOR * self.npages as u64);
         let candidates = chunks.v.iter().map(|c| Candidate {
             evictable: c.used > 0 && !c.pinned && c.key != keep,
             evicting: c.evicting,
             stamp: c.stamp,
+            in_use: c.used_at != 0 && clock.saturating_sub(c.used_at) < window,
         });
         match gmem_policy::pick_lru(candidates) {
             Pick::Chunk(i) => {
@@ -583,8 +596,16 @@ impl DevMem {
     /// Serves reads of `key` on this device by copies for a while: a
     /// device read it while it was in another device's memory.
     pub(crate) fn share(&self, key: BlockKey) {
-        self.thrash
-            .with_slot(key, |s, now, r| s.share(key, now, r), self.now_ms());
+        self.thrash.with_slot(
+            key,
+            |s, now, r| {
+                // An active hold of another block keeps its slot.
+                if s.key == key || !s.held(s.key, now) {
+                    s.share(key, now, r);
+                }
+            },
+            self.now_ms(),
+        );
     }
 
     /// Whether reads of `key` are served by copies (see [`share`]).
@@ -829,6 +850,8 @@ impl DevMem {
     pub(crate) fn evict_dup(&self, c: usize) -> usize {
         let mut taken = self.dups.lock()[c].take();
         let mut moved = 0;
+        // The chunk holds copies of one block (its key): one departure.
+        let mut block = None;
         while let Some(mut d) = taken {
             taken = d.next.take();
             {
@@ -836,16 +859,18 @@ impl DevMem {
                 d.unmap();
             }
             moved += (d.end - d.start) / PAGE_SIZE;
-            // A block whose copies keep being evicted is streamed over, as
-            // one whose pages do: the thrashing table sees both.
-            let block = BlockKey {
+            block = Some(BlockKey {
                 mm: d.key.mm,
                 block: d.key.addr(),
-            };
-            self.departed(block, Some(self.clock()));
+            });
             // Outside the lock: the reference `d` holds on the address
             // space may be the last one (its context detached).
             self.free_dup(c, d);
+        }
+        // A block whose copies keep being evicted is streamed over, as one
+        // whose pages do: the thrashing table sees both.
+        if let Some(block) = block {
+            self.departed(block, Some(self.clock()));
         }
         moved
     }

@@ -73,7 +73,10 @@
 //! a block accessed-by maps in place, but never against the context's host
 //! placement, a preferred location elsewhere, read-mostly (copies serve
 //! it) or a thrashing hold.  So blocks first used in place move once they
-//! have proved hot, and the rest stay on the link.
+//! have proved hot, and the rest stay on the link.  A device that counts
+//! its accesses to its own memory says which resident blocks it uses
+//! ([`use_notified`]): they become the most recently used and, for a
+//! while, the last to be evicted.
 //!
 //! `naive_lru=1` turns all of this off for experiments: every device fault
 //! migrates, whatever the hints, the thrashing table or the counters say.
@@ -162,6 +165,8 @@ pub(crate) fn fault_block(
     let mut pinned = false;
     // Pages of the block the last migration pass could not look at.
     let mut foreign = 0;
+    // The last migration pass found pages of the block on another device.
+    let mut bounced = false;
     let mut decided = false;
     for _ in 0..MAX_ATTEMPTS {
         let (found, attrs) = {
@@ -183,14 +188,19 @@ pub(crate) fn fault_block(
             continue;
         };
         if !decided && place == Place::Policy && !naive() && param_value!(READ_DUP) != 0 {
-            if let Some(pool) = ctx.devmem() {
+            if write {
+                // Written: copies would collapse at once, on every device,
+                // whichever devices' tables say shared.
+                as_.set_shared(key, false);
+            } else if let Some(pool) = ctx.devmem() {
                 let mine = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
-                if write {
-                    // Written: copies would collapse at once.
-                    if pool.is_shared(key) {
-                        as_.set_shared(key, false);
-                    }
-                } else if (attrs.read_mostly || pool.is_shared(key))
+                // Sharing stands in for a migration: only where the
+                // context and the hints would migrate, and not pinned
+                // (copies are not).
+                let shared = !mine
+                    && attrs.migrates_for(ctx.dev_id(), ctx.migrates())
+                    && pool.is_shared(key);
+                if (attrs.read_mostly || shared)
                     // Copies evicted and wanted back soon are held on the
                     // host like pages (streamed over).
                     && (mine || !pool.holds_back(key))
@@ -269,7 +279,18 @@ pub(crate) fn fault_block(
                     Cause::Prefetch
                 };
                 match migrate_to_device(ctx, &user, s, e, pinned, cause) {
-                    Ok((_, f)) => foreign = f,
+                    Ok((_, f)) => {
+                        foreign = f;
+                        // What was not collected may be this device's own
+                        // pages, or pages busy: another device's only if
+                        // it holds the block.
+                        bounced = f > 0
+                            && !write
+                            && place == Place::Policy
+                            && !naive()
+                            && param_value!(READ_DUP) != 0
+                            && as_.held_elsewhere(key, ctx.dev_id());
+                    }
                     Err(e) if e == ENOMEM => return Err(ENOMEM),
                     Err(_) => {}
                 }
@@ -355,7 +376,7 @@ pub(crate) fn fault_block(
             // between devices, in which case it stays on the host, mapped
             // in place by both, for a while (see `gmem_devmem::Thrash`).
             passes = 0;
-            if !write && place == Place::Policy && !naive() && param_value!(READ_DUP) != 0 {
+            if bounced {
                 // Read by two devices: from now on each reads copies of
                 // its own (see `duplicate`), instead of taking the block
                 // from the other.  This fault still moves it.
@@ -821,14 +842,7 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
         return Ok(0);
     }
     let as_ = ctx.address_space();
-    // Counted in the device's own memory: the block is in use there, which
-    // no fault tells the LRU (a mapped block faults no more).  It stays,
-    // as the most recently used.
     let key = BlockKey::new(as_.mm(), addr);
-    if pool.touch(&[key, key.dup().of_ctx(ctx)]) {
-        STATS.counter_refreshes.fetch_add(1, Ordering::Relaxed);
-        return Ok(0);
-    }
     let (region, attrs) = {
         let mut regions = as_.regions.lock();
         (regions.find(addr), regions.attrs.get(addr))
@@ -874,6 +888,26 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     // where they are now.
     fault_block(ctx, addr, false, Place::Where)?;
     Ok(moved)
+}
+
+/// Takes `ctx`'s device's notification that it uses the block around
+/// `addr` in its own memory (see `<linux/gmem.h>`): the block's chunks,
+/// its pages' and this context's copies', become the most recently used
+/// and are protected from eviction for a while (see
+/// `gmem_policy::pick_lru`).  Nothing else can tell: a block mapped in
+/// device memory faults no more.  The naive policy ignores it, as it
+/// ignores the counters.
+pub(crate) fn use_notified(ctx: &GmemCtx, addr: usize) {
+    let Some(pool) = ctx.devmem() else {
+        return;
+    };
+    if naive() {
+        return;
+    }
+    let key = BlockKey::new(ctx.address_space().mm(), addr);
+    if pool.touch(&[key, key.dup().of_ctx(ctx)]) {
+        STATS.counter_refreshes.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Faults `[start, end)` into `ctx`'s device block by block with `place`
@@ -1137,9 +1171,12 @@ fn duplicate(ctx: &GmemCtx, user: &MmUser, region: &Region, addr: usize) -> Opti
             // SAFETY: As in `fault_block`.
             let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
             // Pages in a device's memory come home during the snapshot,
-            // whose own invalidation then fails it: look again.
-            if snapshot(&mm, region, seq, start, end, pfns).is_none() {
-                continue;
+            // whose own invalidation then fails it (EBUSY): look again.
+            let none = core::ptr::null_mut();
+            match range_fault(&mm, region, seq, start, end, pfns, HMM_PFN_VALID, none) {
+                Ok(()) => {}
+                Err(e) if e == EBUSY => continue,
+                Err(_) => return None,
             }
             for p in pfns.iter_mut() {
                 *p &= !HMM_PFN_FLAGS;

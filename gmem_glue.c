@@ -18,6 +18,7 @@ EXPORT_SYMBOL_GPL(gmem_ctx_drvctx);
 EXPORT_SYMBOL_GPL(gmem_ctx_set_policy);
 EXPORT_SYMBOL_GPL(gmem_dev_fault);
 EXPORT_SYMBOL_GPL(gmem_dev_notify_access);
+EXPORT_SYMBOL_GPL(gmem_dev_notify_use);
 EXPORT_SYMBOL_GPL(gmem_ctx_set_placement);
 EXPORT_SYMBOL_GPL(gmem_dev_add_memory);
 EXPORT_SYMBOL_GPL(gmem_prefetch);

@@ -396,7 +396,13 @@ impl Mmu {
                 let (i, _) = ways
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, c)| if c.tag == 0 { 0 } else { c.bytes + 1 })
+                    .min_by_key(|(_, c)| {
+                        if c.tag == 0 {
+                            0
+                        } else {
+                            c.bytes.saturating_add(c.local).saturating_add(1)
+                        }
+                    })
                     .unwrap_or((0, &ways[0]));
                 ways[i] = Counter {
                     tag,
@@ -855,8 +861,8 @@ impl JobRunner<'_> {
                     let hot = self.account(&mut mmu, &vas, local, bytes as u64);
                     let r = f(ptrs);
                     drop(mmu);
-                    for va in hot.into_iter().flatten() {
-                        self.notify_hot(va);
+                    for (va, local) in hot.into_iter().flatten() {
+                        self.notify_hot(va, local);
                     }
                     return Ok(r);
                 }
@@ -884,15 +890,16 @@ impl JobRunner<'_> {
 
     /// Adds an access of `bytes` per operand to the job's cost and to the
     /// access counters (`local`: the operand is in device memory); returns
-    /// the operands whose counter fired.  Accesses to device memory count
-    /// too: gmem learns from them which resident blocks are in use.
+    /// the operands whose counter fired, and whether in device memory.
+    /// Accesses to device memory count too, apart: gmem learns from them
+    /// which resident blocks are in use.
     fn account<const N: usize>(
         &mut self,
         mmu: &mut Mmu,
         vas: &[(usize, Acc); N],
         local: [bool; N],
         bytes: u64,
-    ) -> [Option<usize>; N] {
+    ) -> [Option<(usize, bool)>; N] {
         let (threshold, refresh) = (
             self.file.npu.model.counter_bytes(),
             self.file.npu.model.refresh_bytes(),
@@ -912,18 +919,23 @@ impl JobRunner<'_> {
             }
             let limit = if local[i] { refresh } else { threshold };
             if mmu.count(va, rd + wr, local[i], limit) {
-                hot[i] = Some(va);
+                hot[i] = Some((va, local[i]));
             }
         }
         hot
     }
 
-    /// Tells gmem that an access counter fired for the region of `va`.  A
+    /// Tells gmem that an access counter fired for the region of `va`, of
+    /// in-place accesses or (`local`) of accesses to device memory.  A
     /// real device queues the notification and runs on; here the job
     /// waits, and is charged only the copies gmem makes (no fault).  What
     /// gmem answers does not matter to the job: it is advice.
-    fn notify_hot(&mut self, va: usize) {
-        let _ = self.file.attachment.notify_access(va);
+    fn notify_hot(&mut self, va: usize, local: bool) {
+        let _ = if local {
+            self.file.attachment.notify_use(va)
+        } else {
+            self.file.attachment.notify_access(va).map(|_| ())
+        };
         self.file.npu.model.notified();
     }
 

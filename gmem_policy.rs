@@ -300,8 +300,9 @@ impl<K: Copy + Eq + Default> ThrashSlot<K> {
             return true;
         }
         let pingpong = self.departures >= r.threshold && now.saturating_sub(self.last) < r.lapse_ms;
-        // A device idle for long does not move its clock: the eviction
-        // must be recent in time too.
+        // A device idle for long does not move its LRU clock: the
+        // eviction must be recent in time too (wall time, or with a device
+        // clock, in the device's work).
         let reused = self.evicted_at != 0
             && clock.saturating_sub(self.evicted_at) < r.reuse_factor * pages
             && now.saturating_sub(self.last) < r.reuse_ms;
@@ -325,6 +326,8 @@ pub(crate) struct Candidate {
     pub(crate) evicting: bool,
     /// LRU stamp: lower is older.
     pub(crate) stamp: u64,
+    /// The device reported using it lately.
+    pub(crate) in_use: bool,
 }
 
 /// The outcome of [`pick_lru`].
@@ -339,18 +342,23 @@ pub(crate) enum Pick {
 }
 
 /// The least recently used evictable chunk not already being evicted (the
-/// first one of equal stamps).
+/// first one of equal stamps), among those the device did not report using
+/// lately if there is any: a segmented LRU, whose protected part is what
+/// the device says it uses.  Plain recency evicts a block used all the
+/// time for one used once, when the once-used ones come in a burst larger
+/// than the free memory.
 pub(crate) fn pick_lru(chunks: impl Iterator<Item = Candidate>) -> Pick {
-    let mut best: Option<(usize, u64)> = None;
+    let mut best: Option<(usize, (bool, u64))> = None;
     let mut busy = false;
     for (i, c) in chunks.enumerate() {
         if !c.evictable {
             continue;
         }
+        let rank = (c.in_use, c.stamp);
         if c.evicting {
             busy = true;
-        } else if best.map_or(true, |(_, s)| c.stamp < s) {
-            best = Some((i, c.stamp));
+        } else if best.map_or(true, |(_, r)| rank < r) {
+            best = Some((i, rank));
         }
     }
     match best {

@@ -127,8 +127,10 @@ struct gmem_dev_clock {
  * @read_clock: optional; fill in @clk.  gmem times thrashing on @clk->ns,
  *	so that a device behind a slow host (or a simulated one) meets the
  *	policy it would on hardware, and shows it in debugfs gmem/devices.
- *	Without it gmem times thrashing in wall time.  Called often, from
- *	faults and eviction: must be cheap and must not sleep.
+ *	Without it gmem times thrashing in wall time.  @clk->ns must never go
+ *	back.  Called often, from faults and eviction, sometimes under gmem's
+ *	page-table lock (like @map) and its device registry's lock (debugfs):
+ *	must be cheap, must not sleep and must not call into gmem.
  *
  * @drvdata is the pointer given to gmem_dev_register().  gmem calls @map
  * and @invalidate under the address space's page-table lock, so they are
@@ -154,11 +156,16 @@ struct gmem_dev_clock {
  * device has free memory for it (it never evicts for a notification), and
  * the block can move (anonymous, not watched by userfaultfd, no KSM pages).
  * It returns the pages moved, 0 if the block stays (mapped as before), or
- * the errors of gmem_dev_fault().  A device may also count its accesses to
- * its own memory: a notification for a block already there makes it the
- * most recently used in eviction order (a resident block faults no more,
- * so nothing else tells gmem it is in use) and returns 0.  The
- * notification is advice: the device goes on either way.  May sleep.
+ * the errors of gmem_dev_fault().  The notification is advice: the device
+ * goes on either way.  May sleep.
+ *
+ * gmem_dev_notify_use() is the same for the device's own memory: the device
+ * has used the block around @addr there a lot since it last said so.  A
+ * resident block faults no more, so nothing else tells gmem it is in use:
+ * the block's memory becomes the most recently used in eviction order, and
+ * stays ahead of blocks used once (see Documentation/mm/gmem.rst, "Access
+ * counters").  Returns 0, or -ENODEV, -ESRCH.  Does not sleep on anything
+ * but gmem's locks.
  *
  * gmem_dev_unregister() first waits for the gmem calls in flight on the
  * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),
@@ -217,5 +224,6 @@ int gmem_prefetch(struct gmem_ctx *ctx, unsigned long start,
 long gmem_dev_fault(struct gmem_ctx *ctx, unsigned long addr,
 		    unsigned int flags);
 long gmem_dev_notify_access(struct gmem_ctx *ctx, unsigned long addr);
+long gmem_dev_notify_use(struct gmem_ctx *ctx, unsigned long addr);
 
 #endif /* _LINUX_GMEM_H */

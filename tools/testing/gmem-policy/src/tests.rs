@@ -146,18 +146,26 @@ proptest! {
         prop_assert_eq!(common(&spans, start, end), want);
     }
 
-    /// The pick is the oldest evictable chunk not being evicted; Busy only
-    /// when there is none but some evictable one is being evicted.
+    /// The pick is the oldest evictable chunk not being evicted, among
+    /// those not in use if there is any; Busy only when there is none but
+    /// some evictable one is being evicted.
     #[test]
     fn pick_lru_takes_the_oldest(cs in proptest::collection::vec(
-        (any::<bool>(), any::<bool>(), 0u64..8), 0..20)) {
+        (any::<bool>(), any::<bool>(), 0u64..8, any::<bool>()), 0..20)) {
         let cands: Vec<Candidate> = cs
             .iter()
-            .map(|&(evictable, evicting, stamp)| Candidate { evictable, evicting, stamp })
+            .map(|&(evictable, evicting, stamp, in_use)| Candidate {
+                evictable,
+                evicting,
+                stamp,
+                in_use,
+            })
             .collect();
-        let free: Vec<usize> = (0..cands.len())
+        let all: Vec<usize> = (0..cands.len())
             .filter(|&i| cands[i].evictable && !cands[i].evicting)
             .collect();
+        let idle: Vec<usize> = all.iter().copied().filter(|&i| !cands[i].in_use).collect();
+        let free = if idle.is_empty() { all } else { idle };
         match pick_lru(cands.iter().copied()) {
             Pick::Chunk(i) => {
                 prop_assert!(free.contains(&i));
@@ -296,6 +304,20 @@ fn sharing_lasts_the_hold_time_survives_departures_and_ends_on_write() {
     assert!(s.shared(4, 2600));
     s.unshare(4);
     assert!(!s.shared(4, 2600));
+}
+
+#[test]
+fn a_chunk_in_use_outlives_older_and_newer_idle_ones() {
+    let c = |stamp, in_use| Candidate {
+        evictable: true,
+        evicting: false,
+        stamp,
+        in_use,
+    };
+    // The oldest is in use: the next oldest idle one goes.
+    assert_eq!(pick_lru([c(1, true), c(5, false), c(3, false)].into_iter()), Pick::Chunk(2));
+    // All in use: plain LRU.
+    assert_eq!(pick_lru([c(4, true), c(2, true)].into_iter()), Pick::Chunk(1));
 }
 
 #[test]

@@ -90,6 +90,34 @@ static inline long file_long(const char *path)
 	return v;
 }
 
+/* The thrashing parameters of gmem.ko, to put back after a case. */
+struct thrash_params {
+	long lapse_ms;
+	long pin_ms;
+};
+
+static inline struct thrash_params thrash_params_get(void)
+{
+	return (struct thrash_params){
+		.lapse_ms = file_long("/sys/module/gmem/parameters/thrash_lapse_ms"),
+		.pin_ms = file_long("/sys/module/gmem/parameters/thrash_pin_ms"),
+	};
+}
+
+static inline long set_gmem_param(const char *name, long value);
+
+/*
+ * Puts back what thrash_params_get() read, if a case that changed them
+ * stopped before it could (an assertion failed).
+ */
+static inline void thrash_params_put(struct thrash_params p)
+{
+	if (p.lapse_ms >= 0)
+		set_gmem_param("thrash_lapse_ms", p.lapse_ms);
+	if (p.pin_ms >= 0)
+		set_gmem_param("thrash_pin_ms", p.pin_ms);
+}
+
 /* Sets a gmem.ko parameter; returns its old value, or -1. */
 static inline long set_gmem_param(const char *name, long value)
 {

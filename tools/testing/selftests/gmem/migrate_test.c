@@ -113,11 +113,13 @@ FIXTURE(migrate)
 	int fd;
 	size_t ps;
 	long devmem_pages;
+	struct thrash_params thrash;
 };
 
 FIXTURE_SETUP(migrate)
 {
 	self->ps = sysconf(_SC_PAGE_SIZE);
+	self->thrash = thrash_params_get();
 	self->fd = npu_open(0);
 	ASSERT_GE(self->fd, 0)
 		TH_LOG("open /dev/gmem_npu0: %s (gmem_npu.ko loaded?)",
@@ -128,6 +130,7 @@ FIXTURE_SETUP(migrate)
 
 FIXTURE_TEARDOWN(migrate)
 {
+	thrash_params_put(self->thrash);
 	if (self->fd >= 0)
 		close(self->fd);
 }

@@ -247,6 +247,9 @@ TEST_F_TIMEOUT(model, a_block_in_use_outlives_one_that_is_not, 300)
 	char *p;
 
 	nblk = dev_stat("npu0", "devmem_pages") * ps / BLOCK;
+	/* Block 0's counter must not be replaced by the others' (16 sets). */
+	if (nblk > 16)
+		SKIP(return, "npu0 has more than 32 MiB");
 	len = (nblk + 1) * BLOCK;
 	p = filled(len, 15);
 	ASSERT_NE(p, MAP_FAILED);

@@ -37,6 +37,7 @@ FIXTURE(oversub)
 	size_t dev_bytes;
 	/* naive_lru before a case set it, or -1. */
 	long naive_old;
+	struct thrash_params thrash;
 };
 
 
@@ -44,6 +45,7 @@ FIXTURE_SETUP(oversub)
 {
 	struct gmem_npu_info info;
 
+	self->thrash = thrash_params_get();
 	self->ps = sysconf(_SC_PAGE_SIZE);
 	self->naive_old = -1;
 	self->gfd = open("/dev/gmem", O_RDWR);
@@ -64,6 +66,7 @@ FIXTURE_SETUP(oversub)
 
 FIXTURE_TEARDOWN(oversub)
 {
+	thrash_params_put(self->thrash);
 	if (self->naive_old >= 0)
 		EXPECT_EQ(set_gmem_param("naive_lru", self->naive_old), 1);
 	close(self->fd);
@@ -329,7 +332,7 @@ TEST_F_TIMEOUT(oversub, thrashing_is_timed_in_device_time, 300)
 	long old_lapse = set_gmem_param("thrash_lapse_ms", 200);
 	long old_pin = set_gmem_param("thrash_pin_ms", 30000);
 	long pins = dev_stat("npu0", "thrash");
-	long clock = dev_stat("npu0", "clock_ns");
+	long clock = dev_stat("npu0", "clock_ns"), used;
 	struct gmem_npu_wait w;
 	char *p = peer_mmap_block(len);
 	int i;
@@ -351,7 +354,10 @@ TEST_F_TIMEOUT(oversub, thrashing_is_timed_in_device_time, 300)
 	EXPECT_GT(dev_stat("npu0", "clock_ns"), clock);
 	/* Held: the NPU writes the host page in place, the CPU reads it. */
 	memset(p, 0x70, len);
+	used = dev_stat("npu0", "devmem_used");
 	ASSERT_EQ(npu_fill(self->fd, p, len, 0x71, &w), 0);
+	EXPECT_EQ(dev_stat("npu0", "devmem_used"), used)
+		TH_LOG("the held block migrated");
 	EXPECT_EQ(find_not_byte(p, len, 0x71), -1);
 	ASSERT_EQ(munmap(p, len), 0);
 	ASSERT_EQ(set_gmem_param("thrash_lapse_ms", old_lapse), 200);
