@@ -829,19 +829,29 @@ impl GmemAs {
     }
 
     /// Serves reads of block `key` by copies on every device of this
-    /// address space (`unshare`: no longer), each for its hold time: one
-    /// device read the block while it was in another's memory, and
-    /// moving it would take it from the other.
-    pub(crate) fn set_shared(&self, key: BlockKey, share: bool) {
+    /// address space, each for its hold time: one device read the block
+    /// while it was in another's memory, and moving it would take it from
+    /// the other.
+    pub(crate) fn share(&self, key: BlockKey) {
         let ctxs = self.pt.lock();
-        for ctx in ctxs.iter() {
-            if let Some(pool) = ctx.devmem() {
-                if share {
-                    pool.share(key);
-                } else {
-                    pool.unshare(key);
-                }
-            }
+        for pool in ctxs.iter().filter_map(|c| c.devmem()) {
+            pool.share(key);
+        }
+    }
+
+    /// Ends the sharing of block `key` on every device: it is about to be
+    /// written.  If some device shared it, its copies are collapsed now:
+    /// the references they hold on the host pages would keep the write
+    /// fault from migrating them.
+    pub(crate) fn unshare(&self, key: BlockKey) {
+        let ctxs = self.pt.lock();
+        let mut was = false;
+        for pool in ctxs.iter().filter_map(|c| c.devmem()) {
+            was |= pool.unshare(key);
+        }
+        if was {
+            let start = key.addr();
+            self.invalidate_locked(&ctxs, start, start + gmem_fault::FAULT_BLOCK);
         }
     }
 
@@ -1390,16 +1400,28 @@ pub unsafe extern "C" fn gmem_dev_fault(
     addr: usize,
     flags: u32,
 ) -> kernel::ffi::c_long {
-    // SAFETY: Attached contexts are live `GmemCtx`s.
-    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
     if flags & !bindings::GMEM_FAULT_WRITE != 0 {
         return EINVAL.to_errno() as _;
     }
-    let _dev = match ctx.enter() {
-        Ok(g) => g,
-        Err(e) => return e.to_errno() as _,
-    };
-    match gmem_fault::device_fault(ctx, addr, flags & bindings::GMEM_FAULT_WRITE != 0) {
+    let write = flags & bindings::GMEM_FAULT_WRITE != 0;
+    // SAFETY: Attached per the contract.
+    unsafe { entered(ctx, |ctx| gmem_fault::device_fault(ctx, addr, write)) }
+}
+
+/// Runs `f` on `ctx` with its device entered (see `GmemCtx::enter`): the
+/// count `f` returns, or an errno, as the C calls return them.
+///
+/// # Safety
+///
+/// `ctx` must be attached.
+unsafe fn entered(
+    ctx: *mut bindings::gmem_ctx,
+    f: impl FnOnce(&GmemCtx) -> Result<usize>,
+) -> kernel::ffi::c_long {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    let res = ctx.enter().and_then(|_dev| f(ctx));
+    match res {
         Ok(n) => n as _,
         Err(e) => e.to_errno() as _,
     }
@@ -1416,14 +1438,13 @@ pub unsafe extern "C" fn gmem_dev_notify_use(
     ctx: *mut bindings::gmem_ctx,
     addr: usize,
 ) -> kernel::ffi::c_long {
-    // SAFETY: Attached contexts are live `GmemCtx`s.
-    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
-    let _dev = match ctx.enter() {
-        Ok(g) => g,
-        Err(e) => return e.to_errno() as _,
-    };
-    gmem_fault::use_notified(ctx, addr);
-    0
+    // SAFETY: Attached per the contract.
+    unsafe {
+        entered(ctx, |ctx| {
+            gmem_fault::use_notified(ctx, addr);
+            Ok(0)
+        })
+    }
 }
 
 /// Takes a device's access-counter notification; see `<linux/gmem.h>` and
@@ -1437,16 +1458,8 @@ pub unsafe extern "C" fn gmem_dev_notify_access(
     ctx: *mut bindings::gmem_ctx,
     addr: usize,
 ) -> kernel::ffi::c_long {
-    // SAFETY: Attached contexts are live `GmemCtx`s.
-    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
-    let _dev = match ctx.enter() {
-        Ok(g) => g,
-        Err(e) => return e.to_errno() as _,
-    };
-    match gmem_fault::access_notified(ctx, addr) {
-        Ok(n) => n as _,
-        Err(e) => e.to_errno() as _,
-    }
+    // SAFETY: Attached per the contract.
+    unsafe { entered(ctx, |ctx| gmem_fault::access_notified(ctx, addr)) }
 }
 
 /// Entries of `gmem_c_layout`.

@@ -49,7 +49,7 @@
 //!
 //! A block one device reads while it is in another's memory is read the
 //! same way from then on, hint or not: it becomes shared on every device
-//! of the address space for a while (`GmemAs::set_shared`), until a device
+//! of the address space for a while (`GmemAs::share`), until a device
 //! writes it.  Copies evicted are departures for the thrashing table, so
 //! a shared working set larger than the device is held on the host rather
 //! than copied again on every pass.
@@ -191,7 +191,7 @@ pub(crate) fn fault_block(
             if write {
                 // Written: copies would collapse at once, on every device,
                 // whichever devices' tables say shared.
-                as_.set_shared(key, false);
+                as_.unshare(key);
             } else if let Some(pool) = ctx.devmem() {
                 let mine = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
                 // Sharing stands in for a migration: only where the
@@ -380,7 +380,7 @@ pub(crate) fn fault_block(
                 // Read by two devices: from now on each reads copies of
                 // its own (see `duplicate`), instead of taking the block
                 // from the other.  This fault still moves it.
-                as_.set_shared(key, true);
+                as_.share(key);
             }
             let held = ctx.devmem().is_some_and(|p| {
                 !pinned && place != Place::Device && !naive() && p.holds_back(key)

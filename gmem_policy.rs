@@ -268,11 +268,14 @@ impl<K: Copy + Eq + Default> ThrashSlot<K> {
         self.key == key && now < self.shared_until
     }
 
-    /// Ends the sharing of `key`: it is written.
-    pub(crate) fn unshare(&mut self, key: K) {
-        if self.key == key {
+    /// Ends the sharing of `key`: it is written.  Whether it was shared
+    /// (lately or still).
+    pub(crate) fn unshare(&mut self, key: K) -> bool {
+        let was = self.key == key && self.shared_until != 0;
+        if was {
             self.shared_until = 0;
         }
+        was
     }
 
     /// Whether `key` is held for thrashing at `now`, changing nothing.

@@ -300,10 +300,11 @@ fn sharing_lasts_the_hold_time_survives_departures_and_ends_on_write() {
     s.departed(6, 2500, None, &r);
     assert!(!s.shared(4, 2500));
     s.share(4, 2600, &r);
-    s.unshare(6);
+    assert!(!s.unshare(6));
     assert!(s.shared(4, 2600));
-    s.unshare(4);
+    assert!(s.unshare(4));
     assert!(!s.shared(4, 2600));
+    assert!(!s.unshare(4));
 }
 
 #[test]
