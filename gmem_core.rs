@@ -840,18 +840,11 @@ impl GmemAs {
     }
 
     /// Ends the sharing of block `key` on every device: it is about to be
-    /// written.  If some device shared it, its copies are collapsed now:
-    /// the references they hold on the host pages would keep the write
-    /// fault from migrating them.
+    /// written.  The copies collapse with the write's own invalidation.
     pub(crate) fn unshare(&self, key: BlockKey) {
         let ctxs = self.pt.lock();
-        let mut was = false;
         for pool in ctxs.iter().filter_map(|c| c.devmem()) {
-            was |= pool.unshare(key);
-        }
-        if was {
-            let start = key.addr();
-            self.invalidate_locked(&ctxs, start, start + gmem_fault::FAULT_BLOCK);
+            pool.unshare(key);
         }
     }
 

@@ -616,10 +616,9 @@ impl DevMem {
             .with_slot(key, |s, now, _| s.shared(key, now), self.now_ms())
     }
 
-    /// Ends the sharing of `key`: a device writes it.  Whether it was
-    /// shared.
-    pub(crate) fn unshare(&self, key: BlockKey) -> bool {
-        self.thrash.with_slot(key, |s, _, _| s.unshare(key), 0)
+    /// Ends the sharing of `key`: a device writes it.
+    pub(crate) fn unshare(&self, key: BlockKey) {
+        self.thrash.with_slot(key, |s, _, _| s.unshare(key), 0);
     }
 
     /// Now for the thrashing table, in ms: the device's own clock if its

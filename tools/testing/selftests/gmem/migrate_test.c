@@ -1094,8 +1094,8 @@ TEST_F_TIMEOUT(migrate, coherence_pingpong_thrashing, 300)
  * A block two devices read, with no hint: npu1 takes it from npu0 once,
  * and from then on each reads copies of its own in its memory, with no
  * fault and nothing over the link.  A CPU write collapses both copies and
- * both devices read the new data; a device write ends the sharing: the
- * block moves to the writer, and the other reads what it wrote.
+ * both devices read the new data; so does a device write, which ends the
+ * sharing: the other device then takes the block as before.
  */
 TEST_F_TIMEOUT(migrate2, two_readers_get_copies, 180)
 {
@@ -1148,12 +1148,15 @@ TEST_F_TIMEOUT(migrate2, two_readers_get_copies, 180)
 			TH_LOG("npu%d read a stale copy", d);
 	}
 
-	/* npu0 writes: the block is npu0's, npu1 reads what it wrote. */
+	/* npu0 writes: no copy survives, npu1 reads what it wrote... */
 	ASSERT_EQ(npu_fill(self->fd0, p, len, 0x3c, &w), 0);
+	EXPECT_EQ(dev_stat("npu0", "dup_pages"), dups0);
 	EXPECT_EQ(dev_stat("npu1", "dup_pages"), dups1);
-	EXPECT_EQ(used("npu0"), (long)bpages);
 	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
 	EXPECT_EQ(w.result, byte_sum(0x3c, len)) TH_LOG("npu1 read stale data");
+	/* ...and takes it, in its memory, no copy: no longer shared. */
+	EXPECT_EQ(dev_stat("npu1", "dup_pages"), dups1);
+	EXPECT_EQ(used("npu1"), (long)bpages);
 	EXPECT_EQ(find_not_byte(p, len, 0x3c), -1);
 	ASSERT_EQ(munmap(p, len), 0);
 	EXPECT_EQ(used_wait("npu0", 0), 0);
