@@ -144,6 +144,14 @@ pub(crate) struct Stats {
     pub(crate) counter_migrations: AtomicU64,
     /// Notifications for blocks already in device memory: LRU refreshes.
     pub(crate) counter_refreshes: AtomicU64,
+    /// Faults devices reported (one per `gmem_dev_fault`, one per entry of
+    /// a batch), and the wall time gmem took to serve them.
+    pub(crate) fault_entries: AtomicU64,
+    pub(crate) fault_service_ns: AtomicU64,
+    /// Calls of `gmem_dev_fault_batch`, and their entries another fault of
+    /// the batch served.
+    pub(crate) fault_batches: AtomicU64,
+    pub(crate) batch_dups: AtomicU64,
 }
 
 impl Stats {
@@ -174,6 +182,10 @@ impl Stats {
             counter_notifications: AtomicU64::new(0),
             counter_migrations: AtomicU64::new(0),
             counter_refreshes: AtomicU64::new(0),
+            fault_entries: AtomicU64::new(0),
+            fault_service_ns: AtomicU64::new(0),
+            fault_batches: AtomicU64::new(0),
+            batch_dups: AtomicU64::new(0),
         }
     }
 
@@ -205,6 +217,10 @@ impl Stats {
             ("counter_notifications", &self.counter_notifications),
             ("counter_migrations", &self.counter_migrations),
             ("counter_refreshes", &self.counter_refreshes),
+            ("fault_entries", &self.fault_entries),
+            ("fault_service_ns", &self.fault_service_ns),
+            ("fault_batches", &self.fault_batches),
+            ("batch_dups", &self.batch_dups),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -1399,6 +1415,35 @@ pub unsafe extern "C" fn gmem_dev_fault(
     let write = flags & bindings::GMEM_FAULT_WRITE != 0;
     // SAFETY: Attached per the contract.
     unsafe { entered(ctx, |ctx| gmem_fault::device_fault(ctx, addr, write)) }
+}
+
+/// Resolves a batch of device faults; see `<linux/gmem.h>` and
+/// `gmem_fault::device_fault_batch`.
+///
+/// # Safety
+///
+/// `ctx` must be attached; `faults` points to `n` entries, valid for
+/// reads and writes.  May sleep.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_dev_fault_batch(
+    ctx: *mut bindings::gmem_ctx,
+    faults: *mut bindings::gmem_fault_entry,
+    n: kernel::ffi::c_uint,
+) -> kernel::ffi::c_long {
+    let n = n as usize;
+    if n == 0 || n > gmem_fault::FAULT_BATCH_MAX || faults.is_null() {
+        return EINVAL.to_errno() as _;
+    }
+    // SAFETY: The caller's `n` entries, exclusively ours for the call.
+    let faults = unsafe { core::slice::from_raw_parts_mut(faults, n) };
+    if faults
+        .iter()
+        .any(|f| f.flags & !bindings::GMEM_FAULT_WRITE != 0)
+    {
+        return EINVAL.to_errno() as _;
+    }
+    // SAFETY: Attached per the contract.
+    unsafe { entered(ctx, |ctx| gmem_fault::device_fault_batch(ctx, faults)) }
 }
 
 /// Runs `f` on `ctx` with its device entered (see `GmemCtx::enter`): the

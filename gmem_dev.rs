@@ -32,6 +32,45 @@ pub(crate) const PFN_DEVMEM: usize = bindings::GMEM_PFN_DEVMEM as usize;
 /// In `copy_to_dev`'s sources: no source page, zero-fill.
 pub(crate) const PFN_NONE: usize = bindings::GMEM_PFN_NONE as usize;
 
+/// Faults one [`Attachment::fault_batch`] takes, at most.
+pub(crate) const FAULT_BATCH_MAX: usize = bindings::GMEM_FAULT_BATCH_MAX as usize;
+
+/// One fault of a batch: the C `struct gmem_fault_entry`.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub(crate) struct FaultEntry(bindings::gmem_fault_entry);
+
+impl FaultEntry {
+    pub(crate) fn new(addr: usize, write: bool) -> Self {
+        Self(bindings::gmem_fault_entry {
+            addr: addr as _,
+            flags: if write { bindings::GMEM_FAULT_WRITE } else { 0 },
+            result: 0,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> usize {
+        self.0.addr
+    }
+
+    /// What gmem answered for this fault.
+    pub(crate) fn result(&self) -> Result {
+        to_result(self.0.result)
+    }
+
+    pub(crate) fn write(&self) -> bool {
+        self.0.flags & bindings::GMEM_FAULT_WRITE != 0
+    }
+
+    /// Answers the fault without gmem (resolved already, or failed).
+    pub(crate) fn set_result(&mut self, r: Result) {
+        self.0.result = match r {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+    }
+}
+
 /// Protection of a device mapping (`GMEM_PROT_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Prot(u32);
@@ -232,10 +271,28 @@ impl<T: GmemDevOps> Attachment<T> {
     }
 
     /// Reports a device fault; returns the number of pages gmem mapped.
+    /// For a driver without a fault buffer (the NPU batches its faults).
+    #[allow(dead_code)]
     pub(crate) fn fault(&self, addr: usize, write: bool) -> Result<usize> {
         let flags = if write { bindings::GMEM_FAULT_WRITE } else { 0 };
         // SAFETY: Attached (type invariant).  May sleep, as we may.
         let ret = unsafe { bindings::gmem_dev_fault(self.ctx, addr as _, flags) };
+        if ret < 0 {
+            Err(Error::from_errno(ret as i32))
+        } else {
+            Ok(ret as usize)
+        }
+    }
+
+    /// Reports the faults of a device's fault buffer at once (at most
+    /// [`FAULT_BATCH_MAX`]), each resolved or failed in its `result`;
+    /// returns how many gmem served once duplicates were removed.
+    pub(crate) fn fault_batch(&self, faults: &mut [FaultEntry]) -> Result<usize> {
+        let n = u32::try_from(faults.len()).map_err(|_| EINVAL)?;
+        // SAFETY: Attached (type invariant); `FaultEntry` is the C entry,
+        // and the slice is ours for the call.  May sleep, as we may.
+        let ret =
+            unsafe { bindings::gmem_dev_fault_batch(self.ctx, faults.as_mut_ptr().cast(), n) };
         if ret < 0 {
             Err(Error::from_errno(ret as i32))
         } else {

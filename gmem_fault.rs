@@ -119,13 +119,124 @@ const HMM_PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS;
 /// address space is exiting, `ENODEV` the context was torn down, `ENOMEM`
 /// the device's memory is all pinned, `EAGAIN` endless invalidation races.
 pub(crate) fn device_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<usize> {
-    let res = fault_block(ctx, addr, write, Place::Policy).map(|(n, _)| n);
+    let t0 = kernel::time::Ktime::ktime_get();
+    let res = serve_fault(ctx, addr, write).map(|(n, _, _)| n);
+    count_service(t0, 1);
+    res
+}
+
+/// [`fault_block`] for a device fault, traced.
+fn serve_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<(usize, usize, bool)> {
+    trace_fault(
+        ctx,
+        addr,
+        write,
+        fault_block(ctx, addr, write, Place::Policy),
+    )
+}
+
+/// Traces the device fault that had result `res`, and returns it.
+fn trace_fault(
+    ctx: &GmemCtx,
+    addr: usize,
+    write: bool,
+    res: Result<(usize, usize, bool)>,
+) -> Result<(usize, usize, bool)> {
     let (pages, ret) = match res {
-        Ok(n) => (n, 0),
+        Ok((n, _, _)) => (n, 0),
         Err(ref e) => (0, e.to_errno()),
     };
     gmem_trace::fault(ctx.dev_id(), addr, write, pages, ret);
     res
+}
+
+/// Counts `faults` device faults served since `t0`.
+fn count_service(t0: kernel::time::Ktime, faults: u64) {
+    let ns = kernel::time::Ktime::ktime_get().to_ns() - t0.to_ns();
+    STATS.fault_entries.fetch_add(faults, Ordering::Relaxed);
+    STATS
+        .fault_service_ns
+        .fetch_add(ns.max(0) as u64, Ordering::Relaxed);
+}
+
+/// Faults one call may report ([`device_fault_batch`]), as many as a UVM
+/// fault batch.
+pub(crate) const FAULT_BATCH_MAX: usize = bindings::GMEM_FAULT_BATCH_MAX as usize;
+
+/// Resolves a batch of device faults of `ctx`, as a device's fault buffer
+/// holds them: many faults of one block (the device's threads touching its
+/// pages at once) are served by one fault of the block, a write serving
+/// the reads too.  Sets each entry's `result` (0 or an errno of
+/// [`device_fault`]) and returns the number of faults served after
+/// removing the duplicates.  `faults` is at most [`FAULT_BATCH_MAX`] long
+/// and its flags are valid.
+///
+/// The batch takes one reference on the mm and one block's worth of pfns;
+/// each block is still served on its own, `mmap_lock` taken and released
+/// for it: migration and eviction must run without it.
+pub(crate) fn device_fault_batch(
+    ctx: &GmemCtx,
+    faults: &mut [bindings::gmem_fault_entry],
+) -> Result<usize> {
+    let t0 = kernel::time::Ktime::ktime_get();
+    // The mm reference and the pfns, once for the batch.
+    let mut faulting = Faulting::new(ctx);
+    // 512 bytes of stack: nothing to allocate, so nothing to fail.
+    let mut slots = [0u16; FAULT_BATCH_MAX];
+    let order = &mut slots[..faults.len()];
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i as u16;
+    }
+    let write = |f: &bindings::gmem_fault_entry| f.flags & bindings::GMEM_FAULT_WRITE != 0;
+    // By block, the writes of a block first, then by address: the range a
+    // fault maps covers the faults after it that it can.
+    order.sort_unstable_by_key(|&i| {
+        let f = &faults[usize::from(i)];
+        (f.addr & !(FAULT_BLOCK - 1), !write(f), f.addr)
+    });
+    // What the last fault served mapped: [start, end), all writable.
+    let mut mapped: Option<(usize, usize, bool)> = None;
+    let mut served = 0;
+    // An error of the context or the address space ends the batch.
+    let mut fatal = None;
+    for &i in order.iter() {
+        let f = &mut faults[usize::from(i)];
+        let (addr, w) = (f.addr, write(f));
+        if let Some(e) = fatal {
+            f.result = e;
+            continue;
+        }
+        if let Some((s, e, mw)) = mapped {
+            if s <= addr && addr < e && (mw || !w) {
+                f.result = 0;
+                continue;
+            }
+        }
+        served += 1;
+        let res = match faulting {
+            Ok(ref mut f) => f.fault_block(addr, w, Place::Policy),
+            Err(e) => Err(e),
+        };
+        match trace_fault(ctx, addr, w, res) {
+            Ok((n, end, writable)) => {
+                f.result = 0;
+                mapped = Some((end - n * PAGE_SIZE, end, writable));
+            }
+            Err(e) => {
+                f.result = e.to_errno();
+                mapped = None;
+                if e == ENODEV || e == ESRCH {
+                    fatal = Some(f.result);
+                }
+            }
+        }
+    }
+    STATS.fault_batches.fetch_add(1, Ordering::Relaxed);
+    STATS
+        .batch_dups
+        .fetch_add((faults.len() - served) as u64, Ordering::Relaxed);
+    count_service(t0, faults.len() as u64);
+    Ok(served)
 }
 
 /// Where a fault puts the block it maps.
@@ -140,22 +251,64 @@ pub(crate) enum Place {
 }
 
 /// As [`device_fault`], with the placement `place`.  Returns the pages
-/// mapped and the end of the range they cover.
+/// mapped, the end of the range they cover, and whether all of them were
+/// mapped writable.
 pub(crate) fn fault_block(
     ctx: &GmemCtx,
     addr: usize,
     write: bool,
     place: Place,
-) -> Result<(usize, usize)> {
+) -> Result<(usize, usize, bool)> {
+    let mut f = Faulting::new(ctx)?;
+    f.fault_block(addr, write, place)
+}
+
+/// What the faults of one call share: a users reference on the mm and a
+/// block's worth of pfns, taken once for a batch.
+struct Faulting<'a> {
+    ctx: &'a GmemCtx,
+    user: MmUser,
+    pfns: KVec<usize>,
+}
+
+impl<'a> Faulting<'a> {
+    fn new(ctx: &'a GmemCtx) -> Result<Self> {
+        let as_ = ctx.address_space();
+        if as_.is_released() {
+            return Err(ESRCH);
+        }
+        // SAFETY: The address space holds `mm_count` on its mm.
+        let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
+        let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
+        pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
+        Ok(Self { ctx, user, pfns })
+    }
+
+    /// [`fault_block`] with what `self` holds.
+    fn fault_block(
+        &mut self,
+        addr: usize,
+        write: bool,
+        place: Place,
+    ) -> Result<(usize, usize, bool)> {
+        fault_block_with(self.ctx, &self.user, &mut self.pfns, addr, write, place)
+    }
+}
+
+/// The body of [`fault_block`]: `pfns` has room for a block.
+fn fault_block_with(
+    ctx: &GmemCtx,
+    user: &MmUser,
+    pfns: &mut [usize],
+    addr: usize,
+    write: bool,
+    place: Place,
+) -> Result<(usize, usize, bool)> {
     let as_ = ctx.address_space();
     if as_.is_released() {
         return Err(ESRCH);
     }
-    // SAFETY: The address space holds `mm_count` on its mm.
-    let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
     ctx.count_fault();
-    let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
-    pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
 
     // Migration passes left: one to bring the block to the device, and one
     // more if the device fault pulled pages back from another device.
@@ -184,7 +337,7 @@ pub(crate) fn fault_block(
                 }
                 (vma.start(), vma.end())
             };
-            gmem_vma::ensure_covered(as_, &user, start, end)?;
+            gmem_vma::ensure_covered(as_, user, start, end)?;
             continue;
         };
         if !decided && place == Place::Policy && !naive() && param_value!(READ_DUP) != 0 {
@@ -205,8 +358,8 @@ pub(crate) fn fault_block(
                     // host like pages (streamed over).
                     && (mine || !pool.holds_back(key))
                 {
-                    if let Some(done) = duplicate(ctx, &user, &region, addr) {
-                        return Ok(done);
+                    if let Some((n, end)) = duplicate(ctx, user, &region, addr) {
+                        return Ok((n, end, false));
                     }
                 }
             }
@@ -270,7 +423,7 @@ pub(crate) fn fault_block(
             // that merged into it while ksmd works on it, which core MM
             // has been seen to get wrong (a migration entry left to an
             // unlocked page), and it would not move anyway.
-            if allowed && !has_ksm_pages(&user, &region, s, e, &mut pfns) {
+            if allowed && !has_ksm_pages(user, &region, s, e, pfns) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
                 let cause = if place == Place::Policy {
@@ -278,7 +431,7 @@ pub(crate) fn fault_block(
                 } else {
                     Cause::Prefetch
                 };
-                match migrate_to_device(ctx, &user, s, e, pinned, cause) {
+                match migrate_to_device(ctx, user, s, e, pinned, cause) {
                     Ok((_, f)) => {
                         foreign = f;
                         // What was not collected may be this device's own
@@ -323,7 +476,7 @@ pub(crate) fn fault_block(
                 // own included, which a CPU fault would take home) needs
                 // no CPU fault.
                 let need = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
-                let there = range_fault(&mm, &region, seq, start, end, &mut pfns, 0, owner).is_ok()
+                let there = range_fault(&mm, &region, seq, start, end, pfns, 0, owner).is_ok()
                     && pfns[0] & need == need;
                 if !there {
                     mm.fault_in_waiting(addr, write)?;
@@ -337,7 +490,7 @@ pub(crate) fn fault_block(
             start = start.max(vs);
             end = end.min(ve);
             let flags = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
-            match range_fault(&mm, &region, seq, start, end, &mut pfns, flags, owner) {
+            match range_fault(&mm, &region, seq, start, end, pfns, flags, owner) {
                 Ok(()) => {}
                 Err(e) if e == EBUSY => {
                     STATS.fault_retries.fetch_add(1, Ordering::Relaxed);
@@ -411,6 +564,7 @@ pub(crate) fn fault_block(
         if as_.is_released() {
             return Err(ESRCH);
         }
+        let writable = pfns[..npages].iter().all(|&p| p & HMM_PFN_WRITE != 0);
         match map_runs(ctx, start, &mut pfns[..npages]) {
             Ok(()) => {}
             Err(e) if e == EAGAIN => {
@@ -424,7 +578,7 @@ pub(crate) fn fault_block(
         STATS
             .fault_pages
             .fetch_add(npages as u64, Ordering::Relaxed);
-        return Ok((npages, end));
+        return Ok((npages, end, writable));
     }
     Err(EAGAIN)
 }
@@ -923,7 +1077,7 @@ pub(crate) fn map_range(ctx: &GmemCtx, start: usize, end: usize, place: Place) -
         if ctx.dev_going() {
             return Err(ENODEV);
         }
-        let (_, covered) = fault_block(ctx, addr, false, place)?;
+        let (_, covered, _) = fault_block(ctx, addr, false, place)?;
         addr = covered;
     }
     Ok(())

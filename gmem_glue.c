@@ -17,6 +17,7 @@ EXPORT_SYMBOL_GPL(gmem_ctx_detach);
 EXPORT_SYMBOL_GPL(gmem_ctx_drvctx);
 EXPORT_SYMBOL_GPL(gmem_ctx_set_policy);
 EXPORT_SYMBOL_GPL(gmem_dev_fault);
+EXPORT_SYMBOL_GPL(gmem_dev_fault_batch);
 EXPORT_SYMBOL_GPL(gmem_dev_notify_access);
 EXPORT_SYMBOL_GPL(gmem_dev_notify_use);
 EXPORT_SYMBOL_GPL(gmem_ctx_set_placement);

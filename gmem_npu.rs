@@ -16,12 +16,17 @@
 //!   it through `map` and clears it through `invalidate`, which also
 //!   flushes the TLB.
 //! - Faults are replayable: an access that misses the TLB and the page
-//!   table pauses the job, asks gmem to resolve the fault
-//!   (`gmem_dev_fault`), and replays the access.  A fault gmem cannot
-//!   resolve ends the job with that error and the faulting address, like a
-//!   GPU MMU fault report; the device goes on with the next job.
-//! - A job engine per device (an ordered workqueue) runs the jobs
-//!   submitted by ioctl in order; see `include/uapi/linux/gmem.h`.
+//!   table pauses the job, puts the fault in the device's fault buffer,
+//!   which gmem serves in batches ([`gmem_npu_faults`]), and replays the
+//!   access.  TOUCH runs as [`WAVE`] threads, whose misses fault
+//!   together.  A fault gmem cannot resolve ends the job with that error
+//!   and the faulting address, like a GPU MMU fault report; the device
+//!   goes on with the next job.
+//! - `engines` job engines per device (module parameter, default 4; an
+//!   unbound workqueue with that many items at once) run the jobs
+//!   submitted by ioctl: each file's in submission order, one at a time
+//!   (the next waits in [`FileState`] until the one before ends), those
+//!   of different files at once; see `include/uapi/linux/gmem.h`.
 //! - It sits behind a modelled host link: a device clock counts what its
 //!   jobs and its copy engine would take on real hardware
 //!   ([`gmem_npu_model`]), which WAIT and INFO report.
@@ -34,6 +39,9 @@
 //! what makes the device's view coherent.  gmem serialises `map` and
 //! `invalidate` with its page-table lock.  `NpuFile::state` (a mutex) holds
 //! job bookkeeping; it is never held while touching memory or faulting.
+//! A job waiting in the fault buffer holds no lock; the task serving it
+//! holds its own scratch lock throughout, takes the buffer's queue lock
+//! inside it, and holds no other lock of the NPU while calling gmem.
 //!
 //! # Lifetimes
 //!
@@ -47,15 +55,20 @@
 //! `gmem_npu/npuN/present` in debugfs unplugs the device (write `0`), as a
 //! GPU falling off the bus, and plugs it back (write `1`).  Unplugging
 //! marks the registration gone ([`Npu::live`] no longer matches any
-//! file's generation), so the running job stops at its next access and
-//! queued ones end at once, both with `ENODEV`; waits for the engine to
-//! drain; then unregisters from gmem, which waits for the faults and hints
+//! file's generation), so the running jobs stop at their next access and
+//! queued ones end at once, both with `ENODEV`; waits for the engines to
+//! drain (a job waiting in the fault buffer is served first); then
+//! unregisters from gmem, which waits for the faults and hints
 //! in flight on the device, tears every context down and moves the pages
 //! in the device's memory back to host memory.  Files opened before stay
 //! open: WAIT still reports, everything else fails with `ENODEV`, and
 //! opening the device fails until it is plugged back with fresh memory.
 //! No job touches a driver context after the drain: each checks the
-//! generation first, and the drain orders that check after the store.
+//! generation first, and the drain orders that check after the store,
+//! for a job a file's previous job queued during the drain as for one
+//! submitted then (either was queued before the flush looked, and waited
+//! for, or after, behind the workqueue's lock the flush took after the
+//! store).
 //!
 //! The module cannot unload while a file is open
 //! (the misc device's fops name this module as owner), and a device's
@@ -80,6 +93,7 @@ use kernel::{c_str, fmt};
 #[allow(dead_code)]
 mod gmem_debugfs;
 mod gmem_dev;
+mod gmem_npu_faults;
 mod gmem_npu_model;
 #[macro_use]
 mod gmem_param;
@@ -89,6 +103,7 @@ mod gmem_uaccess;
 mod gmem_sync;
 
 use gmem_dev::{Attachment, DevClock, GmemDevOps, Prot, Registration};
+use gmem_npu_faults::{FaultBuffer, Wave, WAVE};
 use gmem_npu_model::{JobCost, Model};
 use gmem_uaccess::{read_arg, read_arg_sized, write_arg, write_arg_sized};
 
@@ -211,6 +226,47 @@ uint_param!(
     FAULT_US_DESC,
     "Modelled cost of taking and replaying a device fault, us (default 45)"
 );
+
+/// Jobs one NPU runs at once (of different files); written by the loader.
+static mut ENGINES: c_uint = 4;
+const MAX_ENGINES: u32 = gmem_npu_model::SLOTS as u32 - 1;
+uint_param!(
+    ENGINES,
+    "engines",
+    0o444,
+    ENGINES_PARAM,
+    ENGINES_TYPE,
+    ENGINES_DESC,
+    "Jobs an NPU runs at once, each of another file (default 4, <=16)"
+);
+
+/// Faults the fault buffer hands to gmem in one batch, at most; may be
+/// changed at run time.
+static mut FAULT_BATCH: c_uint = 256;
+uint_param!(
+    FAULT_BATCH,
+    "fault_batch",
+    0o644,
+    FAULT_BATCH_PARAM,
+    FAULT_BATCH_TYPE,
+    FAULT_BATCH_DESC,
+    "Faults served in one batch, at most (default 256, 1..=256)"
+);
+
+fn fault_batch() -> usize {
+    param_value!(FAULT_BATCH) as usize
+}
+
+/// Whether a fault in the fault buffer is resolved already: its page
+/// mapped since it was reported, as it needs (by a fault of another job,
+/// or of an earlier batch).  A replay would find it: gmem is not asked.
+fn fault_resolved(att: &Attachment<NpuMmuOps>, va: usize, write: bool) -> bool {
+    // SAFETY: The faulting job checked the device live and waits for this
+    // answer; unplugging waits for the job.
+    let ctx = unsafe { att.driver_ctx() };
+    let pte = ctx.mmu.lock().pt.lookup(va);
+    pte.valid() && (!write || pte.writable())
+}
 
 /// The model's module parameters, in the order of `gmem_npu_model::PARAMS`.
 fn model_params() -> [u32; 5] {
@@ -803,6 +859,10 @@ struct JobRunner<'a> {
     faults: u64,
     /// What the job's accesses and faults cost in the device model.
     cost: JobCost,
+    /// Copy-engine time for the job's faults (see `Model::charge_to`).
+    copy_ns: &'a AtomicU64,
+    /// The faults it reports at once.
+    wave: Wave<NpuMmuOps>,
 }
 
 impl JobRunner<'_> {
@@ -825,7 +885,8 @@ impl JobRunner<'_> {
                     addr: vas[0].0,
                 });
             }
-            let mut missing = None;
+            // Every operand that misses faults, in one report.
+            self.wave.clear();
             {
                 // SAFETY: The device was live just above (`stopped`), and
                 // unplugging waits for this job before it destroys contexts.
@@ -850,12 +911,12 @@ impl JobRunner<'_> {
                             ptrs[i] = unsafe { page.add(va % PAGE_SIZE) };
                         }
                         None => {
-                            missing = Some((va, acc.writes()));
-                            break;
+                            self.wave
+                                .push(&self.file.attachment, self.copy_ns, va, acc.writes());
                         }
                     }
                 }
-                if missing.is_none() {
+                if self.wave.is_empty() {
                     // Only an access that happens costs: the operands
                     // translated before a fault are translated again.
                     let hot = self.account(&mut mmu, &vas, local, bytes as u64);
@@ -867,25 +928,117 @@ impl JobRunner<'_> {
                     return Ok(r);
                 }
             }
-            let (va, write) = missing.unwrap_or((0, false));
             // gmem maps what a fault asks for; a page taken away again each
             // time (other devices, the CPU) is given up on, not spun on.
             replays += 1;
             if replays > MAX_REPLAYS {
-                return Err(Fault {
-                    err: EAGAIN,
-                    addr: va,
-                });
+                let addr = self.wave.results().next().map_or(vas[0].0, |r| r.0);
+                return Err(Fault { err: EAGAIN, addr });
             }
-            self.faults += 1;
-            self.file.npu.stats.faults.fetch_add(1, Ordering::Relaxed);
-            // Replayable fault: the job waits for gmem, then replays.  Its
-            // cost: the fault itself, and the copies gmem makes for it,
-            // which the model charges to the running job.
-            let res = self.file.attachment.fault(va, write);
-            self.cost.faults += 1;
-            res.map_err(|err| Fault { err, addr: va })?;
+            self.report();
+            if let Some((addr, Err(err))) = self.wave.results().find(|r| r.1.is_err()) {
+                return Err(Fault { err, addr });
+            }
         }
+    }
+
+    /// Reports the faults in the wave to the fault buffer and waits for
+    /// them: replayable faults, the job then replays.  Its cost: one
+    /// fault, and the copies gmem makes for it, which the model charges to
+    /// the job.
+    fn report(&mut self) {
+        let npu = self.file.npu;
+        let n = self.wave.len() as u64;
+        self.faults += 1;
+        npu.stats.faults.fetch_add(n, Ordering::Relaxed);
+        npu.faults.report(&self.wave);
+        self.cost.faults += 1;
+    }
+
+    // A bit per page of a wave in `touch`.
+    const _WAVE_FITS: () = assert!(WAVE <= 64);
+
+    /// TOUCH: one word of each page of `[start, end)`, written with
+    /// `value` or read, by [`WAVE`] threads at once: the pages of a wave
+    /// that miss fault together, one report for all.  Returns the sum of
+    /// the words read.
+    fn touch(&mut self, start: usize, end: usize, write: bool, value: u64) -> Result<u64, Fault> {
+        let mut sum = 0u64;
+        let mut va = start;
+        while va < end {
+            let wave_end = end.min(va + WAVE * PAGE_SIZE);
+            // Pages of the wave not touched yet: a bit each.
+            let mut left: u64 = u64::MAX >> (64 - (wave_end - va).div_ceil(PAGE_SIZE));
+            let mut replays = 0;
+            while left != 0 {
+                // The first page not touched yet.
+                let next = va + left.trailing_zeros() as usize * PAGE_SIZE;
+                if let Some(err) = self.file.stopped() {
+                    return Err(Fault { err, addr: next });
+                }
+                self.wave.clear();
+                {
+                    // SAFETY: As in `access`.
+                    let ctx = unsafe { self.file.attachment.driver_ctx() };
+                    let mut mmu = ctx.mmu.lock();
+                    for i in 0..WAVE {
+                        if left & (1 << i) == 0 {
+                            continue;
+                        }
+                        let page = va + i * PAGE_SIZE;
+                        let kind = if write { Acc::Write } else { Acc::Read };
+                        let Some(pte) = mmu.translate(page, write, &self.file.npu.stats) else {
+                            self.wave
+                                .push(&self.file.attachment, self.copy_ns, page, write);
+                            continue;
+                        };
+                        let p = if pte.in_devmem() {
+                            self.file.npu.dram.page(pte.pfn())
+                        } else {
+                            // SAFETY: Mapped by gmem, and kept until
+                            // `invalidate`, which needs the MMU lock.
+                            unsafe { host_page(pte.pfn()) }
+                        }
+                        .cast::<u64>();
+                        // Counted, and notified after the lock, as in
+                        // `access`; one word moves.
+                        let hot = self.account(&mut mmu, &[(page, kind)], [pte.in_devmem()], 8);
+                        // SAFETY: The first word of a page mapped as above.
+                        unsafe {
+                            if write {
+                                p.write(value);
+                            } else {
+                                sum = sum.wrapping_add(p.read());
+                            }
+                        }
+                        left &= !(1 << i);
+                        if let [Some(h)] = hot {
+                            // At most one per wave: a region's counter
+                            // fires once per threshold's bytes.
+                            drop(mmu);
+                            self.notify_hot(h.0, h.1);
+                            break;
+                        }
+                    }
+                }
+                if self.wave.is_empty() {
+                    continue;
+                }
+                replays += 1;
+                if replays > MAX_REPLAYS {
+                    return Err(Fault {
+                        err: EAGAIN,
+                        addr: next,
+                    });
+                }
+                self.report();
+                if let Some((addr, Err(err))) = self.wave.results().find(|r| r.1.is_err()) {
+                    return Err(Fault { err, addr });
+                }
+            }
+            va = wave_end;
+        }
+        Ok(sum)
     }
 
     /// Adds an access of `bytes` per operand to the job's cost and to the
@@ -1024,24 +1177,7 @@ impl JobRunner<'_> {
                 }
             }
             bindings::GMEM_NPU_OP_TOUCH => {
-                let mut va = j.dst & !(PAGE_SIZE - 1);
-                while va < j.dst + j.len {
-                    let (w, value) = (j.write, j.value);
-                    let kind = if w { Acc::Write } else { Acc::Read };
-                    acc = acc.wrapping_add(self.access([(va, kind)], 8, |[p]| {
-                        let p = p.cast::<u64>();
-                        // SAFETY: The first word of a mapped page.
-                        unsafe {
-                            if w {
-                                p.write(value);
-                                0
-                            } else {
-                                p.read()
-                            }
-                        }
-                    })?);
-                    va += PAGE_SIZE;
-                }
+                acc = self.touch(j.dst & !(PAGE_SIZE - 1), j.dst + j.len, j.write, j.value)?;
             }
             bindings::GMEM_NPU_OP_GATHER => {
                 for k in 0..j.value {
@@ -1092,6 +1228,8 @@ struct Job {
     file: Arc<NpuFile>,
     seqno: u64,
     desc: JobDesc,
+    /// The file's next job, while this one waits its turn (`FileState`).
+    next: *mut Job,
 }
 
 /// The engine's work item: runs one job.
@@ -1110,32 +1248,55 @@ unsafe extern "C" fn job_work(work: *mut bindings::work_struct) {
             ..Default::default()
         }
     } else {
-        let t0 = kernel::time::Ktime::ktime_get();
-        file.npu.model.begin_job();
-        let mut engine = JobRunner {
-            file,
-            faults: 0,
-            cost: JobCost::default(),
-        };
-        let mut res = match engine.run(&job.desc) {
-            Ok(result) => JobResult {
-                result,
-                ..Default::default()
-            },
-            Err(f) => JobResult {
-                status: f.err.to_errno(),
-                fault_addr: f.addr as u64,
-                ..Default::default()
-            },
-        };
-        res.faults = engine.faults;
-        res.device_ns = file.npu.model.finish(&engine.cost);
-        let t1 = kernel::time::Ktime::ktime_get();
-        res.wall_ns = (t1.to_ns() - t0.to_ns()).max(0) as u64;
-        res
+        run_job(file, &job.desc)
     };
     file.npu.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
     file.complete(job.seqno, job.desc.bytes(), res);
+    // The file's next job, if one waits, runs now (on any engine).
+    file.next_job();
+}
+
+/// Runs job `desc` of `file` and reports how it went.
+fn run_job(file: &NpuFile, desc: &JobDesc) -> JobResult {
+    let t0 = kernel::time::Ktime::ktime_get();
+    let wave = match Wave::new() {
+        Ok(w) => w,
+        Err(e) => {
+            return JobResult {
+                status: e.to_errno(),
+                ..Default::default()
+            }
+        }
+    };
+    // The copies made for the job, by this task and by the task serving
+    // its faults.
+    let copy_ns = AtomicU64::new(0);
+    let charge = file.npu.model.charge_to(&copy_ns);
+    let mut engine = JobRunner {
+        file,
+        faults: 0,
+        cost: JobCost::default(),
+        copy_ns: &copy_ns,
+        wave,
+    };
+    let mut res = match engine.run(desc) {
+        Ok(result) => JobResult {
+            result,
+            ..Default::default()
+        },
+        Err(f) => JobResult {
+            status: f.err.to_errno(),
+            fault_addr: f.addr as u64,
+            ..Default::default()
+        },
+    };
+    drop(charge);
+    res.faults = engine.faults;
+    engine.cost.copy_ns = copy_ns.load(Ordering::Relaxed);
+    res.device_ns = file.npu.model.finish(&engine.cost);
+    let t1 = kernel::time::Ktime::ktime_get();
+    res.wall_ns = (t1.to_ns() - t0.to_ns()).max(0) as u64;
+    res
 }
 
 // ---------------------------------------------------------------------------
@@ -1151,7 +1312,17 @@ struct FileState {
     pending: usize,
     /// Their bytes (`JobDesc::bytes`), bounded by `max_queued_mib`.
     queued_bytes: u64,
+    /// A job of the file is on the engine (queued or running): the next
+    /// wait here, oldest first, linked through `Job::next`, so that a
+    /// file's jobs run in order while other files' run beside them.
+    on_engine: bool,
+    waiting_head: *mut Job,
+    waiting_tail: *mut Job,
 }
+
+// SAFETY: The waiting jobs are owned by this list and reached under the
+// file's lock only.
+unsafe impl Send for FileState {}
 
 /// An open `/dev/gmem_npuN`.
 #[pin_data]
@@ -1226,6 +1397,7 @@ impl NpuFile {
                 file: self.clone(),
                 seqno: 0,
                 desc,
+                next: ptr::null_mut(),
             },
             GFP_KERNEL,
         )?;
@@ -1264,7 +1436,8 @@ impl NpuFile {
         self.done.notify_all();
     }
 
-    /// Hands a reserved job to the engine.
+    /// Hands a reserved job to the engine, or to the end of the file's
+    /// waiting jobs if one of the file's is on the engine already.
     fn queue(&self, job: KBox<Job>) {
         let job = KBox::into_raw(job);
         // SAFETY: `work` is the first field of the leaked box; it is
@@ -1275,7 +1448,41 @@ impl NpuFile {
                 job_work,
                 c_str!("gmem_npu_job"),
                 kernel::static_lock_class!(),
-            );
+            )
+        };
+        let mut st = self.state.lock();
+        if st.on_engine {
+            if st.waiting_tail.is_null() {
+                st.waiting_head = job;
+            } else {
+                // SAFETY: Waiting jobs are live boxes the list owns.
+                unsafe { (*st.waiting_tail).next = job };
+            }
+            st.waiting_tail = job;
+            return;
+        }
+        st.on_engine = true;
+        drop(st);
+        // SAFETY: Initialised above; the work item owns the box.
+        unsafe { self.npu.engine.queue((*job).work.get()) };
+    }
+
+    /// Called by a job of the file as it ends: puts the next one waiting
+    /// on the engine.
+    fn next_job(&self) {
+        let mut st = self.state.lock();
+        let job = st.waiting_head;
+        if job.is_null() {
+            st.on_engine = false;
+            return;
+        }
+        // SAFETY: Waiting jobs are live boxes the list owns; the work item
+        // owns this one from here.
+        unsafe {
+            st.waiting_head = (*job).next;
+            if st.waiting_head.is_null() {
+                st.waiting_tail = ptr::null_mut();
+            }
             self.npu.engine.queue((*job).work.get());
         }
     }
@@ -1389,7 +1596,10 @@ struct Npu {
     /// The gmem id of the current (or last) registration.
     dev_id: AtomicU32,
     dram: Arc<Dram>,
+    /// Runs the jobs, `engines` at once; each file's in order (`NpuFile`).
     engine: gmem_sync::Workqueue,
+    /// Where the running jobs' faults wait to be served.
+    faults: Pin<KBox<FaultBuffer<NpuMmuOps>>>,
 }
 
 // SAFETY: Shared state is behind locks or atomics; `misc` is only touched
@@ -1410,7 +1620,9 @@ impl PinnedDrop for Npu {
         // running (`npu_release` does not wait for them): they finish
         // here, while the registration and every field they use live.
         self.unplug();
-        self.engine.flush();
+        // A job ending queues the file's next: drain, not flush.
+        self.engine.drain();
+        self.faults.flush();
     }
 }
 
@@ -1435,8 +1647,14 @@ impl Npu {
         let stats = Arc::new(NpuStats::default(), GFP_KERNEL)?;
         let model = Arc::new(Model::new(model_params())?, GFP_KERNEL)?;
         let dram = Arc::new(Dram::new(dram_mib)?, GFP_KERNEL)?;
-        // The job engine: jobs run one at a time, in submission order.
-        let engine = gmem_sync::Workqueue::new(&name, true)?;
+        // The job engines: up to `engines` jobs at once.
+        let engine = gmem_sync::Workqueue::with_max_active(&name, param_value!(ENGINES))?;
+        let faults = FaultBuffer::new(
+            &CString::try_from_fmt(fmt!("gmem_npu{}_faults", index))?,
+            model.clone(),
+            fault_batch,
+            fault_resolved,
+        )?;
         let npu = KBox::pin_init(
             try_pin_init!(Npu {
                 // SAFETY: Zeroed is the unregistered state of a miscdevice.
@@ -1452,6 +1670,7 @@ impl Npu {
                 dev_id: AtomicU32::new(0),
                 dram,
                 engine,
+                faults,
             }? Error),
             GFP_KERNEL,
         )?;
@@ -1562,7 +1781,16 @@ unsafe extern "C" fn npu_open(_inode: *mut bindings::inode, file: *mut bindings:
                 mm: gmem_dev::current_mm(),
                 gen,
                 closing: AtomicBool::new(false),
-                state <- new_mutex!(FileState { next_seqno: 1, results: RBTree::new(), outstanding: 0, pending: 0, queued_bytes: 0 }),
+                state <- new_mutex!(FileState {
+                    next_seqno: 1,
+                    results: RBTree::new(),
+                    outstanding: 0,
+                    pending: 0,
+                    queued_bytes: 0,
+                    on_engine: false,
+                    waiting_head: ptr::null_mut(),
+                    waiting_tail: ptr::null_mut(),
+                }),
                 done <- new_condvar!(),
                 // SAFETY: `__init_waitqueue_head` initialises the slot.
                 poll_wq <- unsafe {
@@ -1812,6 +2040,14 @@ impl kernel::Module for NpuModule {
             return Err(EINVAL);
         }
         Model::check(&model_params())?;
+        if param_value!(ENGINES) == 0 || param_value!(ENGINES) > MAX_ENGINES {
+            pr_err!("engines must be 1..={}\n", MAX_ENGINES);
+            return Err(EINVAL);
+        }
+        if fault_batch() == 0 || fault_batch() > gmem_dev::FAULT_BATCH_MAX {
+            pr_err!("fault_batch must be 1..={}\n", gmem_dev::FAULT_BATCH_MAX);
+            return Err(EINVAL);
+        }
         // SAFETY: No device exists yet, so nothing reads `FOPS`.
         unsafe { FOPS.0.owner = module.as_ptr() };
         let mut npus = KVec::with_capacity(n as usize, GFP_KERNEL)?;

@@ -38,13 +38,16 @@
 //! moves, and one read again moves during its second pass (at most twice
 //! the cost of the better choice made in hindsight, as in ski rental).
 //!
-//! The clock is a cost, not a schedule: jobs run one at a time (the
-//! engine is ordered).  The copies made by the engine's task while a job
-//! runs (its faults' migrations and evictions) are the job's; those of
-//! other tasks (a CPU fault, a prefetch, another device's eviction) only
-//! advance the clock.  The counters are independent atomics: INFO read
+//! The clock is a cost, not a schedule: it adds up the work of every
+//! engine, as a device's busy time would, so jobs that run at once each
+//! add their own.  A batch of faults costs each job stalled on it one
+//! `fault_us`.  The copies made for a job (by its engine's task, and by
+//! the task serving its faults meanwhile: [`Model::charge_to`]) are the
+//! job's; those of other tasks (a CPU fault, a prefetch, another
+//! device's eviction) only advance the clock.  The counters are independent atomics: INFO read
 //! while a job runs may see its bytes before its time, or the reverse.
 
+use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
@@ -83,11 +86,38 @@ pub(crate) struct Model {
     local: AtomicU64,
     /// Copy-engine time so far (part of `clock_ns`).
     copy_ns: AtomicU64,
-    /// The task running a job (the engine's worker), 0 between jobs: the
-    /// copies it makes are for that job's faults.
-    job_task: AtomicUsize,
-    /// Copy-engine time of the running job.
-    job_copy_ns: AtomicU64,
+    /// Which task's copies are which job's: see [`Model::charge_to`].
+    slots: [Slot; SLOTS],
+}
+
+/// Tasks whose copies can be charged to a job at once: the engines, and
+/// the task serving their faults.
+pub(crate) const SLOTS: usize = 17;
+
+/// A task making copies for a job: the job's copy-engine time is added
+/// to `acc`.
+///
+/// # Invariants
+///
+/// `acc` is written by the task `task` only, and points to a live
+/// counter while `task` is not 0, which only that task changes back.
+struct Slot {
+    task: AtomicUsize,
+    acc: core::sync::atomic::AtomicPtr<AtomicU64>,
+}
+
+/// The copies made on the calling task are charged to a job until the
+/// guard drops.
+pub(crate) struct Charge<'a> {
+    slot: Option<&'a Slot>,
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            slot.task.store(0, Ordering::Release);
+        }
+    }
 }
 
 /// What one job did so far, in the model's units.
@@ -96,7 +126,10 @@ pub(crate) struct JobCost {
     pub(crate) local: u64,
     pub(crate) link_in: u64,
     pub(crate) link_out: u64,
+    /// Times the job stalled on its faults.
     pub(crate) faults: u64,
+    /// Copy-engine time for the job (see [`Model::charge_to`]).
+    pub(crate) copy_ns: u64,
 }
 
 /// The model's parameters and counters, as INFO reports them.
@@ -150,8 +183,12 @@ impl Model {
             link_to_host: AtomicU64::new(0),
             local: AtomicU64::new(0),
             copy_ns: AtomicU64::new(0),
-            job_task: AtomicUsize::new(0),
-            job_copy_ns: AtomicU64::new(0),
+            slots: [const {
+                Slot {
+                    task: AtomicUsize::new(0),
+                    acc: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+                }
+            }; SLOTS],
         })
     }
 
@@ -162,17 +199,38 @@ impl Model {
     fn engine(&self, ns: u64) {
         self.copy_ns.fetch_add(ns, Ordering::Relaxed);
         self.advance(ns);
-        // Only the job's own task compares equal, and it wrote the value.
-        if self.job_task.load(Ordering::Relaxed) == current_task() {
-            self.job_copy_ns.fetch_add(ns, Ordering::Relaxed);
+        let me = current_task();
+        for slot in &self.slots {
+            // Only the slot's own task compares equal, and it wrote `acc`.
+            if slot.task.load(Ordering::Acquire) == me {
+                let acc = slot.acc.load(Ordering::Relaxed);
+                // SAFETY: Live while the slot is ours (type invariant).
+                unsafe { (*acc).fetch_add(ns, Ordering::Relaxed) };
+                return;
+            }
         }
     }
 
-    /// A job starts on the calling task: the copies this task makes until
-    /// [`finish`](Self::finish) are the job's.
-    pub(crate) fn begin_job(&self) {
-        self.job_copy_ns.store(0, Ordering::Relaxed);
-        self.job_task.store(current_task(), Ordering::Relaxed);
+    /// Charges the copies the calling task makes from now until the guard
+    /// drops to the job whose copy-engine time is `acc`: a job's own
+    /// task, and the task serving its faults while it does.  Uncharged if
+    /// every slot is taken (more tasks than engines).
+    pub(crate) fn charge_to<'a>(&'a self, acc: &'a AtomicU64) -> Charge<'a> {
+        let me = current_task();
+        for slot in &self.slots {
+            if slot
+                .task
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.acc
+                    .store(ptr::from_ref(acc).cast_mut(), Ordering::Relaxed);
+                // `acc` before `task` for our own later loads; no one else
+                // reads it.
+                return Charge { slot: Some(slot) };
+            }
+        }
+        Charge { slot: None }
     }
 
     /// The copy engine moved `bytes` over the link (`to_dev`: host to
@@ -209,10 +267,9 @@ impl Model {
         self.notifications.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Ends the job [`begin_job`](Self::begin_job) started: adds what it
-    /// did to the counters and its own time to the clock (its faults'
-    /// copies are there already), and returns its modelled time, copies
-    /// included.
+    /// Ends a job: adds what it did to the counters and its own time to
+    /// the clock (its faults' copies, `c.copy_ns`, are there already), and
+    /// returns its modelled time, copies included.
     pub(crate) fn finish(&self, c: &JobCost) -> u64 {
         let (dev, link) = (
             self.dev_gbps.load(Ordering::Relaxed),
@@ -225,8 +282,7 @@ impl Model {
         self.link_to_dev.fetch_add(c.link_in, Ordering::Relaxed);
         self.link_to_host.fetch_add(c.link_out, Ordering::Relaxed);
         self.advance(own);
-        self.job_task.store(0, Ordering::Relaxed);
-        own + self.job_copy_ns.swap(0, Ordering::Relaxed)
+        own + c.copy_ns
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {

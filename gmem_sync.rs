@@ -121,14 +121,25 @@ impl Workqueue {
     /// An unbound workqueue called `name`; `ordered` runs one item at a
     /// time, in queueing order.
     pub(crate) fn new(name: &CStr, ordered: bool) -> Result<Self> {
-        let (flags, max_active) = if ordered {
-            (
+        if ordered {
+            Self::alloc(
+                name,
                 bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags___WQ_ORDERED,
                 1,
             )
         } else {
-            (bindings::wq_flags_WQ_UNBOUND, 0)
-        };
+            Self::alloc(name, bindings::wq_flags_WQ_UNBOUND, 0)
+        }
+    }
+
+    /// An unbound workqueue called `name` running at most `max_active`
+    /// items at once, in no particular order.
+    #[allow(dead_code)]
+    pub(crate) fn with_max_active(name: &CStr, max_active: u32) -> Result<Self> {
+        Self::alloc(name, bindings::wq_flags_WQ_UNBOUND, max_active as i32)
+    }
+
+    fn alloc(name: &CStr, flags: u32, max_active: i32) -> Result<Self> {
         // SAFETY: `name` is NUL-terminated and passed for "%s".
         let wq = unsafe {
             bindings::alloc_workqueue(
@@ -168,6 +179,13 @@ impl Workqueue {
     pub(crate) fn flush(&self) {
         // SAFETY: `wq` is live (type invariant).
         unsafe { bindings::__flush_workqueue(self.wq) };
+    }
+
+    /// Waits until the workqueue is empty, items its items queue
+    /// included.  Nothing else may queue meanwhile.
+    pub(crate) fn drain(&self) {
+        // SAFETY: `wq` is live (type invariant).
+        unsafe { bindings::drain_workqueue(self.wq) };
     }
 }
 

@@ -146,6 +146,16 @@ struct gmem_dev_clock {
  * space is exiting), -ENODEV (context torn down or device going away),
  * -EAGAIN.
  *
+ * gmem_dev_fault_batch() resolves @n faults of one context at once, as a
+ * device with a fault buffer reports them (at most GMEM_FAULT_BATCH_MAX):
+ * it sorts them by 2 MiB block, serves each block once (a write fault
+ * serving the reads of its block too) and sets each entry's @result to 0
+ * or to the error gmem_dev_fault() would have returned.  It returns the
+ * number of faults served after removing duplicates, or -EINVAL (@n is 0
+ * or too large, unknown flags: no entry is looked at) or -ENODEV (the
+ * context was torn down: no entry is resolved).  Faults of one block
+ * coming from many threads of the device cost one fault.  May sleep.
+ *
  * gmem_dev_notify_access() is a device's access-counter notification: the
  * device has read or written the block around @addr in host memory, in
  * place, more than its threshold (as the access counters of NVIDIA GPUs
@@ -223,6 +233,19 @@ int gmem_prefetch(struct gmem_ctx *ctx, unsigned long start,
 		  unsigned long end, bool to_host);
 long gmem_dev_fault(struct gmem_ctx *ctx, unsigned long addr,
 		    unsigned int flags);
+
+/* One fault of a device's fault buffer, for gmem_dev_fault_batch(). */
+struct gmem_fault_entry {
+	unsigned long addr;
+	unsigned int flags;	/* GMEM_FAULT_* */
+	int result;		/* out: 0 resolved, or -errno */
+};
+
+/* Entries one gmem_dev_fault_batch() takes, at most. */
+#define GMEM_FAULT_BATCH_MAX		256
+
+long gmem_dev_fault_batch(struct gmem_ctx *ctx,
+			  struct gmem_fault_entry *faults, unsigned int n);
 long gmem_dev_notify_access(struct gmem_ctx *ctx, unsigned long addr);
 long gmem_dev_notify_use(struct gmem_ctx *ctx, unsigned long addr);
 

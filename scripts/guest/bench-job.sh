@@ -2,7 +2,7 @@
 # two NPUs with 160 MiB of
 # device memory each (the migration measurements move 64 MiB at a time) and
 # the HMM test driver, then the benchmarks (gmem_bench, gmem_policy,
-# gmem_mapscale) and
+# gmem_mapscale; gmem_faultscale with eight NPUs) and
 # the slow mm suites; exits with 1 if any failed.
 m=/lib/modules/gmem
 if ! insmod $m/gmem.ko || ! insmod $m/gmem_npu.ko num_devices=2 dram_mib=160; then
@@ -16,6 +16,13 @@ rc=$?
 # Mapping scale: 100,000 mappings per process, twice over.
 echo 262144 >/proc/sys/vm/max_map_count
 /opt/gmem/tools/gmem_mapscale || rc=1
+# gmem's cost per fault by batch size and by devices attached: eight NPUs.
+if rmmod gmem_npu && insmod $m/gmem_npu.ko num_devices=8 dram_mib=32; then
+	/opt/gmem/tools/gmem_faultscale || rc=1
+else
+	echo "bench: reloading gmem_npu.ko with 8 NPUs failed"
+	rc=1
+fi
 # The mm suites the debug kernel of make check finishes no case of in its
 # time limit (a distribution-like kernel runs each in seconds), both ways.
 MM_TIMEOUT=120 MM_SUITES="$(mm_slow_suites)" mm_setup

@@ -115,7 +115,8 @@ struct gmem_dev_info {
  * forked child, a receiver of the fd) every ioctl fails with EBADF, as with
  * KFD, and the child opens the device itself.  Jobs run on
  * virtual addresses of that address space, asynchronously, in submission
- * order per device.  A job that touches memory it may not ends with a
+ * order per file; jobs of different files may run at once (up to
+ * gmem_npu.ko's engines, default 4), like the streams of a GPU.  A job that touches memory it may not ends with a
  * negative errno status and the faulting address, and the NPU goes on.
  *
  * Every structure has a fixed size and explicit padding; reserved fields
@@ -203,7 +204,7 @@ struct gmem_npu_wait {
 	__u32 pad;		/* must be 0 */
 	__u64 fault_addr;	/* out: faulting address if status < 0 */
 	__u64 result;		/* out: REDUCE_SUM and TOUCH (read) result */
-	__u64 faults;		/* out: device faults the job took */
+	__u64 faults;		/* out: times the job stalled on faults */
 	__u64 device_ns;	/* out: the job's modelled device time */
 	__u64 wall_ns;		/* out: its run time on this machine */
 };
@@ -258,7 +259,7 @@ struct gmem_npu_info {
 	__u32 caps;		/* GMEM_DEV_CAP_* */
 	__u32 tlb_entries;
 	__u64 jobs_done;	/* this device, all contexts */
-	__u64 faults;		/* device faults taken (replays) */
+	__u64 faults;		/* faults put in the fault buffer */
 	__u64 tlb_misses;
 	__u64 invalidations;	/* invalidate calls from gmem */
 	/* The device model (see below); bytes count both jobs and copies. */

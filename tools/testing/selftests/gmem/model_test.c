@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #endif
 #include <stdint.h>
+#include <time.h>
 #include <sys/ioctl.h>
 
 #include "../kselftest_harness.h"
@@ -572,6 +573,134 @@ TEST_F(model, migration_pays_off_only_with_reuse)
 	close(fd2);
 	munmap(near, len);
 	munmap(far, len);
+}
+
+/*
+ * A TOUCH job runs as many threads: the pages of a wave that miss fault
+ * together, and gmem serves the block they share once.  One stall per
+ * fresh block, however many of its pages faulted; the data is right.
+ */
+TEST_F(model, a_wave_of_faults_is_one_batch)
+{
+	const size_t ps = getpagesize(), len = 4 * BLOCK;
+	long e0 = gmem_stat("fault_entries"), b0 = gmem_stat("fault_batches");
+	long d0 = gmem_stat("batch_dups");
+	struct gmem_npu_wait w;
+	char *p = peer_mmap_block(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_GE(e0, 0) TH_LOG("no fault_entries in gmem/stats");
+	ASSERT_EQ(npu_set_placement(self->fd, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(npu_touch(self->fd, p, len, true, 0x5a5aULL, &w), 0);
+	/* One stall per block: its first wave maps all of it. */
+	EXPECT_EQ(w.faults, len / BLOCK);
+	EXPECT_EQ(w.device_ns, w.faults * self->info.fault_ns +
+		  ns_at(len / ps * 8, self->info.link_gbps));
+	/* Every page of each first wave faulted; gmem served one each. */
+	EXPECT_GE(gmem_stat("fault_entries") - e0, (long)(len / BLOCK * 64));
+	EXPECT_GE(gmem_stat("fault_batches") - b0, (long)(len / BLOCK));
+	EXPECT_GE(gmem_stat("batch_dups") - d0, (long)(len / BLOCK * 63));
+	for (size_t off = 0; off < len; off += ps) {
+		ASSERT_EQ(*(__u64 *)(p + off), 0x5a5aULL)
+			TH_LOG("page %zu", off / ps);
+	}
+	munmap(p, len);
+}
+
+/*
+ * Jobs of different files run at once, each stalling on its own faults,
+ * which wait in the device's fault buffer and are served in batches of
+ * more than one; a file's own jobs still run in order.  Every job
+ * completes with the right data.
+ */
+TEST_F(model, concurrent_jobs_fault_in_batches)
+{
+	enum { FILES = 4, ROUNDS = 3 };
+	const size_t ps = getpagesize(), len = BLOCK;
+	long e0 = gmem_stat("fault_entries"), b0 = gmem_stat("fault_batches");
+	int fds[FILES];
+	char *bufs[FILES], *copies[FILES];
+	__u64 seq[FILES][3], wall_sum = 0;
+	struct gmem_npu_wait w;
+	struct timespec t0, t1;
+
+	fds[0] = self->fd;
+	for (int f = 0; f < FILES; f++) {
+		if (f) {
+			fds[f] = npu_open(0);
+			ASSERT_GE(fds[f], 0);
+		}
+		/* Half of them migrate, half map in place: all fit. */
+		if (f % 2)
+			ASSERT_EQ(npu_set_placement(fds[f],
+						    GMEM_NPU_PLACE_HOST), 0);
+		bufs[f] = peer_mmap_block(len);
+		copies[f] = peer_mmap_block(len);
+		ASSERT_NE(bufs[f], MAP_FAILED);
+		ASSERT_NE(copies[f], MAP_FAILED);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int r = 0; r < ROUNDS; r++) {
+		/* Per file: write its buffer, copy it, overwrite it. */
+		for (int f = 0; f < FILES; f++) {
+			struct gmem_npu_job touch = {
+				.op = GMEM_NPU_OP_TOUCH,
+				.flags = GMEM_NPU_JOB_WRITE,
+				.dst = U64(bufs[f]), .len = len,
+				.value = 0x1000 + 16 * r + f,
+			};
+			struct gmem_npu_job copy = {
+				.op = GMEM_NPU_OP_COPY, .dst = U64(copies[f]),
+				.src = U64(bufs[f]), .len = len,
+			};
+			struct gmem_npu_job fill = job_fill(bufs[f], len,
+							    0x40 + r);
+
+			ASSERT_EQ(npu_submit(fds[f], &touch, &seq[f][0]), 0);
+			ASSERT_EQ(npu_submit(fds[f], &copy, &seq[f][1]), 0);
+			ASSERT_EQ(npu_submit(fds[f], &fill, &seq[f][2]), 0);
+		}
+		for (int f = 0; f < FILES; f++)
+			for (int j = 0; j < 3; j++) {
+				ASSERT_EQ(npu_wait(fds[f], seq[f][j], WAIT_NS,
+						   &w), 0);
+				ASSERT_EQ(w.status, 0) TH_LOG("file %d job %d",
+							      f, j);
+				wall_sum += w.wall_ns;
+			}
+		for (int f = 0; f < FILES; f++) {
+			for (size_t off = 0; off < len; off += ps) {
+				ASSERT_EQ(*(__u64 *)(copies[f] + off),
+					  (__u64)(0x1000 + 16 * r + f))
+					TH_LOG("round %d file %d page %zu",
+					       r, f, off / ps);
+			}
+			ASSERT_EQ(find_not_byte(bufs[f], len, 0x40 + r), -1);
+		}
+		/* Fresh memory again for the next round's faults. */
+		for (int f = 0; f < FILES; f++) {
+			munmap(bufs[f], len);
+			munmap(copies[f], len);
+			bufs[f] = peer_mmap_block(len);
+			copies[f] = peer_mmap_block(len);
+			ASSERT_NE(bufs[f], MAP_FAILED);
+			ASSERT_NE(copies[f], MAP_FAILED);
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* The files' jobs ran at once: more job time than time passed. */
+	EXPECT_GT(wall_sum, (__u64)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+				    t1.tv_nsec - t0.tv_nsec));
+	/* More than one fault per batch, on average. */
+	EXPECT_GT(gmem_stat("fault_entries") - e0,
+		  gmem_stat("fault_batches") - b0);
+	EXPECT_GT(gmem_stat("fault_batches") - b0, 0);
+	for (int f = 0; f < FILES; f++) {
+		munmap(bufs[f], len);
+		munmap(copies[f], len);
+		if (f)
+			close(fds[f]);
+	}
 }
 
 /* Overrides apply to what follows, and INFO shows them. */
