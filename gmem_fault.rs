@@ -179,9 +179,9 @@ pub(crate) fn device_fault_batch(
     faults: &mut [bindings::gmem_fault_entry],
 ) -> Result<usize> {
     let t0 = kernel::time::Ktime::ktime_get();
-    // The mm reference and the pfns, once for the batch.
+    // The pfns, once for the batch.
     let mut faulting = Faulting::new(ctx);
-    // 512 bytes of stack: nothing to allocate, so nothing to fail.
+    // The order, on the stack (512 bytes).
     let mut slots = [0u16; FAULT_BATCH_MAX];
     let order = &mut slots[..faults.len()];
     for (i, o) in order.iter_mut().enumerate() {
@@ -196,12 +196,15 @@ pub(crate) fn device_fault_batch(
     });
     // What the last fault served mapped: [start, end), all writable.
     let mut mapped: Option<(usize, usize, bool)> = None;
-    let mut served = 0;
+    let (mut served, mut dups) = (0, 0);
     // An error of the context or the address space ends the batch.
     let mut fatal = None;
     for &i in order.iter() {
         let f = &mut faults[usize::from(i)];
         let (addr, w) = (f.addr, write(f));
+        if fatal.is_none() && ctx.dev_going() {
+            fatal = Some(ENODEV.to_errno());
+        }
         if let Some(e) = fatal {
             f.result = e;
             continue;
@@ -209,6 +212,7 @@ pub(crate) fn device_fault_batch(
         if let Some((s, e, mw)) = mapped {
             if s <= addr && addr < e && (mw || !w) {
                 f.result = 0;
+                dups += 1;
                 continue;
             }
         }
@@ -232,9 +236,7 @@ pub(crate) fn device_fault_batch(
         }
     }
     STATS.fault_batches.fetch_add(1, Ordering::Relaxed);
-    STATS
-        .batch_dups
-        .fetch_add((faults.len() - served) as u64, Ordering::Relaxed);
+    STATS.batch_dups.fetch_add(dups, Ordering::Relaxed);
     count_service(t0, faults.len() as u64);
     Ok(served)
 }
@@ -263,35 +265,36 @@ pub(crate) fn fault_block(
     f.fault_block(addr, write, place)
 }
 
-/// What the faults of one call share: a users reference on the mm and a
-/// block's worth of pfns, taken once for a batch.
+/// What the faults of one call share: a block's worth of pfns, allocated
+/// once for a batch.
 struct Faulting<'a> {
     ctx: &'a GmemCtx,
-    user: MmUser,
     pfns: KVec<usize>,
 }
 
 impl<'a> Faulting<'a> {
     fn new(ctx: &'a GmemCtx) -> Result<Self> {
-        let as_ = ctx.address_space();
-        if as_.is_released() {
-            return Err(ESRCH);
-        }
-        // SAFETY: The address space holds `mm_count` on its mm.
-        let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
         let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
         pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
-        Ok(Self { ctx, user, pfns })
+        Ok(Self { ctx, pfns })
     }
 
-    /// [`fault_block`] with what `self` holds.
+    /// [`fault_block`] with the pfns `self` holds.  The mm reference is
+    /// taken for each fault: an address space exiting during a batch is
+    /// not kept alive, nor faulted for, by the rest of it.
     fn fault_block(
         &mut self,
         addr: usize,
         write: bool,
         place: Place,
     ) -> Result<(usize, usize, bool)> {
-        fault_block_with(self.ctx, &self.user, &mut self.pfns, addr, write, place)
+        let as_ = self.ctx.address_space();
+        if as_.is_released() {
+            return Err(ESRCH);
+        }
+        // SAFETY: The address space holds `mm_count` on its mm.
+        let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
+        fault_block_with(self.ctx, &user, &mut self.pfns, addr, write, place)
     }
 }
 

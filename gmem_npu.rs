@@ -971,6 +971,7 @@ impl JobRunner<'_> {
             let mut left: u64 = u64::MAX >> (64 - (wave_end - va).div_ceil(PAGE_SIZE));
             let mut replays = 0;
             while left != 0 {
+                let before = left;
                 // The first page not touched yet.
                 let next = va + left.trailing_zeros() as usize * PAGE_SIZE;
                 if let Some(err) = self.file.stopped() {
@@ -1023,6 +1024,11 @@ impl JobRunner<'_> {
                 }
                 if self.wave.is_empty() {
                     continue;
+                }
+                // The budget is per page: it starts again while the wave
+                // makes progress.
+                if left != before {
+                    replays = 0;
                 }
                 replays += 1;
                 if replays > MAX_REPLAYS {

@@ -722,6 +722,12 @@ int main(void)
 			continue;
 		}
 		for (int w = 0; w < NWORKLOADS; w++) {
+			snprintf(what, sizeof(what), "%s_%gx", workload_name[w],
+				 factors[f]);
+			/* GMEM_POLICY_ONLY=stream_4x: one run, to look into. */
+			if (getenv("GMEM_POLICY_ONLY") &&
+			    strcmp(getenv("GMEM_POLICY_ONLY"), what))
+				continue;
 			snprintf(what, sizeof(what), "%s over %zu MiB, %gx an NPU's memory",
 				 workload_name[w], len / MiB, factors[f]);
 			progress(what);

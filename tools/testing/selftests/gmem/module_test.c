@@ -70,6 +70,45 @@ TEST_F(mods, num_devices_parameter)
 	ASSERT_EQ(gmem_stat("devices"), 0);
 }
 
+/*
+ * engines and fault_batch out of range fail the load; one engine serving
+ * one fault at a time still runs jobs of two files right.
+ */
+TEST_F(mods, engines_and_fault_batch_parameters)
+{
+	static const char *const bad[] = {
+		"engines=0", "engines=17", "fault_batch=0", "fault_batch=257",
+	};
+	const size_t len = 4 << 20;
+	struct gmem_npu_wait w;
+	char *p;
+	int a, b;
+
+	ASSERT_EQ(unload_module("gmem_npu"), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ASSERT_EQ(load_module_params("gmem_npu", bad[i]), -EINVAL)
+			TH_LOG("%s", bad[i]);
+		ASSERT_EQ(gmem_stat("devices"), 0);
+	}
+	ASSERT_EQ(load_module_params("gmem_npu", "engines=1 fault_batch=1"), 0);
+	a = npu_open(0);
+	b = npu_open(0);
+	ASSERT_GE(a, 0);
+	ASSERT_GE(b, 0);
+	p = peer_mmap(len);
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_touch(a, p, len / 2, true, 0xa1, &w), 0);
+	ASSERT_EQ(npu_touch(b, p + len / 2, len / 2, true, 0xb2, &w), 0);
+	for (size_t off = 0; off < len; off += getpagesize()) {
+		ASSERT_EQ(*(unsigned long long *)(p + off),
+			  off < len / 2 ? 0xa1ULL : 0xb2ULL) TH_LOG("%zu", off);
+	}
+	munmap(p, len);
+	close(a);
+	close(b);
+	ASSERT_EQ(unload_module_wait("gmem_npu", 2000), 0);
+}
+
 TEST_F(mods, npu_pins_itself_while_open)
 {
 	int fd = open("/dev/gmem_npu0", O_RDWR);
