@@ -58,11 +58,7 @@ impl FaultEntry {
         to_result(self.0.result)
     }
 
-    pub(crate) fn write(&self) -> bool {
-        self.0.flags & bindings::GMEM_FAULT_WRITE != 0
-    }
-
-    /// Answers the fault without gmem (resolved already, or failed).
+    /// Answers the fault without gmem (failed before it was asked).
     pub(crate) fn set_result(&mut self, r: Result) {
         self.0.result = match r {
             Ok(()) => 0,

@@ -257,17 +257,6 @@ fn fault_batch() -> usize {
     param_value!(FAULT_BATCH) as usize
 }
 
-/// Whether a fault in the fault buffer is resolved already: its page
-/// mapped since it was reported, as it needs (by a fault of another job,
-/// or of an earlier batch).  A replay would find it: gmem is not asked.
-fn fault_resolved(att: &Attachment<NpuMmuOps>, va: usize, write: bool) -> bool {
-    // SAFETY: The faulting job checked the device live and waits for this
-    // answer; unplugging waits for the job.
-    let ctx = unsafe { att.driver_ctx() };
-    let pte = ctx.mmu.lock().pt.lookup(va);
-    pte.valid() && (!write || pte.writable())
-}
-
 /// The model's module parameters, in the order of `gmem_npu_model::PARAMS`.
 fn model_params() -> [u32; 5] {
     [
@@ -1659,7 +1648,6 @@ impl Npu {
             &CString::try_from_fmt(fmt!("gmem_npu{}_faults", index))?,
             model.clone(),
             fault_batch,
-            fault_resolved,
         )?;
         let npu = KBox::pin_init(
             try_pin_init!(Npu {

@@ -160,9 +160,6 @@ pub(crate) struct FaultBuffer<T: GmemDevOps> {
     #[pin]
     scratch: Mutex<Scratch<T>>,
     model: Arc<Model>,
-    /// Whether a fault is resolved already: its page mapped since, as
-    /// it needs.
-    resolved: fn(&Attachment<T>, usize, bool) -> bool,
     /// Entries one batch takes at most, read at each batch.
     batch: fn() -> usize,
 }
@@ -178,14 +175,10 @@ unsafe impl<T: GmemDevOps> Sync for FaultBuffer<T> {}
 impl<T: GmemDevOps> FaultBuffer<T> {
     /// A buffer served on a workqueue called `name`, taking at most
     /// `batch()` entries (clamped to 1..=[`FAULT_BATCH_MAX`]) at a time.
-    /// A fault the device's page table shows `resolved` by the time its
-    /// batch is served (a fault of another job or of an earlier batch
-    /// mapped it) is answered without gmem, as a replay would find it.
     pub(crate) fn new(
         name: &CStr,
         model: Arc<Model>,
         batch: fn() -> usize,
-        resolved: fn(&Attachment<T>, usize, bool) -> bool,
     ) -> Result<Pin<KBox<Self>>> {
         let wq = Workqueue::new(name, true)?;
         let scratch = Scratch {
@@ -202,7 +195,6 @@ impl<T: GmemDevOps> FaultBuffer<T> {
                 served <- new_condvar!(),
                 scratch <- new_mutex!(scratch),
                 model,
-                resolved,
                 batch,
             }? Error),
             GFP_KERNEL,
@@ -280,8 +272,7 @@ impl<T: GmemDevOps> FaultBuffer<T> {
         true
     }
 
-    /// Hands the entries in `ptrs` to gmem, one call per context, but for
-    /// those already resolved (see [`FaultBuffer::new`]).
+    /// Hands the entries in `ptrs` to gmem, one call per context.
     fn serve_batch(&self, sc: &mut Scratch<T>) {
         let Scratch {
             ptrs,
@@ -303,13 +294,9 @@ impl<T: GmemDevOps> FaultBuffer<T> {
                 let p = ptrs[i];
                 i += 1;
                 // SAFETY: As above.
-                let entry = unsafe { &mut (*p).entry };
-                if (self.resolved)(att, entry.addr(), entry.write()) {
-                    entry.set_result(Ok(()));
-                    continue;
-                }
+                let entry = unsafe { (*p).entry };
                 // Within the capacity reserved in `new`.
-                let _ = group.push(*entry, GFP_NOWAIT);
+                let _ = group.push(entry, GFP_NOWAIT);
                 let _ = members.push(p, GFP_NOWAIT);
             }
             if group.is_empty() {
