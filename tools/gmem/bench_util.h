@@ -311,13 +311,14 @@ static inline int advise(char *p, size_t len, __u32 advice, int dev)
 	return ret ? -1 : 0;
 }
 
-/* Writes gmem.ko parameter @name; 0 or -1 (reported). */
-static inline int set_gmem_param(const char *name, int value)
+/* Writes parameter @name of module @mod; 0 or -1 (reported). */
+static inline int set_module_param(const char *mod, const char *name,
+				   int value)
 {
 	char path[128];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/sys/module/gmem/parameters/%s", name);
+	snprintf(path, sizeof(path), "/sys/module/%s/parameters/%s", mod, name);
 	f = fopen(path, "w");
 	if (!f)
 		return fail("open %s: %s", path, strerror(errno));
@@ -325,6 +326,12 @@ static inline int set_gmem_param(const char *name, int value)
 	if (fclose(f))
 		return fail("write %s: %s", path, strerror(errno));
 	return 0;
+}
+
+/* Writes gmem.ko parameter @name; 0 or -1 (reported). */
+static inline int set_gmem_param(const char *name, int value)
+{
+	return set_module_param("gmem", name, value);
 }
 
 /* GMEM_NPU_IOC_SET_PLACEMENT; 0 or -1 (reported). */

@@ -44,18 +44,10 @@
 #define HOLES_LEN	(8 * MiB)
 #define DEV_LEN		(8 * MiB)
 #define NPUS		8
-#define FAULT_BATCH	"/sys/module/gmem_npu/parameters/fault_batch"
 
 static int set_fault_batch(int n)
 {
-	FILE *f = fopen(FAULT_BATCH, "w");
-
-	if (!f)
-		return fail("open %s: %s", FAULT_BATCH, strerror(errno));
-	fprintf(f, "%d\n", n);
-	if (fclose(f))
-		return fail("write %s: %s", FAULT_BATCH, strerror(errno));
-	return 0;
+	return set_module_param("gmem_npu", "fault_batch", n);
 }
 
 /* Faults @npu put in its fault buffer so far (INFO), or -1 (reported). */
