@@ -152,6 +152,15 @@ pub(crate) struct Stats {
     /// the batch served.
     pub(crate) fault_batches: AtomicU64,
     pub(crate) batch_dups: AtomicU64,
+    /// Calls of drivers' `invalidate` op, and the wall time gmem spent
+    /// removing device mappings for address-space invalidations.
+    pub(crate) device_invalidations: AtomicU64,
+    pub(crate) invalidate_ns: AtomicU64,
+    /// Wall time of migrations to device memory (making room and the
+    /// invalidations included).
+    pub(crate) migrate_ns: AtomicU64,
+    /// Wall time of CPU faults on device pages (`migrate_to_ram`).
+    pub(crate) faultback_ns: AtomicU64,
 }
 
 impl Stats {
@@ -186,6 +195,10 @@ impl Stats {
             fault_service_ns: AtomicU64::new(0),
             fault_batches: AtomicU64::new(0),
             batch_dups: AtomicU64::new(0),
+            device_invalidations: AtomicU64::new(0),
+            invalidate_ns: AtomicU64::new(0),
+            migrate_ns: AtomicU64::new(0),
+            faultback_ns: AtomicU64::new(0),
         }
     }
 
@@ -221,6 +234,10 @@ impl Stats {
             ("fault_service_ns", &self.fault_service_ns),
             ("fault_batches", &self.fault_batches),
             ("batch_dups", &self.batch_dups),
+            ("device_invalidations", &self.device_invalidations),
+            ("invalidate_ns", &self.invalidate_ns),
+            ("migrate_ns", &self.migrate_ns),
+            ("faultback_ns", &self.faultback_ns),
         ];
         for (name, value) in rows {
             writeln!(w, "{} {}", name, value.load(Ordering::Relaxed))?;
@@ -230,6 +247,12 @@ impl Stats {
 }
 
 pub(crate) static STATS: Stats = Stats::new();
+
+/// Adds the wall time since `t0` to `counter`.
+pub(crate) fn count_ns(counter: &AtomicU64, t0: kernel::time::Ktime) {
+    let ns = kernel::time::Ktime::ktime_get().to_ns() - t0.to_ns();
+    counter.fetch_add(ns.max(0) as u64, Ordering::Relaxed);
+}
 
 /// Removes `target` from `v` (order is not kept).
 fn remove_arc<T>(v: &mut KVec<Arc<T>>, target: &T) -> Option<Arc<T>> {
@@ -474,6 +497,9 @@ impl Registry {
 /// `as_` is valid: the context holds a reference on it until detached.
 /// `drv` is the driver's context from `ctx_create` until `dead` is set
 /// (under the address space's page-table lock) and `ctx_destroy` is called.
+/// Every device mapping of the context lies in `[mapped_lo, mapped_hi)`
+/// (none if `mapped_lo >= mapped_hi`): `map` widens the span before the
+/// driver maps, and only an invalidation covering all of it empties it.
 #[pin_data]
 pub(crate) struct GmemCtx {
     as_: *const GmemAs,
@@ -486,6 +512,11 @@ pub(crate) struct GmemCtx {
     /// that checked the old policy must not commit.
     policy_gen: AtomicU32,
     dead: AtomicBool,
+    /// The span gmem mapped into the device: invalidations outside it skip
+    /// the driver, so that devices attached but idle cost a fault nothing.
+    /// Under the page-table lock.
+    mapped_lo: AtomicUsize,
+    mapped_hi: AtomicUsize,
     /// Serialises `prepare`, which runs without the page-table lock, with
     /// `ctx_destroy`.
     #[pin]
@@ -516,6 +547,10 @@ impl GmemCtx {
     /// Maps host pages into the device.  Called under the page-table lock.
     pub(crate) fn map(&self, va: usize, pfns: &[usize], prot: u32) -> Result {
         let map = self.dev.ops().map.ok_or(EINVAL)?;
+        // Before the driver maps: a map that fails may have mapped a part.
+        let end = va + pfns.len() * bindings::PAGE_SIZE;
+        self.mapped_lo.fetch_min(va, Ordering::Relaxed);
+        self.mapped_hi.fetch_max(end, Ordering::Relaxed);
         // SAFETY: The context is alive (checked under the page-table lock
         // by the caller) and the driver's data is valid while registered.
         let ret = unsafe {
@@ -577,6 +612,13 @@ impl GmemCtx {
         if self.is_dead() {
             return Err(ENODEV);
         }
+        // What the driver allocates here, an invalidation in the span frees
+        // (a fault that gives up before `map` leaves it behind).  Without
+        // the page-table lock: a covering invalidation racing with this
+        // can only make the span miss empty levels, never a mapping, since
+        // `map` widens it again under the lock.
+        self.mapped_lo.fetch_min(start, Ordering::Relaxed);
+        self.mapped_hi.fetch_max(end, Ordering::Relaxed);
         // SAFETY: `drv` is alive: `kill` destroys it under `drv_lock` after
         // setting `dead`, which we checked under that lock.
         kernel::error::to_result(unsafe {
@@ -587,7 +629,20 @@ impl GmemCtx {
     /// Removes device mappings of `[start, end)`.  Under the page-table
     /// lock, on a live context.
     pub(crate) fn invalidate(&self, start: usize, end: usize) {
+        let (lo, hi) = (
+            self.mapped_lo.load(Ordering::Relaxed),
+            self.mapped_hi.load(Ordering::Relaxed),
+        );
+        // Per the type invariant, nothing is mapped outside `[lo, hi)`.
+        if start >= hi || end <= lo {
+            return;
+        }
+        if start <= lo && hi <= end {
+            self.mapped_lo.store(usize::MAX, Ordering::Relaxed);
+            self.mapped_hi.store(0, Ordering::Relaxed);
+        }
         if let Some(inv) = self.dev.ops().invalidate {
+            STATS.device_invalidations.fetch_add(1, Ordering::Relaxed);
             // SAFETY: As in `map`.
             unsafe { inv(self.dev.drvdata, self.drv, start as _, end as _) };
         }
@@ -822,6 +877,7 @@ impl GmemAs {
     /// for the contexts concerned.  Under the page-table lock, which `ctxs`
     /// is the content of.
     pub(crate) fn invalidate_locked(&self, ctxs: &[Arc<GmemCtx>], start: usize, end: usize) {
+        let t0 = kernel::time::Ktime::ktime_get();
         // Every mapping first: a duplicate is freed only once no context
         // maps it (`gmem_devmem`'s rule), and its pages may be reused the
         // moment they are.
@@ -842,6 +898,7 @@ impl GmemAs {
             }
             pool.collapse_dups(|d| d.key.mm == mm && d.start < end && start < d.end);
         }
+        count_ns(&STATS.invalidate_ns, t0);
     }
 
     /// Serves reads of block `key` by copies on every device of this
@@ -1204,6 +1261,8 @@ pub unsafe extern "C" fn gmem_ctx_attach(
                 migrate: AtomicBool::new(true),
                 policy_gen: AtomicU32::new(0),
                 dead: AtomicBool::new(false),
+                mapped_lo: AtomicUsize::new(usize::MAX),
+                mapped_hi: AtomicUsize::new(0),
                 drv_lock <- new_mutex!((), "GmemCtx::drv_lock"),
             }),
             GFP_KERNEL,

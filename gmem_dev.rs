@@ -104,7 +104,8 @@ pub(crate) trait GmemDevOps: Send + Sync + Sized + 'static {
     fn map(&self, ctx: &Self::Context, va: usize, pfns: &[usize], prot: Prot) -> Result;
 
     /// Removes every mapping in `[start, end)` and flushes the device TLB.
-    /// Must not sleep.
+    /// Must not sleep.  Not called for a range where gmem mapped nothing
+    /// into `ctx`: the device maps only what `map` gives it.
     fn invalidate(&self, ctx: &Self::Context, start: usize, end: usize);
 
     /// Copies host pages (`src_pfns`; [`PFN_NONE`]: zeros) into device pages

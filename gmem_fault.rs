@@ -152,11 +152,8 @@ fn trace_fault(
 
 /// Counts `faults` device faults served since `t0`.
 fn count_service(t0: kernel::time::Ktime, faults: u64) {
-    let ns = kernel::time::Ktime::ktime_get().to_ns() - t0.to_ns();
     STATS.fault_entries.fetch_add(faults, Ordering::Relaxed);
-    STATS
-        .fault_service_ns
-        .fetch_add(ns.max(0) as u64, Ordering::Relaxed);
+    crate::count_ns(&STATS.fault_service_ns, t0);
 }
 
 /// Faults one call may report ([`device_fault_batch`]), as many as a UVM
@@ -773,6 +770,21 @@ pub(crate) fn migrate_to_device(
     pinned: bool,
     cause: Cause,
 ) -> Result<(usize, usize)> {
+    let t0 = kernel::time::Ktime::ktime_get();
+    let res = migrate_range(ctx, user, start, end, pinned, cause);
+    crate::count_ns(&STATS.migrate_ns, t0);
+    res
+}
+
+/// [`migrate_to_device`], untimed.
+fn migrate_range(
+    ctx: &GmemCtx,
+    user: &MmUser,
+    start: usize,
+    end: usize,
+    pinned: bool,
+    cause: Cause,
+) -> Result<(usize, usize)> {
     let Some(pool) = ctx.devmem() else {
         return Ok((0, 0));
     };
@@ -956,6 +968,7 @@ unsafe fn migrate_to_host(
 pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
+    let t0 = kernel::time::Ktime::ktime_get();
     // SAFETY: Core MM passes a valid fault on a page of one of our pools.
     let (page, vma, addr) = unsafe {
         (
@@ -977,7 +990,9 @@ pub(crate) unsafe extern "C" fn devmem_migrate_to_ram(
     let start = block.max(vs);
     let end = (block + FAULT_BLOCK).min(ve);
     // SAFETY: The VMA is locked and covers `[start, end)`.
-    match unsafe { migrate_to_host(pool, vma, (start, end, page), Cause::CpuFault) } {
+    let res = unsafe { migrate_to_host(pool, vma, (start, end, page), Cause::CpuFault) };
+    crate::count_ns(&STATS.faultback_ns, t0);
+    match res {
         Ok(_) => 0,
         Err(e) if e == ENOMEM => bindings::vm_fault_reason_VM_FAULT_OOM as _,
         Err(_) => bindings::vm_fault_reason_VM_FAULT_SIGBUS as _,

@@ -117,6 +117,8 @@ struct gmem_dev_clock {
  *	set up is gone again) makes gmem retry the fault.
  * @invalidate: remove every mapping in [@start, @end) and flush the device
  *	TLB before returning.  Must not sleep: it runs from mmu notifiers.
+ *	The device maps nothing but what @map gave it, so gmem skips the call
+ *	for a context that has nothing mapped in the range.
  * @copy_to_dev: device memory only (GMEM_DEV_CAP_DEVMEM): copy @npages
  *	host pages (@src_pfns, or GMEM_PFN_NONE for zeros) into device pages
  *	(@dst_idx), with the device's copy engine, from device faults and

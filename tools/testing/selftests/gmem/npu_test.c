@@ -820,6 +820,49 @@ TEST_F(npu2, write_one_read_other)
 	ASSERT_EQ(munmap(q, len), 0);
 }
 
+/*
+ * An invalidation reaches every device that maps the range, and only
+ * those: npu1, attached but idle, costs npu0's faults and the CPU's
+ * writes nothing; once both map the range in place, munmap invalidates
+ * both, and neither reaches the range any more.
+ */
+TEST_F(npu2, invalidations_reach_the_devices_mapping)
+{
+	size_t len = 2 * MiB;
+	struct gmem_npu_info a0, a1, b0, b1;
+	struct gmem_npu_wait w;
+	char *p = peer_mmap(len);
+
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_EQ(npu_get_info(self->fd1, &a1), 0);
+	ASSERT_EQ(npu_fill(self->fd0, p, len, 0x21, &w), 0);
+	memset(p, 0x22, len);
+	ASSERT_EQ(npu_sum(self->fd0, p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x22, len));
+	ASSERT_EQ(npu_get_info(self->fd1, &b1), 0);
+	ASSERT_EQ(b1.invalidations, a1.invalidations)
+		TH_LOG("npu1 mapped nothing and was invalidated %llu times",
+		       (unsigned long long)(b1.invalidations -
+					    a1.invalidations));
+
+	/* npu1 first: its fault brings the block home from npu0. */
+	ASSERT_EQ(npu_set_placement(self->fd0, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(npu_set_placement(self->fd1, GMEM_NPU_PLACE_HOST), 0);
+	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x22, len));
+	ASSERT_EQ(npu_sum(self->fd0, p, len, &w), 0);
+	ASSERT_EQ(w.result, byte_sum(0x22, len));
+	ASSERT_EQ(npu_get_info(self->fd0, &a0), 0);
+	ASSERT_EQ(npu_get_info(self->fd1, &a1), 0);
+	ASSERT_EQ(munmap(p, len), 0);
+	ASSERT_EQ(npu_get_info(self->fd0, &b0), 0);
+	ASSERT_EQ(npu_get_info(self->fd1, &b1), 0);
+	ASSERT_GT(b0.invalidations, a0.invalidations);
+	ASSERT_GT(b1.invalidations, a1.invalidations);
+	ASSERT_EQ(npu_sum(self->fd0, p, len, &w), -EFAULT);
+	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), -EFAULT);
+}
+
 /* The device and the CPU take turns incrementing one counter. */
 TEST_F_TIMEOUT(npu, pingpong_cpu_device, 300)
 {

@@ -79,6 +79,7 @@ TEST_F_TIMEOUT(oversub, stream_4x, 600)
 	size_t len = 4 * self->dev_bytes;
 	long ev0 = dev_stat("npu0", "evictions"), ev1;
 	long faults0 = dev_stat("npu0", "faults");
+	long thrash0 = dev_stat("npu0", "thrash"), moved[2];
 	struct gmem_npu_wait w;
 	__u32 seed = 0x4a4a;
 	char *p = peer_mmap_block(len);
@@ -87,13 +88,25 @@ TEST_F_TIMEOUT(oversub, stream_4x, 600)
 	ASSERT_NE(p, MAP_FAILED);
 	fill_pattern(p, len, seed);
 	for (int pass = 0; pass < 2; pass++) {
+		long to_dev = dev_stat("npu0", "to_dev");
+
 		ASSERT_EQ(npu_sum(self->fd, p, len, &w), 0)
 			TH_LOG("pass %d: status %d at 0x%llx", pass, w.status,
 			       (unsigned long long)w.fault_addr);
 		ASSERT_EQ(w.result, pattern_sum(len, seed));
 		ASSERT_LE(dev_stat("npu0", "devmem_used"),
 			  (long)(self->dev_bytes / self->ps));
+		moved[pass] = dev_stat("npu0", "to_dev") - to_dev;
 	}
+	/*
+	 * The second sweep wants back blocks the first evicted long before the
+	 * device used 4x its memory: they are thrashing, and stay in host
+	 * memory, read in place, instead of each evicting the next one needs.
+	 */
+	ASSERT_GT(dev_stat("npu0", "thrash"), thrash0);
+	ASSERT_LT(moved[1], moved[0] / 2)
+		TH_LOG("pass 1 migrated %ld pages, pass 2 %ld", moved[0],
+		       moved[1]);
 	/* A fault per block and pass at least, counted for this device. */
 	ASSERT_GE(dev_stat("npu0", "faults") - faults0, (long)(len / BLOCK))
 		TH_LOG("%ld device faults", dev_stat("npu0", "faults") - faults0);
