@@ -1022,7 +1022,7 @@ impl Thrash {
     }
 
     fn slot(key: BlockKey, n: usize) -> usize {
-        ((key.block / gmem_fault::FAULT_BLOCK) ^ (key.mm / 64)) % n
+        gmem_policy::thrash_slot(key.block / gmem_fault::FAULT_BLOCK, key.mm, n)
     }
 
     /// Whether `key` is held at `now`; unlike

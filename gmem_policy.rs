@@ -210,6 +210,17 @@ pub(crate) struct ThrashRule {
     pub(crate) pin_ms: u64,
 }
 
+/// The slot of a thrashing table of `n` slots for block number `block`
+/// (its address over the block size) of the mm at `mm`.  An offset per
+/// mm, added rather than XORed: `n` consecutive blocks (a buffer swept
+/// over) take `n` different slots, so no hold of a block the sweep needs
+/// is forgotten for another of its blocks.  With XOR up to a fifth of them
+/// shared slots, and each pair sharing one took turns migrating, never
+/// held.
+pub(crate) fn thrash_slot(block: usize, mm: usize, n: usize) -> usize {
+    block.wrapping_add(mm / 64) % n
+}
+
 /// What one slot of a device's thrashing table remembers of block `key`.
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct ThrashSlot<K> {

@@ -104,6 +104,23 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
+    /// A buffer of as many blocks as the thrashing table has slots, at any
+    /// address of any mm, takes every slot once: a sweep over it loses no
+    /// hold to a collision.
+    #[test]
+    fn consecutive_blocks_take_distinct_thrash_slots(
+        first in 0usize..(1 << 35),
+        mm in any::<usize>(),
+        n in 1usize..2048,
+    ) {
+        let mut taken = Vec::from_iter(core::iter::repeat(false).take(n));
+        for b in first..first + n {
+            let s = thrash_slot(b, mm, n);
+            prop_assert!(!taken[s], "blocks {} and another share slot {}", b, s);
+            taken[s] = true;
+        }
+    }
+
     /// Any sequence of updates leaves the spans well formed and every page
     /// with exactly the attributes the per-page model has.
     #[test]
