@@ -210,15 +210,19 @@ pub(crate) struct ThrashRule {
     pub(crate) pin_ms: u64,
 }
 
-/// The slot of a thrashing table of `n` slots for block number `block`
-/// (its address over the block size) of the mm at `mm`.  An offset per
-/// mm, added rather than XORed: `n` consecutive blocks (a buffer swept
-/// over) take `n` different slots, so no hold of a block the sweep needs
-/// is forgotten for another of its blocks.  With XOR up to a fifth of them
-/// shared slots, and each pair sharing one took turns migrating, never
-/// held.
+/// The slot of a thrashing table of `n` (> 0) slots for block number
+/// `block` (its address over the block size) of the mm at `mm`.  An
+/// offset per mm, added rather than XORed: `n` consecutive blocks (a
+/// buffer swept over) take `n` different slots, so no hold of a block the
+/// sweep needs is forgotten for another of its blocks.  With XOR, when `n`
+/// is not a power of two, up to a fifth of them shared slots, and each
+/// pair sharing one took turns migrating, never held.  The offset is the
+/// mm's address hashed: processes forked one after another have their mms
+/// side by side and their buffers at the same addresses.
 pub(crate) fn thrash_slot(block: usize, mm: usize, n: usize) -> usize {
-    block.wrapping_add(mm / 64) % n
+    debug_assert!(n > 0);
+    let offset = (mm as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20;
+    block.wrapping_add(offset as usize) % n
 }
 
 /// What one slot of a device's thrashing table remembers of block `key`.

@@ -109,7 +109,7 @@ TEST_F(npu, info)
 {
 	size_t len = MiB;
 	struct gmem_npu_info a, b, c, i1;
-	struct gmem_npu_wait w;
+	struct gmem_npu_wait w, w2;
 	long inv, dev_faults;
 	char *p;
 	int fd1;
@@ -126,6 +126,12 @@ TEST_F(npu, info)
 	ASSERT_EQ(npu_fill(self->fd, p, len, 0x33, &w), 0);
 	ASSERT_EQ(find_not_byte(p, len, 0x33), -1);
 	ASSERT_GE(w.faults, 1) TH_LOG("fresh memory needs a device fault");
+	/*
+	 * The CPU's read took the pages back from the device's memory (and
+	 * its mappings with them): the device maps them again.
+	 */
+	ASSERT_EQ(npu_sum(self->fd, p, len, &w2), 0);
+	ASSERT_EQ(w2.result, byte_sum(0x33, len));
 
 	ASSERT_EQ(npu_get_info(self->fd, &b), 0);
 	ASSERT_EQ(b.npu_index, 0);
@@ -831,7 +837,8 @@ TEST_F(npu2, invalidations_reach_the_devices_mapping)
 	size_t len = 2 * MiB;
 	struct gmem_npu_info a0, a1, b0, b1;
 	struct gmem_npu_wait w;
-	char *p = peer_mmap(len);
+	char *p = peer_mmap_block(len);
+	long to_dev;
 
 	ASSERT_NE(p, MAP_FAILED);
 	ASSERT_EQ(npu_get_info(self->fd1, &a1), 0);
@@ -850,8 +857,12 @@ TEST_F(npu2, invalidations_reach_the_devices_mapping)
 	ASSERT_EQ(npu_set_placement(self->fd1, GMEM_NPU_PLACE_HOST), 0);
 	ASSERT_EQ(npu_sum(self->fd1, p, len, &w), 0);
 	ASSERT_EQ(w.result, byte_sum(0x22, len));
+	ASSERT_EQ(dev_stat_wait("npu0", "devmem_used", 0, 2000), 0);
+	to_dev = dev_stat("npu0", "to_dev");
 	ASSERT_EQ(npu_sum(self->fd0, p, len, &w), 0);
 	ASSERT_EQ(w.result, byte_sum(0x22, len));
+	/* In place, both. */
+	ASSERT_EQ(dev_stat("npu0", "to_dev"), to_dev);
 	ASSERT_EQ(npu_get_info(self->fd0, &a0), 0);
 	ASSERT_EQ(npu_get_info(self->fd1, &a1), 0);
 	ASSERT_EQ(munmap(p, len), 0);
