@@ -548,9 +548,7 @@ impl GmemCtx {
     pub(crate) fn map(&self, va: usize, pfns: &[usize], prot: u32) -> Result {
         let map = self.dev.ops().map.ok_or(EINVAL)?;
         // Before the driver maps: a map that fails may have mapped a part.
-        let end = va + pfns.len() * bindings::PAGE_SIZE;
-        self.mapped_lo.fetch_min(va, Ordering::Relaxed);
-        self.mapped_hi.fetch_max(end, Ordering::Relaxed);
+        self.widen_mapped(va, va + pfns.len() * bindings::PAGE_SIZE);
         // SAFETY: The context is alive (checked under the page-table lock
         // by the caller) and the driver's data is valid while registered.
         let ret = unsafe {
@@ -617,13 +615,18 @@ impl GmemCtx {
         // the page-table lock: a covering invalidation racing with this
         // can only make the span miss empty levels, never a mapping, since
         // `map` widens it again under the lock.
-        self.mapped_lo.fetch_min(start, Ordering::Relaxed);
-        self.mapped_hi.fetch_max(end, Ordering::Relaxed);
+        self.widen_mapped(start, end);
         // SAFETY: `drv` is alive: `kill` destroys it under `drv_lock` after
         // setting `dead`, which we checked under that lock.
         kernel::error::to_result(unsafe {
             prepare(self.dev.drvdata, self.drv, start as _, end as _)
         })
+    }
+
+    /// Makes the span of what gmem mapped cover `[start, end)`.
+    fn widen_mapped(&self, start: usize, end: usize) {
+        self.mapped_lo.fetch_min(start, Ordering::Relaxed);
+        self.mapped_hi.fetch_max(end, Ordering::Relaxed);
     }
 
     /// Removes device mappings of `[start, end)`.  Under the page-table
