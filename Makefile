@@ -12,6 +12,9 @@ gmem-y			:= gmem_core.o gmem_glue.o gmem_trace.o
 # The trace header is included from here by <trace/define_trace.h>.
 CFLAGS_gmem_trace.o	:= -I$(src)
 obj-$(CONFIG_GMEM_NPU)	+= gmem_npu.o
+obj-$(CONFIG_GMEM_DMIRROR) += gmem_dmirror.o
+# test_hmm's user interface, lib/test_hmm_uapi.h.
+CFLAGS_gmem_dmirror.o	:= -I$(srctree)/lib
 
 else
 

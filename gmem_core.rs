@@ -1430,7 +1430,9 @@ pub unsafe extern "C" fn gmem_ctx_set_placement(
 }
 
 /// Migrates `[start, end)` to the context's device memory (and maps it into
-/// the device), or to host memory.  Page aligned; synchronous.
+/// the device), or to host memory (`GMEM_PREFETCH_TO_HOST`); with
+/// `GMEM_PREFETCH_NO_PEER` only the range's pages in host memory move, and
+/// nothing is mapped.  Page aligned; synchronous.
 ///
 /// # Safety
 ///
@@ -1440,24 +1442,82 @@ pub unsafe extern "C" fn gmem_prefetch(
     ctx: *mut bindings::gmem_ctx,
     start: usize,
     end: usize,
-    to_host: bool,
+    flags: u32,
 ) -> c_int {
     // SAFETY: Attached contexts are live `GmemCtx`s.
     let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
     from_result(|| {
-        if start >= end || (start | end) % bindings::PAGE_SIZE != 0 {
+        let known = bindings::GMEM_PREFETCH_TO_HOST | bindings::GMEM_PREFETCH_NO_PEER;
+        if start >= end
+            || (start | end) % bindings::PAGE_SIZE != 0
+            || flags & !known != 0
+            || flags == known
+        {
             return Err(EINVAL);
         }
         let _dev = ctx.enter()?;
-        if to_host {
+        if flags & bindings::GMEM_PREFETCH_TO_HOST != 0 {
             gmem_fault::prefetch_to_host(ctx, start, end)?;
             return Ok(0);
         }
+        let place = if flags & bindings::GMEM_PREFETCH_NO_PEER != 0 {
+            gmem_fault::Place::Migrate
+        } else {
+            gmem_fault::Place::Device
+        };
         // Block by block, each clipped to its VMA: every page is visited,
         // and a hole fails with EFAULT.
-        gmem_fault::map_range(ctx, start, end, gmem_fault::Place::Device)?;
+        gmem_fault::map_range(ctx, start, end, place)?;
         Ok(0)
     })
+}
+
+/// Reports the state of each page of `[start, end)` into `state`, one
+/// `GMEM_PAGE_*` byte each, faulting nothing; see `<linux/gmem.h>`.
+///
+/// # Safety
+///
+/// `ctx` must be attached and `state` writable for a byte per page.  May
+/// sleep.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_snapshot(
+    ctx: *mut bindings::gmem_ctx,
+    start: usize,
+    end: usize,
+    state: *mut u8,
+) -> c_int {
+    // SAFETY: Attached contexts are live `GmemCtx`s.
+    let ctx = unsafe { &*ctx.cast::<GmemCtx>() };
+    from_result(|| {
+        if start >= end || (start | end) % bindings::PAGE_SIZE != 0 || state.is_null() {
+            return Err(EINVAL);
+        }
+        let n = (end - start) / bindings::PAGE_SIZE;
+        // SAFETY: The caller gives a byte per page.
+        let out = unsafe { core::slice::from_raw_parts_mut(state, n) };
+        let _dev = ctx.enter()?;
+        gmem_fault::snapshot_range(ctx, start, end, out)?;
+        Ok(0)
+    })
+}
+
+/// Moves the device's memory back to host memory now; see `<linux/gmem.h>`.
+///
+/// # Safety
+///
+/// `dev` must be registered.  May sleep.
+#[no_mangle]
+pub unsafe extern "C" fn gmem_dev_evict(dev: *mut bindings::gmem_dev) -> kernel::ffi::c_long {
+    // SAFETY: A registered device is a live `GmemDev`.
+    let d = unsafe { &*dev.cast::<GmemDev>() };
+    let res = d.enter().and_then(|_guard| {
+        let pool = d.devmem().ok_or(EINVAL)?;
+        gmem_fault::evict_now(pool)
+    });
+    match res {
+        Ok(n) => n as _,
+        Err(e) => e.to_errno() as _,
+    }
 }
 
 /// Resolves a device fault; see `<linux/gmem.h>` and `gmem_fault`.

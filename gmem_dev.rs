@@ -333,8 +333,13 @@ impl<T: GmemDevOps> Attachment<T> {
 
     /// Migrates `[start, end)` to the device's memory or back to the host.
     pub(crate) fn prefetch(&self, start: usize, end: usize, to_host: bool) -> Result {
+        let flags = if to_host {
+            bindings::GMEM_PREFETCH_TO_HOST
+        } else {
+            0
+        };
         // SAFETY: Attached (type invariant).  May sleep, as we may.
-        to_result(unsafe { bindings::gmem_prefetch(self.ctx, start as _, end as _, to_host) })
+        to_result(unsafe { bindings::gmem_prefetch(self.ctx, start as _, end as _, flags) })
     }
 
     /// Lets the device reach any mapping (`true`) or only MAP_PEER_SHARED

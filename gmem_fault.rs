@@ -131,7 +131,7 @@ fn serve_fault(ctx: &GmemCtx, addr: usize, write: bool) -> Result<(usize, usize,
         ctx,
         addr,
         write,
-        fault_block(ctx, addr, write, Place::Policy),
+        fault_block(ctx, addr, write, Place::Policy, ANYWHERE),
     )
 }
 
@@ -215,7 +215,7 @@ pub(crate) fn device_fault_batch(
         }
         served += 1;
         let res = match faulting {
-            Ok(ref mut f) => f.fault_block(addr, w, Place::Policy),
+            Ok(ref mut f) => f.fault_block(addr, w, Place::Policy, ANYWHERE),
             Err(e) => Err(e),
         };
         match trace_fault(ctx, addr, w, res) {
@@ -247,19 +247,30 @@ pub(crate) enum Place {
     Device,
     /// Where it is now (accessed-by: mapping in place).
     Where,
+    /// Its pages in host memory move to device memory, and what is then
+    /// present is mapped, faulting nothing: pages another device holds stay
+    /// there (a prefetch of the host's pages only, `GMEM_PREFETCH_NO_PEER`).
+    Migrate,
 }
 
-/// As [`device_fault`], with the placement `place`.  Returns the pages
-/// mapped, the end of the range they cover, and whether all of them were
-/// mapped writable.
+/// The part of a block a fault may resolve, `[start, end)`.
+pub(crate) type Within = (usize, usize);
+/// A device fault's: as much of the block as its region and VMA allow.
+pub(crate) const ANYWHERE: Within = (0, usize::MAX);
+
+/// As [`device_fault`], with the placement `place`, resolving no more of
+/// the block than `within` (which holds `addr`).  Returns the pages mapped,
+/// the end of the range they cover, and whether all of them were mapped
+/// writable.
 pub(crate) fn fault_block(
     ctx: &GmemCtx,
     addr: usize,
     write: bool,
     place: Place,
+    within: Within,
 ) -> Result<(usize, usize, bool)> {
     let mut f = Faulting::new(ctx)?;
-    f.fault_block(addr, write, place)
+    f.fault_block(addr, write, place, within)
 }
 
 /// What the faults of one call share: a block's worth of pfns, allocated
@@ -284,6 +295,7 @@ impl<'a> Faulting<'a> {
         addr: usize,
         write: bool,
         place: Place,
+        within: Within,
     ) -> Result<(usize, usize, bool)> {
         let as_ = self.ctx.address_space();
         if as_.is_released() {
@@ -291,7 +303,8 @@ impl<'a> Faulting<'a> {
         }
         // SAFETY: The address space holds `mm_count` on its mm.
         let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
-        fault_block_with(self.ctx, &user, &mut self.pfns, addr, write, place)
+        let pfns = &mut self.pfns;
+        fault_block_with(self.ctx, &user, pfns, addr, write, place, within)
     }
 }
 
@@ -303,6 +316,7 @@ fn fault_block_with(
     addr: usize,
     write: bool,
     place: Place,
+    within: Within,
 ) -> Result<(usize, usize, bool)> {
     let as_ = ctx.address_space();
     if as_.is_released() {
@@ -378,7 +392,7 @@ fn fault_block_with(
                         }
                         migrates && !held
                     }
-                    Place::Device => true,
+                    Place::Device | Place::Migrate => true,
                     Place::Where => false,
                 };
                 if wanted {
@@ -388,8 +402,8 @@ fn fault_block_with(
             }
         }
         let block = addr & !(FAULT_BLOCK - 1);
-        let mut start = block.max(region.start);
-        let mut end = (block + FAULT_BLOCK).min(region.end);
+        let mut start = block.max(region.start).max(within.0);
+        let mut end = (block + FAULT_BLOCK).min(region.end).min(within.1);
         if migrate_next {
             migrate_next = false;
             passes -= 1;
@@ -423,6 +437,10 @@ fn fault_block_with(
             // that merged into it while ksmd works on it, which core MM
             // has been seen to get wrong (a migration entry left to an
             // unlocked page), and it would not move anyway.
+            if !allowed && place == Place::Migrate {
+                // What a fault of the range would say.
+                return Err(EFAULT);
+            }
             if allowed && !has_ksm_pages(user, &region, s, e, pfns) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
@@ -463,7 +481,7 @@ fn fault_block_with(
                 }
                 (vma.start(), vma.end(), vma.uffd_armed())
             };
-            if uffd {
+            if uffd && place != Place::Migrate {
                 // hmm_range_fault() cannot wait for a userfaultfd handler
                 // (it would get SIGBUS): fault the page in first as the
                 // CPU would, waiting for the handler, then map what is
@@ -489,7 +507,10 @@ fn fault_block_with(
             }
             start = start.max(vs);
             end = end.min(ve);
-            let flags = HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 };
+            let flags = match place {
+                Place::Migrate => 0,
+                _ => HMM_PFN_VALID | if write { HMM_PFN_WRITE } else { 0 },
+            };
             match range_fault(&mm, &region, seq, start, end, pfns, flags, owner) {
                 Ok(()) => {}
                 Err(e) if e == EBUSY => {
@@ -523,7 +544,11 @@ fn fault_block_with(
             passes = 0;
             continue;
         }
-        if passes > 0 && foreign > 0 && has_host_pages(ctx, &pfns[..npages]) {
+        if passes > 0
+            && foreign > 0
+            && place != Place::Migrate
+            && has_host_pages(ctx, &pfns[..npages])
+        {
             // Pages another device held came back to the host during the
             // fault: take them too, unless the block keeps bouncing
             // between devices, in which case it stays on the host, mapped
@@ -625,9 +650,17 @@ fn map_runs(ctx: &GmemCtx, start: usize, hmm_pfns: &mut [usize]) -> Result {
     let pool = ctx.devmem();
     let mut i = 0;
     while i < hmm_pfns.len() {
+        if hmm_pfns[i] & HMM_PFN_VALID == 0 {
+            // Not present (a prefetch faulting nothing): left unmapped.
+            i += 1;
+            continue;
+        }
         let writable = hmm_pfns[i] & HMM_PFN_WRITE != 0;
         let mut j = i;
-        while j < hmm_pfns.len() && (hmm_pfns[j] & HMM_PFN_WRITE != 0) == writable {
+        while j < hmm_pfns.len()
+            && hmm_pfns[j] & HMM_PFN_VALID != 0
+            && (hmm_pfns[j] & HMM_PFN_WRITE != 0) == writable
+        {
             let pfn = hmm_pfns[j] & !HMM_PFN_FLAGS;
             hmm_pfns[j] = match pool.and_then(|p| p.index_of(pfn)) {
                 Some(idx) => {
@@ -671,6 +704,8 @@ extern "C" {
     ) -> *mut bindings::page;
     /// Whether a collected host page is a KSM page (gmem_glue.c).
     fn gmem_pfn_is_ksm(pfn: kernel::ffi::c_ulong) -> bool;
+    /// The `GMEM_PAGE_*` state of an `hmm_range_fault()` result.
+    fn gmem_hmm_pfn_state(hmm_pfn: kernel::ffi::c_ulong) -> u8;
 }
 
 fn migrate_pfn(pfn: usize) -> usize {
@@ -805,7 +840,9 @@ fn migrate_range(
     let mut b = MigrateBufs::new(n)?;
     let mm = user.read_lock();
     let vma = mm.vma_at(start).ok_or(EFAULT)?;
-    if vma.end() < end || !vma.is_anonymous() {
+    // Anonymous pages of a private file mapping (written, so copied) move
+    // too: core MM leaves the page cache's where they are.
+    if vma.end() < end || vma.flags() & u64::from(bindings::VM_SHARED) != 0 {
         return Ok((0, 0));
     }
     let mut args = b.args(
@@ -1058,7 +1095,7 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     STATS.counter_migrations.fetch_add(1, Ordering::Relaxed);
     // The migration unmapped the block from the device: map the pages
     // where they are now.
-    fault_block(ctx, addr, false, Place::Where)?;
+    fault_block(ctx, addr, false, Place::Where, ANYWHERE)?;
     Ok(moved)
 }
 
@@ -1082,10 +1119,11 @@ pub(crate) fn use_notified(ctx: &GmemCtx, addr: usize) {
     }
 }
 
-/// Faults `[start, end)` into `ctx`'s device block by block with `place`
-/// (a prefetch, a pin, an eager accessed-by mapping).  Every block is
-/// visited and a hole fails with `EFAULT`; `EINTR` if a signal is pending,
-/// `ENODEV` if the device is going away, what was done staying done.
+/// Faults `[start, end)`, and nothing around it, into `ctx`'s device block
+/// by block with `place` (a prefetch, a pin, an eager accessed-by mapping).
+/// Every block is visited and a hole fails with `EFAULT`; `EINTR` if a
+/// signal is pending, `ENODEV` if the device is going away, what was done
+/// staying done.
 pub(crate) fn map_range(ctx: &GmemCtx, start: usize, end: usize, place: Place) -> Result {
     let mut addr = start;
     while addr < end {
@@ -1095,7 +1133,7 @@ pub(crate) fn map_range(ctx: &GmemCtx, start: usize, end: usize, place: Place) -
         if ctx.dev_going() {
             return Err(ENODEV);
         }
-        let (_, covered, _) = fault_block(ctx, addr, false, place)?;
+        let (_, covered, _) = fault_block(ctx, addr, false, place, (start, end))?;
         addr = covered;
     }
     Ok(())
@@ -1146,16 +1184,7 @@ pub(crate) fn evict_all(pool: &DevMem) {
             if tries == EVICT_WARN_TRIES {
                 pr_warn!("device memory chunk {} still busy, waiting\n", c);
             }
-            let block = pool.chunk_block(c);
-            let moved = evict_chunk(pool, c, true).unwrap_or(0);
-            if moved > 0 {
-                let (dev, end) = (pool.device().id(), block + FAULT_BLOCK);
-                gmem_trace::migrate(dev, block, end, moved, false, Cause::Eviction);
-            }
-            pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
-            STATS
-                .migrated_to_host
-                .fetch_add(moved as u64, Ordering::Relaxed);
+            evict_counted(pool, c, true);
             if pool.chunk_used(c) > 0 {
                 // SAFETY: A plain sleep while the holder of the page
                 // finishes with it.
@@ -1163,6 +1192,37 @@ pub(crate) fn evict_all(pool: &DevMem) {
             }
         }
     }
+}
+
+/// Moves every page of `pool` in use back to host memory once, whoever
+/// maps it, as the driver asked (`gmem_dev_evict()`); pages busy at that
+/// moment stay.  Returns how many moved.
+pub(crate) fn evict_now(pool: &DevMem) -> Result<usize> {
+    let mut moved = 0;
+    for c in 0..pool.nchunks() {
+        if kernel::current!().signal_pending() {
+            return Err(EINTR);
+        }
+        if pool.chunk_used(c) > 0 {
+            moved += evict_counted(pool, c, false);
+        }
+    }
+    Ok(moved)
+}
+
+/// [`evict_chunk`], traced and counted as an eviction.
+fn evict_counted(pool: &DevMem, c: usize, nofail: bool) -> usize {
+    let block = pool.chunk_block(c);
+    let moved = evict_chunk(pool, c, nofail).unwrap_or(0);
+    if moved > 0 {
+        let (dev, end) = (pool.device().id(), block + FAULT_BLOCK);
+        gmem_trace::migrate(dev, block, end, moved, false, Cause::Eviction);
+    }
+    pool.to_host.fetch_add(moved as u64, Ordering::Relaxed);
+    STATS
+        .migrated_to_host
+        .fetch_add(moved as u64, Ordering::Relaxed);
+    moved
 }
 
 /// How long [`evict_all`] waits for a busy page before trying again.
@@ -1463,6 +1523,79 @@ fn snapshot(
 ) -> Option<()> {
     let none = core::ptr::null_mut();
     range_fault(mm, region, seq, start, end, out, HMM_PFN_VALID, none).ok()
+}
+
+/// Where the pages of `[start, end)` are and how `ctx`'s device could map
+/// them, one `GMEM_PAGE_*` state each into `out`, faulting nothing (see
+/// `gmem_snapshot()`).  Holes and memory the context may not reach read
+/// `GMEM_PAGE_ERROR`.
+pub(crate) fn snapshot_range(ctx: &GmemCtx, start: usize, end: usize, out: &mut [u8]) -> Result {
+    let as_ = ctx.address_space();
+    // SAFETY: The address space holds `mm_count` on its mm.
+    let user = unsafe { MmUser::get(as_.mm()) }.ok_or(ESRCH)?;
+    let owner = ctx.devmem().map_or(core::ptr::null_mut(), |p| p.owner());
+    let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
+    pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
+    let mut addr = start;
+    let mut attempts = 0;
+    while addr < end {
+        if kernel::current!().signal_pending() {
+            return Err(EINTR);
+        }
+        if attempts == MAX_ATTEMPTS {
+            return Err(EAGAIN);
+        }
+        attempts += 1;
+        let next = ((addr & !(FAULT_BLOCK - 1)) + FAULT_BLOCK).min(end);
+        let (stop, reachable) = {
+            let mm = user.read_lock();
+            match mm.vma_from(addr) {
+                Some(v) if v.start() <= addr => (next.min(v.end()), ctx.allows(&v)),
+                Some(v) => (next.min(v.start()), false),
+                None => (next, false),
+            }
+        };
+        let first = (addr - start) / PAGE_SIZE;
+        let n = (stop - addr) / PAGE_SIZE;
+        if !reachable {
+            out[first..first + n].fill(bindings::GMEM_PAGE_ERROR as u8);
+            addr = stop;
+            continue;
+        }
+        let found = as_.regions.lock().find(addr);
+        let Some(region) = found else {
+            gmem_vma::ensure_covered(as_, &user, addr, stop)?;
+            continue;
+        };
+        let stop = stop.min(region.end);
+        let n = (stop - addr) / PAGE_SIZE;
+        // SAFETY: As in `fault_block`: the region's notifier is registered
+        // until it is retired.
+        let seq = unsafe { gmem_mm::interval_read_begin(region.notifier()) };
+        let mm = user.read_lock();
+        // Looked up again: the VMA may have changed since.
+        if !mm
+            .vma_at(addr)
+            .is_some_and(|v| v.end() >= stop && ctx.allows(&v))
+        {
+            continue;
+        }
+        match range_fault(&mm, &region, seq, addr, stop, &mut pfns[..n], 0, owner) {
+            Ok(()) => {}
+            Err(e) if e == EBUSY => continue,
+            Err(e) => return Err(e),
+        }
+        for (o, &p) in out[first..first + n].iter_mut().zip(pfns[..n].iter()) {
+            // SAFETY: A result of `hmm_range_fault()` under the mmap_lock
+            // it ran under; only this device's pages are reported as
+            // device-private, and its pool is alive (the caller entered it).
+            *o = unsafe { gmem_hmm_pfn_state(p as _) };
+        }
+        drop(mm);
+        addr = stop;
+        attempts = 0;
+    }
+    Ok(())
 }
 
 /// `hmm_range_fault()` of `[start, end)` in `region` since notifier

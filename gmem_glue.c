@@ -23,6 +23,8 @@ EXPORT_SYMBOL_GPL(gmem_dev_notify_use);
 EXPORT_SYMBOL_GPL(gmem_ctx_set_placement);
 EXPORT_SYMBOL_GPL(gmem_dev_add_memory);
 EXPORT_SYMBOL_GPL(gmem_prefetch);
+EXPORT_SYMBOL_GPL(gmem_snapshot);
+EXPORT_SYMBOL_GPL(gmem_dev_evict);
 
 /*
  * Page references for gmem's read duplicates (gmem_fault.rs), taken here
@@ -223,4 +225,33 @@ struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
 	if (vma)
 		return alloc_page_vma(gfp, vma, addr);
 	return alloc_pages_node(numa_node_id(), gfp & ~__GFP_HARDWALL, 0);
+}
+
+/*
+ * The GMEM_PAGE_* state of one hmm_range_fault() result, for
+ * gmem_snapshot(): device-private pages are only reported valid for the
+ * device asking (its pgmap owner), so they are its own.
+ */
+u8 gmem_hmm_pfn_state(unsigned long hmm_pfn)
+{
+	unsigned int order;
+	struct page *page;
+	u8 state;
+
+	if (hmm_pfn & HMM_PFN_ERROR)
+		return GMEM_PAGE_ERROR;
+	if (!(hmm_pfn & HMM_PFN_VALID))
+		return GMEM_PAGE_NONE;
+	state = hmm_pfn & HMM_PFN_WRITE ? GMEM_PAGE_WRITE : GMEM_PAGE_READ;
+	page = hmm_pfn_to_page(hmm_pfn);
+	if (is_device_private_page(page))
+		state |= GMEM_PAGE_DEVMEM;
+	else if (is_zero_pfn(page_to_pfn(page)))
+		state |= GMEM_PAGE_ZERO;
+	order = hmm_pfn_to_map_order(hmm_pfn);
+	if (order + PAGE_SHIFT == PMD_SHIFT)
+		state |= GMEM_PAGE_PMD;
+	else if (order + PAGE_SHIFT == PUD_SHIFT)
+		state |= GMEM_PAGE_PUD;
+	return state;
 }

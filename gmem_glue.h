@@ -25,6 +25,7 @@ bool gmem_prot_change_keeps_access(struct mm_struct *mm, unsigned long start,
 				   unsigned long end);
 struct page *gmem_alloc_host_page(struct vm_area_struct *vma,
 				  unsigned long addr, bool nofail);
+u8 gmem_hmm_pfn_state(unsigned long hmm_pfn);
 
 /* gmem_trace.c: see gmem_trace.h. */
 void gmem_trace_fault(u32 dev, unsigned long addr, bool write,

@@ -28,7 +28,7 @@ out=$(kbuild_dir test)
 accepted=$GMEM_ROOT/scripts/lint-accepted.txt
 cd "$GMEM_ROOT"
 rs=(gmem_*.rs)
-kernel_c=(gmem_glue.c gmem_hook.c gmem_trace.c gmem_glue.h gmem_trace.h include/linux/gmem.h include/uapi/linux/gmem.h)
+kernel_c=(gmem_dmirror.c gmem_glue.c gmem_hook.c gmem_trace.c gmem_glue.h gmem_trace.h include/linux/gmem.h include/uapi/linux/gmem.h)
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 failed=0

@@ -179,6 +179,33 @@ struct gmem_dev_clock {
  * counters").  Returns 0, or -ENODEV, -ESRCH.  Does not sleep on anything
  * but gmem's locks.
  *
+ * gmem_prefetch() moves [@start, @end) (page aligned, and nothing around
+ * it) into the context's device memory and maps it there, taking pages
+ * another device holds too, or with GMEM_PREFETCH_TO_HOST brings the
+ * context's device pages in it home.  GMEM_PREFETCH_NO_PEER moves only
+ * the range's pages in host memory and maps nothing (as HMM drivers
+ * migrate system memory): a driver prefetching ahead of its jobs need not
+ * take a peer's working set.  Pages that cannot move (shared or page-cache
+ * pages, hugetlb, KSM) stay where they are.  Returns 0, or -EINVAL (bad
+ * range or flags), -EFAULT (a hole or a page no access may read),
+ * -EACCES, -ENOMEM, -EINTR, -ENODEV, -ESRCH; what moved before an error
+ * stays moved.  May sleep.
+ *
+ * gmem_snapshot() reports, in one GMEM_PAGE_* byte per page of
+ * [@start, @end), where each page is and how the device could map it now,
+ * as hmm_range_fault() sees it without faulting anything: present or not,
+ * writable, the zero page, a huge CPU mapping, in this device's memory
+ * (another device's pages read as not present), or GMEM_PAGE_ERROR for
+ * holes, PROT_NONE and memory the context's policy or gmem's rules keep
+ * from devices.  Returns 0 or -EINVAL, -EINTR, -ENODEV, -ESRCH, -ENOMEM.
+ * May sleep.
+ *
+ * gmem_dev_evict() moves every page of the device's memory back to host
+ * memory now, whoever maps it (as unregistration does, but the device
+ * stays): pages being faulted or migrated at that moment stay.  Returns
+ * the number of pages moved, or -ENODEV, -EINVAL (no device memory).  May
+ * sleep.
+ *
  * gmem_dev_unregister() first waits for the gmem calls in flight on the
  * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),
  * then tears the contexts down and moves the pages in device memory back
@@ -231,8 +258,27 @@ int gmem_ctx_set_policy(struct gmem_ctx *ctx, u32 policy);
 
 int gmem_ctx_set_placement(struct gmem_ctx *ctx, u32 placement);
 int gmem_dev_add_memory(struct gmem_dev *dev, unsigned long size);
+long gmem_dev_evict(struct gmem_dev *dev);
+
+/* gmem_prefetch() flags. */
+#define GMEM_PREFETCH_TO_HOST		(1U << 0) /* to host memory */
+#define GMEM_PREFETCH_NO_PEER		(1U << 1) /* take nothing from peers */
+
 int gmem_prefetch(struct gmem_ctx *ctx, unsigned long start,
-		  unsigned long end, bool to_host);
+		  unsigned long end, unsigned int flags);
+
+/* Per-page states of gmem_snapshot(). */
+#define GMEM_PAGE_NONE			0	  /* not present */
+#define GMEM_PAGE_READ			(1U << 0) /* present, read-only */
+#define GMEM_PAGE_WRITE			(1U << 1) /* present, writable */
+#define GMEM_PAGE_ZERO			(1U << 2) /* the shared zero page */
+#define GMEM_PAGE_PMD			(1U << 3) /* CPU maps it by a PMD */
+#define GMEM_PAGE_PUD			(1U << 4) /* CPU maps it by a PUD */
+#define GMEM_PAGE_DEVMEM		(1U << 5) /* in this device's memory */
+#define GMEM_PAGE_ERROR			(1U << 7) /* no device may map it */
+
+int gmem_snapshot(struct gmem_ctx *ctx, unsigned long start,
+		  unsigned long end, u8 *state);
 long gmem_dev_fault(struct gmem_ctx *ctx, unsigned long addr,
 		    unsigned int flags);
 
