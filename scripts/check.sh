@@ -23,6 +23,9 @@ bash "$GMEM_ROOT/scripts/kernel.sh" test
 stage "lint: rustfmt, clippy, checkpatch, kernel-doc"
 GMEM_LINT_BUILT=1 bash "$GMEM_ROOT/scripts/lint.sh" | tee -a "$lint" || true
 grep -q '^lint: ' "$lint" || echo "FAIL lint: scripts/lint.sh did not finish" >>"$lint"
+# gmem_dmirror.c's size against test_hmm.c's (issue 12's targets).
+stage "line counts: gmem_dmirror.c, test_hmm.c"
+bash "$GMEM_ROOT/scripts/linecount.sh" | tee -a "$lint" || true
 bash "$GMEM_ROOT/scripts/userspace.sh" test
 
 job=$(mktemp)
@@ -67,8 +70,8 @@ fi
 
 stage "results"
 tr -d '\r' <"$GMEM_CACHE/vm-test.log" | cat "$lint" - | awk -v vm_status="$vm_status" '
-	/^PASS (lint|policy|timeline): / { print; passed++; next }
-	/^FAIL (lint|policy|timeline): / { print; failed++; next }
+	/^PASS (lint|policy|timeline|linecount): / { print; passed++; next }
+	/^FAIL (lint|policy|timeline|linecount): / { print; failed++; next }
 	/^GMEM-SETUP-FAILED/ { print "FAIL setup: " $0; failed++ }
 	/^GMEM-TEST-BEGIN / { prog = $2; fails_here = 0; next }
 	/^GMEM-TEST-END / {
