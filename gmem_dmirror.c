@@ -22,7 +22,6 @@
 #include <linux/gmem.h>
 #include <linux/highmem.h>
 #include <linux/miscdevice.h>
-#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -48,9 +47,13 @@ struct dmirror_device {
 	void *mem;
 };
 
-/* An open file: the opener's address space on one device. */
+/*
+ * An open file: the opener's address space on one device.  The context
+ * holds the mm_struct (its address cannot be reused while it lives).
+ */
 struct dmirror {
 	struct dmirror_device *mdev;
+	struct mm_struct *mm;
 	struct gmem_ctx *ctx;	/* its driver context: the page table */
 };
 
@@ -349,6 +352,7 @@ static int dmirror_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 	dmirror->mdev = container_of(file->private_data,
 				     struct dmirror_device, misc);
+	dmirror->mm = current->mm;
 	ret = gmem_ctx_attach(dmirror->mdev->gdev, current->mm, &dmirror->ctx);
 	if (!ret) {
 		/* A mirror of any mapping, as HMM's; faults map in place. */
@@ -396,17 +400,19 @@ static long dmirror_ioctl(struct file *file, unsigned int command,
 {
 	struct dmirror *dmirror = file->private_data;
 	struct hmm_dmirror_cmd cmd;
-	unsigned long size;
+	unsigned long size = 0;
 	void *buf;
 	long ret;
 
+	/* Another process's (fork, fd passing) sees none of the opener's. */
+	if (current->mm != dmirror->mm)
+		return -EBADF;
 	if (copy_from_user(&cmd, (void __user *)arg, sizeof(cmd)))
 		return -EFAULT;
 	if (cmd.addr & ~PAGE_MASK || !cmd.npages ||
 	    cmd.npages > (ULONG_MAX - cmd.addr) >> PAGE_SHIFT)
 		return -EINVAL;
-	cmd.cpages = 0;
-	cmd.faults = 0;
+	cmd.cpages = cmd.faults = 0;
 	/* What the device reads or writes, or a state per page. */
 	switch (command) {
 	case HMM_DMIRROR_SNAPSHOT:
@@ -419,7 +425,6 @@ static long dmirror_ioctl(struct file *file, unsigned int command,
 		size = cmd.npages * PAGE_SIZE;
 		break;
 	case HMM_DMIRROR_RELEASE:
-		size = 0;
 		break;
 	default:
 		return -EINVAL;
@@ -471,7 +476,6 @@ static void dmirror_device_remove(struct dmirror_device *mdev)
 	if (mdev->gdev)
 		gmem_dev_unregister(mdev->gdev);
 	vfree(mdev->mem);
-	memset(mdev, 0, sizeof(*mdev));
 }
 
 static int dmirror_device_add(struct dmirror_device *mdev, int id)
@@ -495,9 +499,7 @@ static int dmirror_device_add(struct dmirror_device *mdev, int id)
 		if (ret)
 			mdev->misc.fops = NULL;
 	}
-	if (ret)
-		dmirror_device_remove(mdev);
-	return ret;
+	return ret;	/* on failure, dmirror_exit() removes what was added */
 }
 
 static void dmirror_exit(void)

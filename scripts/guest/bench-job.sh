@@ -1,8 +1,9 @@
 # Runs in the run VM (busybox sh, mm-conformance.sh prepended): load gmem,
 # two NPUs with 160 MiB of
 # device memory each (the migration measurements move 64 MiB at a time) and
-# the HMM test driver, then the benchmarks (gmem_bench, gmem_policy,
-# gmem_mapscale; gmem_faultscale with eight NPUs) and
+# the HMM test driver, then the benchmarks (gmem_bench; gmem_hmmbench
+# through test_hmm and gmem_dmirror; gmem_policy, gmem_mapscale;
+# gmem_faultscale with eight NPUs) and
 # the slow mm suites; exits with 1 if any failed.
 m=/lib/modules/gmem
 if ! insmod $m/gmem.ko || ! insmod $m/gmem_npu.ko num_devices=2 dram_mib=160; then
@@ -12,6 +13,19 @@ fi
 insmod $m/test_hmm.ko || echo "bench: test_hmm.ko did not load; the HMM driver lines are skipped"
 /opt/gmem/tools/gmem_bench
 rc=$?
+# hmm-tests' operations through test_hmm, then through gmem_dmirror (the
+# same device files, so one at a time): ratios of their times.
+ops=/tmp/hmmops
+/opt/gmem/tools/gmem_hmmbench measure test_hmm >$ops || rc=1
+rmmod test_hmm
+if insmod $m/gmem_dmirror.ko; then
+	/opt/gmem/tools/gmem_hmmbench measure gmem_dmirror >>$ops || rc=1
+	rmmod gmem_dmirror
+else
+	echo "bench: gmem_dmirror.ko did not load"
+	rc=1
+fi
+grep '^HMMOP' $ops | /opt/gmem/tools/gmem_hmmbench ratio test_hmm gmem_dmirror || rc=1
 /opt/gmem/tools/gmem_policy || rc=1
 # Mapping scale: 100,000 mappings per process, twice over.
 echo 262144 >/proc/sys/vm/max_map_count
