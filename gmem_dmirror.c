@@ -385,7 +385,7 @@ static int dmirror_mmap(struct file *file, struct vm_area_struct *vma)
 	int ret = 0;
 
 	for (addr = vma->vm_start; addr < vma->vm_end && !ret; addr += PAGE_SIZE) {
-		struct page *page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+		struct page *page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 
 		if (!page)
 			return -ENOMEM;

@@ -140,7 +140,8 @@ TEST_F(dm, release_evicts_everything)
 {
 	char *p = filled(3), *out = malloc(LEN);
 	unsigned char state[NPAGES];
-	struct hmm_dmirror_cmd c;
+	struct hmm_dmirror_cmd c = { 0 };
+	unsigned long wrong = 0;
 
 	ASSERT_NE(p, MAP_FAILED);
 	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, p, out, NPAGES, &c), 0);
@@ -154,13 +155,14 @@ TEST_F(dm, release_evicts_everything)
 	for (int i = 0; i < NPAGES; i++)
 		ASSERT_EQ(state[i] & HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, 0);
 	EXPECT_TRUE(holds(p, 3));
-	/* The device reads its own writes after a round trip. */
-	memset(out, 0x11, LEN);
+	/* Back on the device, it writes its memory without a fault. */
 	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, p, out, NPAGES, &c), 0);
+	memset(out, 0x11, LEN);
 	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_WRITE, p, out, NPAGES, &c), 0);
 	EXPECT_EQ(c.faults, 0);
 	for (unsigned long i = 0; i < LEN; i++)
-		ASSERT_EQ(p[i], 0x11);
+		wrong += p[i] != 0x11;
+	EXPECT_EQ(wrong, 0);
 	munmap(p, LEN);
 	free(out);
 }
