@@ -654,6 +654,12 @@ impl DevMem {
         self.chunks.lock().v[c].used
     }
 
+    /// Whether chunk `c` is in use and pinned.
+    pub(crate) fn chunk_pinned(&self, c: usize) -> bool {
+        let chunks = self.chunks.lock();
+        chunks.v[c].used > 0 && chunks.v[c].pinned
+    }
+
     /// Number of chunks.
     pub(crate) fn nchunks(&self) -> usize {
         self.npages.div_ceil(CHUNK_PAGES)

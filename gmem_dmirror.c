@@ -76,14 +76,18 @@ static void dmirror_ctx_destroy(void *drvdata, void *ctx)
 	kfree(ctx);
 }
 
-/* Reserves the entries @map will fill: it must not allocate. */
+/*
+ * Allocates the XArray nodes @map will fill (it must not reclaim): a
+ * reserved entry in each keeps a node, of XA_CHUNK_SIZE entries, alive.
+ */
 static int dmirror_prepare(void *drvdata, void *ctx, unsigned long start,
 			   unsigned long end)
 {
 	unsigned long i;
 	int ret = 0;
 
-	for (i = start >> PAGE_SHIFT; i < end >> PAGE_SHIFT && !ret; i++)
+	for (i = start >> PAGE_SHIFT; i < end >> PAGE_SHIFT && !ret;
+	     i = (i | (XA_CHUNK_SIZE - 1)) + 1)
 		ret = xa_reserve(ctx, i, GFP_KERNEL);
 	return ret;
 }
@@ -93,34 +97,29 @@ static int dmirror_map(void *drvdata, void *ctx, unsigned long va,
 		       unsigned int prot)
 {
 	unsigned long i, pte, flags = prot & GMEM_PROT_WRITE ? DPTE_WRITE : 0;
-	struct xarray *pt = ctx;
-	int ret = 0;
+	XA_STATE(xas, ctx, va >> PAGE_SHIFT);
 
-	xa_lock(pt);
-	for (i = 0; i < npages && !ret; i++) {
+	xas_lock(&xas);
+	for (i = 0; i < npages && !xas_error(&xas); i++, xas_next(&xas)) {
 		pte = (pfns[i] & ~GMEM_PFN_DEVMEM) << DPTE_SHIFT | flags |
 		      (pfns[i] & GMEM_PFN_DEVMEM ? DPTE_DEVMEM : 0);
-		/* Reserved by @prepare, unless invalidated since. */
-		if (xa_is_err(__xa_store(pt, (va >> PAGE_SHIFT) + i,
-					 xa_mk_value(pte), GFP_NOWAIT)))
-			ret = -EAGAIN;
+		/* A node @prepare allocated, or GFP_NOWAIT if one went. */
+		xas_store(&xas, xa_mk_value(pte));
 	}
-	xa_unlock(pt);
-	return ret;
+	xas_unlock(&xas);
+	return xas_error(&xas) ? -EAGAIN : 0;
 }
 
 static void dmirror_invalidate(void *drvdata, void *ctx, unsigned long start,
 			       unsigned long end)
 {
-	struct xarray *pt = ctx;
-	unsigned long i;
+	XA_STATE(xas, ctx, start >> PAGE_SHIFT);
 	void *entry;
 
-	xa_lock(pt);
-	xa_for_each_range(pt, i, entry, start >> PAGE_SHIFT,
-			  (end >> PAGE_SHIFT) - 1)
-		__xa_erase(pt, i);
-	xa_unlock(pt);
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, (end >> PAGE_SHIFT) - 1)
+		xas_store(&xas, NULL);
+	xas_unlock(&xas);
 }
 
 static void dmirror_copy_to_dev(void *drvdata, const unsigned long *dst_idx,
@@ -174,12 +173,12 @@ static unsigned long dmirror_access(struct dmirror *dmirror,
 				    unsigned long start, unsigned long end,
 				    void *buf, bool write, bool local)
 {
-	struct xarray *pt = gmem_ctx_drvctx(dmirror->ctx);
-	unsigned long i, n = 0;
+	XA_STATE(xas, gmem_ctx_drvctx(dmirror->ctx), start >> PAGE_SHIFT);
+	unsigned long n;
 
-	xa_lock(pt);
-	for (i = start >> PAGE_SHIFT; i < end >> PAGE_SHIFT; i++, n++) {
-		void *entry = xa_load(pt, i), *page;
+	xas_lock(&xas);
+	for (n = 0; n < (end - start) >> PAGE_SHIFT; n++) {
+		void *entry = n ? xas_next(&xas) : xas_load(&xas), *page;
 		unsigned long pte = xa_to_value(entry);
 
 		if (!xa_is_value(entry) || (write && !(pte & DPTE_WRITE)) ||
@@ -194,8 +193,15 @@ static unsigned long dmirror_access(struct dmirror *dmirror,
 			memcpy(buf + n * PAGE_SIZE, page, PAGE_SIZE);
 		if (!(pte & DPTE_DEVMEM))
 			kunmap_local(page);
+		if (n % XA_CHUNK_SIZE == XA_CHUNK_SIZE - 1) {
+			/* Lets invalidations (and the scheduler) in. */
+			xas_pause(&xas);
+			xas_unlock(&xas);
+			cond_resched();
+			xas_lock(&xas);
+		}
 	}
-	xa_unlock(pt);
+	xas_unlock(&xas);
 	return n;
 }
 
@@ -385,8 +391,11 @@ static int dmirror_mmap(struct file *file, struct vm_area_struct *vma)
 	int ret = 0;
 
 	for (addr = vma->vm_start; addr < vma->vm_end && !ret; addr += PAGE_SIZE) {
-		struct page *page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+		struct page *page;
 
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 		if (!page)
 			return -ENOMEM;
 		ret = vm_insert_page(vma, addr, page);
@@ -429,8 +438,10 @@ static long dmirror_ioctl(struct file *file, unsigned int command,
 	default:
 		return -EINVAL;
 	}
-	buf = kvmalloc(size, GFP_KERNEL | __GFP_NOWARN);
-	if (!buf)
+	/* Small pages: huge vmalloc pages cost compaction for no gain here. */
+	buf = size ? __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN |
+				     __GFP_RETRY_MAYFAIL) : NULL;
+	if (size && !buf)
 		return -ENOMEM;
 	switch (command) {
 	case HMM_DMIRROR_READ:
@@ -452,7 +463,7 @@ static long dmirror_ioctl(struct file *file, unsigned int command,
 		ret = min(ret, 0L);
 		break;
 	}
-	kvfree(buf);
+	vfree(buf);
 	/* The results only on success, as test_hmm. */
 	return ret ?: copy_to_user((void __user *)arg, &cmd, sizeof(cmd)) ?
 	       -EFAULT : 0;
@@ -471,7 +482,7 @@ static const struct file_operations dmirror_fops = {
 /* The user interface goes first: no call reaches a device going away. */
 static void dmirror_device_remove(struct dmirror_device *mdev)
 {
-	if (mdev->misc.fops)
+	if (!IS_ERR_OR_NULL(mdev->misc.this_device))
 		misc_deregister(&mdev->misc);
 	if (mdev->gdev)
 		gmem_dev_unregister(mdev->gdev);
@@ -481,25 +492,18 @@ static void dmirror_device_remove(struct dmirror_device *mdev)
 static int dmirror_device_add(struct dmirror_device *mdev, int id)
 {
 	unsigned long size = (unsigned long)dram_mib << 20;
-	int ret;
 
 	mdev->mem = vzalloc(size);
 	if (!mdev->mem)
 		return -ENOMEM;
 	snprintf(mdev->name, sizeof(mdev->name), "hmm_dmirror%d", id);
+	mdev->misc = (struct miscdevice){ .minor = MISC_DYNAMIC_MINOR,
+		.name = mdev->name, .fops = &dmirror_fops };
 	/* Sets mdev->gdev only on success. */
-	ret = gmem_dev_register(&dmirror_ops, mdev, mdev->name,
-				GMEM_DEV_CAP_DEVMEM | GMEM_DEV_CAP_COPY_ENGINE,
-				&mdev->gdev) ?:
-	      gmem_dev_add_memory(mdev->gdev, size);
-	if (!ret) {
-		mdev->misc = (struct miscdevice){ .minor = MISC_DYNAMIC_MINOR,
-			.name = mdev->name, .fops = &dmirror_fops };
-		ret = misc_register(&mdev->misc);
-		if (ret)
-			mdev->misc.fops = NULL;
-	}
-	return ret;	/* on failure, dmirror_exit() removes what was added */
+	return gmem_dev_register(&dmirror_ops, mdev, mdev->name,
+				 GMEM_DEV_CAP_DEVMEM | GMEM_DEV_CAP_COPY_ENGINE,
+				 &mdev->gdev) ?:
+	       gmem_dev_add_memory(mdev->gdev, size);
 }
 
 static void dmirror_exit(void)
@@ -516,6 +520,9 @@ static int __init dmirror_init(void)
 
 	for (i = 0; i < ARRAY_SIZE(dmirror_devices) && !ret; i++)
 		ret = dmirror_device_add(&dmirror_devices[i], i);
+	/* The files last: none opens before every device is complete. */
+	for (i = 0; i < ARRAY_SIZE(dmirror_devices) && !ret; i++)
+		ret = misc_register(&dmirror_devices[i].misc);
 	if (ret)
 		dmirror_exit();
 	return ret;

@@ -407,7 +407,7 @@ fn fault_block_with(
         if migrate_next {
             migrate_next = false;
             passes -= 1;
-            let (s, e, allowed) = {
+            let (s, e, allowed, file) = {
                 let mm = user.read_lock();
                 let vma = mm.vma_at(addr).ok_or(EFAULT)?;
                 if !ctx.allows(&vma) {
@@ -430,6 +430,7 @@ fn fault_block_with(
                     start.max(vma.start()),
                     end.min(vma.end()),
                     vma.flags() & need == need,
+                    !vma.is_anonymous(),
                 )
             };
             // A block holding merged (KSM) pages is left where it is:
@@ -441,7 +442,7 @@ fn fault_block_with(
                 // What a fault of the range would say.
                 return Err(EFAULT);
             }
-            if allowed && !has_ksm_pages(user, &region, s, e, pfns) {
+            if allowed && !has_unmovable_pages(user, &region, s, e, pfns, file) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
                 let cause = if place == Place::Policy {
@@ -608,15 +609,20 @@ fn fault_block_with(
     Err(EAGAIN)
 }
 
-/// Whether `[start, end)` of `region` has a KSM page mapped, looked at
-/// without faulting anything in (into `pfns`).  False if the look was
-/// overtaken by an invalidation: the migration then checks each page.
-fn has_ksm_pages(
+/// Whether `[start, end)` of `region` has a KSM page mapped or, in a file
+/// mapping (`file`), a page that is not both present and anonymous, looked
+/// at without faulting anything in (into `pfns`).  Collecting a page-cache
+/// page for migration would unmap it from every process that maps the
+/// file, for nothing: core MM moves only anonymous pages to a device.
+/// False if the look was overtaken by an invalidation: the migration then
+/// checks each page for KSM, and a file page moves nowhere.
+fn has_unmovable_pages(
     user: &MmUser,
     region: &Region,
     start: usize,
     end: usize,
     pfns: &mut [usize],
+    file: bool,
 ) -> bool {
     let n = (end - start) / PAGE_SIZE;
     // SAFETY: As in `fault_block`: the region's notifier is registered
@@ -628,10 +634,16 @@ fn has_ksm_pages(
         return false;
     }
     pfns[..n].iter().any(|&p| {
+        let pfn = (p & !HMM_PFN_FLAGS) as _;
         // SAFETY: A pfn hmm_range_fault() found mapped has a struct page;
         // its flags are only read, and a stale answer only decides
         // whether the block migrates.
-        p & HMM_PFN_VALID != 0 && unsafe { gmem_pfn_is_ksm((p & !HMM_PFN_FLAGS) as _) }
+        let (ksm, anon) = unsafe { (gmem_pfn_is_ksm(pfn), gmem_pfn_is_anon(pfn)) };
+        if p & HMM_PFN_VALID == 0 {
+            file
+        } else {
+            ksm || (file && !anon)
+        }
     })
 }
 
@@ -704,6 +716,8 @@ extern "C" {
     ) -> *mut bindings::page;
     /// Whether a collected host page is a KSM page (gmem_glue.c).
     fn gmem_pfn_is_ksm(pfn: kernel::ffi::c_ulong) -> bool;
+    /// Whether a mapped host page is anonymous (gmem_glue.c).
+    fn gmem_pfn_is_anon(pfn: kernel::ffi::c_ulong) -> bool;
     /// The `GMEM_PAGE_*` state of an `hmm_range_fault()` result.
     fn gmem_hmm_pfn_state(hmm_pfn: kernel::ffi::c_ulong) -> u8;
 }
@@ -842,7 +856,10 @@ fn migrate_range(
     let vma = mm.vma_at(start).ok_or(EFAULT)?;
     // Anonymous pages of a private file mapping (written, so copied) move
     // too: core MM leaves the page cache's where they are.
-    if vma.end() < end || vma.flags() & u64::from(bindings::VM_SHARED) != 0 {
+    // Looked up again since the caller checked it: still one this context
+    // may reach, and not shared (a read-only file opened for MAP_SHARED
+    // has VM_MAYSHARE only).
+    if vma.end() < end || vma.flags() & u64::from(bindings::VM_MAYSHARE) != 0 || !ctx.allows(&vma) {
         return Ok((0, 0));
     }
     let mut args = b.args(
@@ -1084,7 +1101,7 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
     pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
     // As in `fault_block`: a block with merged pages is not collected.
-    if has_ksm_pages(&user, &region, start, end, &mut pfns) {
+    if has_unmovable_pages(&user, &region, start, end, &mut pfns, false) {
         return Ok(0);
     }
     let pinned = attrs.pinned & (1u64 << ctx.dev_id()) != 0;
@@ -1196,14 +1213,15 @@ pub(crate) fn evict_all(pool: &DevMem) {
 
 /// Moves every page of `pool` in use back to host memory once, whoever
 /// maps it, as the driver asked (`gmem_dev_evict()`); pages busy at that
-/// moment stay.  Returns how many moved.
+/// moment, pinned chunks and read duplicates stay.  Returns how many moved.
 pub(crate) fn evict_now(pool: &DevMem) -> Result<usize> {
     let mut moved = 0;
     for c in 0..pool.nchunks() {
         if kernel::current!().signal_pending() {
             return Err(EINTR);
         }
-        if pool.chunk_used(c) > 0 {
+        // Pins keep device memory from everyone else; this is no exception.
+        if pool.chunk_used(c) > 0 && !pool.chunk_pinned(c) {
             moved += evict_counted(pool, c, false);
         }
     }
@@ -1546,13 +1564,18 @@ pub(crate) fn snapshot_range(ctx: &GmemCtx, start: usize, end: usize, out: &mut 
             return Err(EAGAIN);
         }
         attempts += 1;
-        let next = ((addr & !(FAULT_BLOCK - 1)) + FAULT_BLOCK).min(end);
+        // The end of the block, or of the range if the block ends past the
+        // address space.
+        let next = (addr & !(FAULT_BLOCK - 1))
+            .checked_add(FAULT_BLOCK)
+            .map_or(end, |n| n.min(end));
         let (stop, reachable) = {
             let mm = user.read_lock();
             match mm.vma_from(addr) {
                 Some(v) if v.start() <= addr => (next.min(v.end()), ctx.allows(&v)),
-                Some(v) => (next.min(v.start()), false),
-                None => (next, false),
+                // A hole, to the next VMA at once.
+                Some(v) => (v.start().min(end), false),
+                None => (end, false),
             }
         };
         let first = (addr - start) / PAGE_SIZE;

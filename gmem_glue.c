@@ -90,6 +90,11 @@ bool gmem_pfn_is_ksm(unsigned long pfn)
 	return folio_test_ksm(pfn_folio(pfn));
 }
 
+bool gmem_pfn_is_anon(unsigned long pfn)
+{
+	return folio_test_anon(pfn_folio(pfn));
+}
+
 /*
  * Layout facts of C structures that the Rust code reads through bindgen's
  * view of them.  gmem checks the two agree before it does anything (see

@@ -20,6 +20,7 @@ bool gmem_get_pfns(const unsigned long *pfns, unsigned long n);
 struct dev_pagemap *gmem_page_pgmap(struct page *page);
 bool gmem_pfn_is_zone_device(unsigned long pfn);
 bool gmem_pfn_is_ksm(unsigned long pfn);
+bool gmem_pfn_is_anon(unsigned long pfn);
 bool gmem_vma_uffd_armed(struct vm_area_struct *vma);
 bool gmem_prot_change_keeps_access(struct mm_struct *mm, unsigned long start,
 				   unsigned long end);

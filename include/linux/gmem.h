@@ -183,10 +183,11 @@ struct gmem_dev_clock {
  * it) into the context's device memory and maps it there, taking pages
  * another device holds too, or with GMEM_PREFETCH_TO_HOST brings the
  * context's device pages in it home.  GMEM_PREFETCH_NO_PEER moves only
- * the range's pages in host memory and maps nothing (as HMM drivers
- * migrate system memory): a driver prefetching ahead of its jobs need not
- * take a peer's working set.  Pages that cannot move (shared or page-cache
- * pages, hugetlb, KSM) stay where they are.  Returns 0, or -EINVAL (bad
+ * the range's pages in host memory (as HMM drivers migrate system memory)
+ * and then maps what is present, faulting nothing in: a driver
+ * prefetching ahead of its jobs need not take a peer's working set.  Pages
+ * that cannot move (shared or page-cache pages, hugetlb, KSM) stay where
+ * they are.  Returns 0, or -EINVAL (bad
  * range or flags), -EFAULT (a hole or a page no access may read),
  * -EACCES, -ENOMEM, -EINTR, -ENODEV, -ESRCH; what moved before an error
  * stays moved.  May sleep.
@@ -197,14 +198,17 @@ struct gmem_dev_clock {
  * writable, the zero page, a huge CPU mapping, in this device's memory
  * (another device's pages read as not present), or GMEM_PAGE_ERROR for
  * holes, PROT_NONE and memory the context's policy or gmem's rules keep
- * from devices.  Returns 0 or -EINVAL, -EINTR, -ENODEV, -ESRCH, -ENOMEM.
- * May sleep.
+ * from devices.  Like a fault, it covers the VMAs it looks at with gmem
+ * regions (their notifiers).  Returns 0 or -EINVAL, -EINTR, -ENODEV,
+ * -ESRCH, -ENOMEM, -EAGAIN (invalidations kept overtaking it).  May sleep.
  *
- * gmem_dev_evict() moves every page of the device's memory back to host
- * memory now, whoever maps it (as unregistration does, but the device
- * stays): pages being faulted or migrated at that moment stay.  Returns
- * the number of pages moved, or -ENODEV, -EINVAL (no device memory).  May
- * sleep.
+ * gmem_dev_evict() moves the pages of the device's memory back to host
+ * memory now, whoever maps them (as unregistration does, but the device
+ * stays), once: best effort, not a barrier.  Pages being faulted or
+ * migrated at that moment, pinned memory and read duplicates (copies,
+ * dropped with their mappings by the next invalidation) stay, and faults
+ * running meanwhile may take memory again.  Returns the number of pages
+ * moved, or -ENODEV, -EINVAL (no device memory), -EINTR.  May sleep.
  *
  * gmem_dev_unregister() first waits for the gmem calls in flight on the
  * device (faults, prefetches, hints from /dev/gmem; new ones get -ENODEV),
@@ -262,7 +266,7 @@ long gmem_dev_evict(struct gmem_dev *dev);
 
 /* gmem_prefetch() flags. */
 #define GMEM_PREFETCH_TO_HOST		(1U << 0) /* to host memory */
-#define GMEM_PREFETCH_NO_PEER		(1U << 1) /* take nothing from peers */
+#define GMEM_PREFETCH_NO_PEER		(1U << 1) /* host pages only, no faults */
 
 int gmem_prefetch(struct gmem_ctx *ctx, unsigned long start,
 		  unsigned long end, unsigned int flags);

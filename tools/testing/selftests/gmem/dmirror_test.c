@@ -92,6 +92,13 @@ TEST_F(dm, bad_input_changes_nothing)
 		  -EINVAL);
 	EXPECT_EQ(dm_cmd(self->fd, _IOWR('H', 0x42, struct hmm_dmirror_cmd), p, out,
 			 1, NULL), -EINVAL);
+	/* The last block of the address space: a hole, reported so. */
+	EXPECT_EQ(dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, (void *)-(2L << 20), out, 1,
+			 NULL), 0);
+	EXPECT_EQ((unsigned char)out[0], HMM_DMIRROR_PROT_ERROR);
+	EXPECT_EQ(dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, (void *)-(2L << 20), out,
+			 1, NULL), -EINVAL);
+	memset(out, 0x5a, LEN);
 	/* A huge but valid range: no memory for it, a clear error. */
 	EXPECT_EQ(dm_cmd(self->fd, HMM_DMIRROR_READ, p, out, 1UL << 40, NULL), -ENOMEM);
 	/* A hole: the device faults and fails, nothing is copied out. */
