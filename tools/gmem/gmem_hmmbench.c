@@ -45,6 +45,16 @@ static int dmirror(int fd, unsigned long req, void *addr, void *ptr)
 	return 0;
 }
 
+/* dmirror(), its time into *ns. */
+static int timed(int fd, unsigned long req, void *addr, void *ptr, int64_t *ns)
+{
+	int64_t t0 = now_ns();
+	int ret = dmirror(fd, req, addr, ptr);
+
+	*ns = now_ns() - t0;
+	return ret;
+}
+
 /* One repetition of every operation: their times into ns[]. */
 static int measure_once(int fd, __u32 seed, int64_t *ns)
 {
@@ -58,14 +68,9 @@ static int measure_once(int fd, __u32 seed, int64_t *ns)
 	if (buf == MAP_FAILED || !mirror)
 		goto out;
 	fill_pattern(buf, LEN, seed);
-	t0 = now_ns();
-	if (dmirror(fd, HMM_DMIRROR_READ, buf, mirror))
+	if (timed(fd, HMM_DMIRROR_READ, buf, mirror, &ns[0]) ||
+	    timed(fd, HMM_DMIRROR_READ, buf, mirror, &ns[1]))
 		goto out;
-	ns[0] = now_ns() - t0;
-	t0 = now_ns();
-	if (dmirror(fd, HMM_DMIRROR_READ, buf, mirror))
-		goto out;
-	ns[1] = now_ns() - t0;
 	if (memcmp(buf, mirror, LEN)) {
 		fail("read: the device read other data");
 		goto out;
@@ -75,19 +80,15 @@ static int measure_once(int fd, __u32 seed, int64_t *ns)
 	if (buf == MAP_FAILED)
 		goto out;
 	fill_pattern(mirror, LEN, seed + 1);
-	t0 = now_ns();
-	if (dmirror(fd, HMM_DMIRROR_WRITE, buf, mirror))
+	if (timed(fd, HMM_DMIRROR_WRITE, buf, mirror, &ns[2]))
 		goto out;
-	ns[2] = now_ns() - t0;
 	if (memcmp(buf, mirror, LEN)) {
 		fail("write: the CPU reads other data");
 		goto out;
 	}
 	fill_pattern(buf, LEN, seed + 2);
-	t0 = now_ns();
-	if (dmirror(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, mirror))
+	if (timed(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, mirror, &ns[3]))
 		goto out;
-	ns[3] = now_ns() - t0;
 	t0 = now_ns();
 	for (w = (volatile __u32 *)buf, i = 0; i < LEN / 4; i += 1024)
 		sum += w[i];
