@@ -614,8 +614,8 @@ fn fault_block_with(
 /// at without faulting anything in (into `pfns`).  Collecting a page-cache
 /// page for migration would unmap it from every process that maps the
 /// file, for nothing: core MM moves only anonymous pages to a device.
-/// False if the look was overtaken by an invalidation: the migration then
-/// checks each page for KSM, and a file page moves nowhere.
+/// If the look was overtaken by an invalidation: false for anonymous memory
+/// (the migration then checks each page for KSM), true for a file.
 fn has_unmovable_pages(
     user: &MmUser,
     region: &Region,
@@ -631,19 +631,18 @@ fn has_unmovable_pages(
     let mm = user.read_lock();
     let none = core::ptr::null_mut();
     if range_fault(&mm, region, seq, start, end, &mut pfns[..n], 0, none).is_err() {
-        return false;
+        // Overtaken: a file block is not collected on a stale look.
+        return file;
     }
     pfns[..n].iter().any(|&p| {
+        if p & HMM_PFN_VALID == 0 {
+            return file;
+        }
         let pfn = (p & !HMM_PFN_FLAGS) as _;
         // SAFETY: A pfn hmm_range_fault() found mapped has a struct page;
         // its flags are only read, and a stale answer only decides
         // whether the block migrates.
-        let (ksm, anon) = unsafe { (gmem_pfn_is_ksm(pfn), gmem_pfn_is_anon(pfn)) };
-        if p & HMM_PFN_VALID == 0 {
-            file
-        } else {
-            ksm || (file && !anon)
-        }
+        unsafe { gmem_pfn_is_ksm(pfn) || (file && !gmem_pfn_is_anon(pfn)) }
     })
 }
 
@@ -887,6 +886,13 @@ fn migrate_range(
                 // SAFETY: A host page collected (referenced) above.
                 if unsafe { gmem_pfn_is_ksm(pfn as _) } {
                     ksm += 1;
+                    continue;
+                }
+                // A page-cache page (a file block changed since it was
+                // looked at): core MM would not move it; no device page
+                // is spent on it.
+                // SAFETY: As above.
+                if !unsafe { gmem_pfn_is_anon(pfn as _) } {
                     continue;
                 }
             }
@@ -1572,7 +1578,9 @@ pub(crate) fn snapshot_range(ctx: &GmemCtx, start: usize, end: usize, out: &mut 
         let (stop, reachable) = {
             let mm = user.read_lock();
             match mm.vma_from(addr) {
-                Some(v) if v.start() <= addr => (next.min(v.end()), ctx.allows(&v)),
+                Some(v) if v.start() <= addr && ctx.allows(&v) => (next.min(v.end()), true),
+                // A VMA no device may reach, whole.
+                Some(v) if v.start() <= addr => (v.end().min(end), false),
                 // A hole, to the next VMA at once.
                 Some(v) => (v.start().min(end), false),
                 None => (end, false),
@@ -1583,6 +1591,7 @@ pub(crate) fn snapshot_range(ctx: &GmemCtx, start: usize, end: usize, out: &mut 
         if !reachable {
             out[first..first + n].fill(bindings::GMEM_PAGE_ERROR as u8);
             addr = stop;
+            attempts = 0;
             continue;
         }
         let found = as_.regions.lock().find(addr);
