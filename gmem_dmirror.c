@@ -58,6 +58,11 @@ struct dmirror {
 };
 
 static struct dmirror_device dmirror_devices[2];
+/*
+ * Set once every device and file is there: a file opened earlier could
+ * outlive a failed init, and the module's code.
+ */
+static bool dmirror_ready;
 
 /* ---- the device MMU, as gmem drives it (struct gmem_dev_ops) ---- */
 
@@ -272,17 +277,15 @@ static int dmirror_migrate_to_dev(struct dmirror *dmirror,
 				  struct hmm_dmirror_cmd *cmd, void *buf)
 {
 	unsigned long size = cmd->npages * PAGE_SIZE;
-	int ret;
+	int ret = gmem_prefetch(dmirror->ctx, cmd->addr, cmd->addr + size,
+				GMEM_PREFETCH_NO_PEER);
 
-	ret = gmem_prefetch(dmirror->ctx, cmd->addr, cmd->addr + size,
-			    GMEM_PREFETCH_NO_PEER);
 	if (ret)
 		return ret == -EFAULT ? -EINVAL : ret;
 	cmd->cpages = dmirror_access(dmirror, cmd->addr, cmd->addr + size,
 				     buf, false, true);
-	if (cmd->cpages < cmd->npages)
-		return -ENOENT;
-	return copy_to_user(u64_to_user_ptr(cmd->ptr), buf, size) ? -EFAULT : 0;
+	return cmd->cpages < cmd->npages ? -ENOENT :
+	       copy_to_user(u64_to_user_ptr(cmd->ptr), buf, size) ? -EFAULT : 0;
 }
 
 /* Each page's GMEM_PAGE_* state into @state; returns those on the device. */
@@ -290,10 +293,9 @@ static long dmirror_states(struct dmirror *dmirror,
 			   struct hmm_dmirror_cmd *cmd, u8 *state)
 {
 	unsigned long i, local = 0;
-	int ret;
+	int ret = gmem_snapshot(dmirror->ctx, cmd->addr,
+				cmd->addr + cmd->npages * PAGE_SIZE, state);
 
-	ret = gmem_snapshot(dmirror->ctx, cmd->addr,
-			    cmd->addr + cmd->npages * PAGE_SIZE, state);
 	for (i = 0; i < cmd->npages && !ret; i++)
 		local += !!(state[i] & GMEM_PAGE_DEVMEM);
 	return ret ? ret : local;
@@ -351,9 +353,12 @@ static int dmirror_snapshot(struct dmirror *dmirror,
 
 static int dmirror_open(struct inode *inode, struct file *file)
 {
-	struct dmirror *dmirror = kzalloc(sizeof(*dmirror), GFP_KERNEL);
+	struct dmirror *dmirror;
 	int ret;
 
+	if (!READ_ONCE(dmirror_ready))
+		return -ENODEV;
+	dmirror = kzalloc(sizeof(*dmirror), GFP_KERNEL);
 	if (!dmirror)
 		return -ENOMEM;
 	dmirror->mdev = container_of(file->private_data,
@@ -459,8 +464,7 @@ static long dmirror_ioctl(struct file *file, unsigned int command,
 		ret = dmirror_snapshot(dmirror, &cmd, buf);
 		break;
 	case HMM_DMIRROR_RELEASE:
-		ret = gmem_dev_evict(dmirror->mdev->gdev);
-		ret = min(ret, 0L);
+		ret = min(gmem_dev_evict(dmirror->mdev->gdev), 0L);
 		break;
 	}
 	vfree(buf);
@@ -525,6 +529,7 @@ static int __init dmirror_init(void)
 		ret = misc_register(&dmirror_devices[i].misc);
 	if (ret)
 		dmirror_exit();
+	WRITE_ONCE(dmirror_ready, !ret);
 	return ret;
 }
 

@@ -442,7 +442,7 @@ fn fault_block_with(
                 // What a fault of the range would say.
                 return Err(EFAULT);
             }
-            if allowed && !has_unmovable_pages(user, &region, s, e, pfns, file) {
+            if allowed && ready_to_migrate(user, &region, s, e, pfns, file) {
                 // Whatever does not move is used in place, unless the
                 // device has no room it may make.
                 let cause = if place == Place::Policy {
@@ -609,14 +609,16 @@ fn fault_block_with(
     Err(EAGAIN)
 }
 
-/// Whether `[start, end)` of `region` has a KSM page mapped or, in a file
-/// mapping (`file`), a page that is not both present and anonymous, looked
-/// at without faulting anything in (into `pfns`).  Collecting a page-cache
-/// page for migration would unmap it from every process that maps the
-/// file, for nothing: core MM moves only anonymous pages to a device.
-/// If the look was overtaken by an invalidation: false for anonymous memory
-/// (the migration then checks each page for KSM), true for a file.
-fn has_unmovable_pages(
+/// Whether `[start, end)` of `region` may be collected for migration, as
+/// looked at without faulting anything in (into `pfns`): not if it has a
+/// KSM page mapped or, in a file mapping (`file`), a page that is not both
+/// present and anonymous.  Collecting a page-cache page for migration
+/// would unmap it from every process that maps the file, for nothing: core
+/// MM moves only anonymous pages to a device.  If the look was overtaken
+/// by an invalidation: true for anonymous memory (the migration then
+/// checks each page for KSM), false for a file.  Large folios mapped by
+/// PTEs, which the migration would leave out, are split on the way.
+fn ready_to_migrate(
     user: &MmUser,
     region: &Region,
     start: usize,
@@ -632,9 +634,9 @@ fn has_unmovable_pages(
     let none = core::ptr::null_mut();
     if range_fault(&mm, region, seq, start, end, &mut pfns[..n], 0, none).is_err() {
         // Overtaken: a file block is not collected on a stale look.
-        return file;
+        return !file;
     }
-    pfns[..n].iter().any(|&p| {
+    let unmovable = pfns[..n].iter().any(|&p| {
         if p & HMM_PFN_VALID == 0 {
             return file;
         }
@@ -643,7 +645,16 @@ fn has_unmovable_pages(
         // its flags are only read, and a stale answer only decides
         // whether the block migrates.
         unsafe { gmem_pfn_is_ksm(pfn) || (file && !gmem_pfn_is_anon(pfn)) }
-    })
+    });
+    if unmovable {
+        return false;
+    }
+    for &p in pfns[..n].iter().filter(|&&p| p & HMM_PFN_VALID != 0) {
+        // SAFETY: As above, with `mmap_lock` still held; the helper takes
+        // the folio speculatively.
+        unsafe { bindings::gmem_split_anon_folio((p & !HMM_PFN_FLAGS) as _) };
+    }
+    true
 }
 
 fn has_host_pages(ctx: &GmemCtx, hmm_pfns: &[usize]) -> bool {
@@ -1107,7 +1118,7 @@ pub(crate) fn access_notified(ctx: &GmemCtx, addr: usize) -> Result<usize> {
     let mut pfns = KVec::with_capacity(PAGES_PER_BLOCK, GFP_KERNEL)?;
     pfns.extend_with(PAGES_PER_BLOCK, 0usize, GFP_KERNEL)?;
     // As in `fault_block`: a block with merged pages is not collected.
-    if has_unmovable_pages(&user, &region, start, end, &mut pfns, false) {
+    if !ready_to_migrate(&user, &region, start, end, &mut pfns, false) {
         return Ok(0);
     }
     let pinned = attrs.pinned & (1u64 << ctx.dev_id()) != 0;

@@ -257,6 +257,39 @@ bool gmem_vma_device_reachable(struct vm_area_struct *vma)
 EXPORT_SYMBOL_GPL(gmem_vma_device_reachable);
 
 /**
+ * gmem_split_anon_folio - split the large anonymous folio holding a page
+ * @pfn: a page hmm_range_fault() found mapped, with its mm's mmap_lock held
+ *
+ * migrate_vma_setup() splits a transparent huge page mapped by a PMD but
+ * collects no page of a large folio mapped by PTEs (mTHP): memory in one
+ * would never move to a device.  Split first, its pages move one by one.
+ * The page may have been freed or reused since it was looked at, so the
+ * folio is taken speculatively and checked again.  Best effort: a folio
+ * that is locked, pinned or not an unmerged anonymous one stays whole.
+ * Built in because split_folio() is not exported.
+ */
+void gmem_split_anon_folio(unsigned long pfn)
+{
+	struct page *page;
+	struct folio *folio;
+
+	if (!pfn_valid(pfn))
+		return;
+	page = pfn_to_page(pfn);
+	folio = page_folio(page);
+	if (!folio_test_large(folio) || !folio_try_get(folio))
+		return;
+	if (folio == page_folio(page) && folio_test_anon(folio) &&
+	    !folio_test_ksm(folio) && !folio_test_hugetlb(folio) &&
+	    folio_trylock(folio)) {
+		split_folio(folio);
+		folio_unlock(folio);
+	}
+	folio_put(folio);
+}
+EXPORT_SYMBOL_GPL(gmem_split_anon_folio);
+
+/**
  * gmem_register_mm_hooks - install gmem.ko's hooks
  * @hooks: the hooks; must stay valid until unregistered
  *

@@ -47,6 +47,7 @@ int gmem_discard(struct mm_struct *mm, unsigned long start, size_t len);
 int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
 		   unsigned long end);
 bool gmem_vma_device_reachable(struct vm_area_struct *vma);
+void gmem_split_anon_folio(unsigned long pfn);
 #else
 static inline int gmem_peer_shared_check(struct file *file,
 					 unsigned long flags)

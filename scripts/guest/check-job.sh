@@ -65,8 +65,19 @@ hmm_by_design() {
 	*.mixedmap) echo "gmem gives devices no VM_MIXEDMAP memory (pages without a struct page, or P2PDMA BARs), so the snapshot reads PROT_ERROR" ;;
 	esac
 }
+# The memory and THP settings a run of hmm-tests starts with: a
+# migration fails for want of memory, or on large folios mTHP made.
+hmm_state() {
+	local f t=
+	for f in $THP/enabled $THP/hugepages-*/enabled; do
+		t="$t ${f#$THP/}=$(mm_knob $f)"
+	done
+	echo "# memory (kB):$(awk '/^(MemFree|MemAvailable|AnonPages|Shmem|HugePages_Free):/ { printf " %s %s", $1, $2 }' /proc/meminfo)"
+	echo "# THP:$t" | sed 's/\/enabled=/=/g'
+}
 hmm_ours() {
 	mkdir -p $HMM
+	hmm_state >$HMM/state.ours
 	if ! insmod $GMEM_MODDIR/gmem_dmirror.ko; then
 		echo "not ok 0 gmem_dmirror.ko loads" >$HMM/ours
 		return
@@ -76,9 +87,9 @@ hmm_ours() {
 	rmmod gmem_dmirror || echo "not ok 0 gmem_dmirror.ko unloads" >>$HMM/ours
 }
 hmm_compare() {
-	: >$HMM/ref
+	hmm_state >$HMM/ref
 	if insmod $GMEM_MODDIR/test_hmm.ko; then
-		/opt/gmem/ref/hmm-tests >$HMM/ref 2>&1
+		/opt/gmem/ref/hmm-tests >>$HMM/ref 2>&1
 		echo "exit $?" >>$HMM/ref
 		rmmod test_hmm
 	fi
@@ -86,6 +97,7 @@ hmm_compare() {
 	cat $HMM/ref
 	echo "GMEM-REF-END hmm-tests"
 	echo "GMEM-TEST-BEGIN hmm_tests_gmem"
+	cat $HMM/state.ours
 	grep -v '^\(not \)\?ok ' $HMM/ours | sed 's/^/# ours: /'
 	grep '^not ok 0 ' $HMM/ours
 	i=0

@@ -165,6 +165,46 @@ mm_huge_settle() {
 	done
 }
 
+# The settings a suite changes and puts back when it ends (cow's THP
+# sizes, the hugetlb pool): a run the time limit stops leaves them
+# changed for every later test, and hmm-tests' migrations fail on the
+# large folios mTHP then makes (6.12 migrates none mapped by PTEs).
+THP=/sys/kernel/mm/transparent_hugepage
+mm_knobs() {
+	ls -d $THP/enabled $THP/defrag $THP/shmem_enabled $THP/use_zero_page \
+		$THP/hugepages-*/enabled $THP/hugepages-*/shmem_enabled \
+		$THP/khugepaged/defrag $THP/khugepaged/max_ptes_* \
+		$THP/khugepaged/pages_to_scan $THP/khugepaged/*_sleep_millisecs \
+		/sys/kernel/mm/ksm/run /proc/sys/vm/nr_hugepages \
+		/proc/sys/vm/overcommit_memory 2>/dev/null
+}
+
+# A setting's value ("always [madvise] never" reads as "madvise").
+mm_knob() {
+	local v
+	v=$(cat "$1" 2>/dev/null)
+	case $v in *\[*) v=${v#*\[}; v=${v%%\]*} ;; esac
+	echo "$v"
+}
+
+mm_knobs_save() {
+	local f
+	for f in $(mm_knobs); do
+		echo "$f $(mm_knob $f)"
+	done >$tmp/knobs
+}
+
+# mm_knobs_put WHO: puts back, and names, what WHO left changed.
+mm_knobs_put() {
+	local f v changed=
+	while read -r f v; do
+		[ "$(mm_knob $f)" = "$v" ] && continue
+		echo "$v" >$f 2>/dev/null
+		changed="$changed ${f#/sys/kernel/mm/}"
+	done <$tmp/knobs
+	[ -z "$changed" ] || echo "# $1 left changed, put back:$changed"
+}
+
 mm_conformance() {
 	echo "GMEM-TEST-BEGIN mm_conformance"
 	aslr=$(cat /proc/sys/kernel/randomize_va_space)
@@ -172,6 +212,7 @@ mm_conformance() {
 	n=0
 	tmp=/tmp/mmconf
 	mkdir -p $tmp
+	mm_knobs_save
 	mm_suites | while IFS='|' read -r name cmd why need; do
 		n=$((n + 1))
 		[ -n "${MM_SUITES:-}" ] && ! echo " $MM_SUITES " | grep -q " $name " && continue
@@ -189,11 +230,13 @@ mm_conformance() {
 		mm_run $tmp/plain env LD_PRELOAD=$SHIM GMEM_PEER_OFF=1 ./$cmd
 		rc=$?
 		mm_outcome $tmp/plain $rc >$tmp/plain.o
+		mm_knobs_put "$name (as is)"
 		mm_huge_settle "$huge"
 		t1=$(cut -d' ' -f1 /proc/uptime)
 		mm_run $tmp/peer env LD_PRELOAD=$SHIM GMEM_PEER_VERBOSE=1 ./$cmd
 		rc=$?
 		mm_outcome $tmp/peer $rc >$tmp/peer.o
+		mm_knobs_put "$name (MAP_PEER_SHARED)"
 		t2=$(cut -d' ' -f1 /proc/uptime)
 		cd /root
 		turned=$(sed -n 's/^peer_shared: \([0-9]*\) mappings.*/\1/p' $tmp/peer | awk '{s += $1} END {print s + 0}')

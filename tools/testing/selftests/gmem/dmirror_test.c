@@ -53,6 +53,63 @@ FIXTURE(dm) {
 	int fd;
 };
 
+/* The mTHP size a test turned on, and what it was before. */
+#define MTHP "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled"
+static char mthp_was[16];
+
+static void mthp_put_back(void)
+{
+	FILE *f;
+
+	if (!mthp_was[0])
+		return;
+	f = fopen(MTHP, "w");
+	if (f) {
+		fputs(mthp_was, f);
+		fclose(f);
+	}
+	mthp_was[0] = 0;
+}
+
+/* Turns 64 KiB folios for anonymous memory on ("always"). */
+static bool mthp_on(void)
+{
+	char buf[128], *b, *e;
+	FILE *f = fopen(MTHP, "r+");
+
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f) || !(b = strchr(buf, '[')) ||
+	    !(e = strchr(b, ']'))) {
+		fclose(f);
+		return false;
+	}
+	*e = 0;
+	snprintf(mthp_was, sizeof(mthp_was), "%s", b + 1);
+	rewind(f);
+	fputs("always", f);
+	return fclose(f) == 0;
+}
+
+/* Whether the page at @p is part of a large folio (pagemap, kpageflags). */
+static bool in_large_folio(const void *p)
+{
+	uint64_t ent = 0, flags = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	bool large = false;
+
+	if (pm >= 0 && kf >= 0 &&
+	    pread(pm, &ent, 8, (uintptr_t)p / 4096 * 8) == 8 && (ent >> 63) &&
+	    pread(kf, &flags, 8, (ent & ((1ULL << 55) - 1)) * 8) == 8)
+		large = flags & (3ULL << 15); /* KPF_COMPOUND_HEAD, _TAIL */
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return large;
+}
+
 FIXTURE_SETUP(dm)
 {
 	self->fd = -1;
@@ -68,6 +125,7 @@ FIXTURE_SETUP(dm)
 
 FIXTURE_TEARDOWN(dm)
 {
+	mthp_put_back();
 	if (self->fd >= 0)
 		close(self->fd);
 	for (int i = 0; i < 100 && module_loaded("gmem_dmirror"); i++)
@@ -205,6 +263,36 @@ TEST_F(dm, migrate_moves_exactly_the_range)
 	for (int i = 0; i < NPAGES; i++)
 		EXPECT_EQ(!!(state[i] & HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL), i == 3);
 	EXPECT_TRUE(holds(p, 5));
+	munmap(p, LEN);
+	free(out);
+}
+
+/*
+ * Memory in large folios mapped by PTEs (mTHP) moves too: 6.12's
+ * migrate_vma_setup() collects none of their pages, so gmem splits them.
+ */
+TEST_F(dm, migrate_moves_large_folios)
+{
+	unsigned char state[NPAGES];
+	struct hmm_dmirror_cmd c = { 0 };
+	char *p, *out = malloc(LEN);
+	int large = 0;
+
+	if (!mthp_on())
+		SKIP(return, "no 64 KiB anonymous folios (" MTHP ")");
+	p = filled(6);
+	ASSERT_NE(p, MAP_FAILED);
+	for (int i = 0; i < NPAGES; i++)
+		large += in_large_folio(p + i * 4096UL);
+	if (!large)
+		SKIP(munmap(p, LEN); return, "no large folio was allocated");
+	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, p, out, NPAGES, &c), 0);
+	EXPECT_EQ(c.cpages, NPAGES);
+	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, p, state, NPAGES, NULL), 0);
+	for (int i = 0; i < NPAGES; i++)
+		EXPECT_EQ(state[i], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+				    HMM_DMIRROR_PROT_WRITE);
+	EXPECT_TRUE(holds(p, 6));
 	munmap(p, LEN);
 	free(out);
 }
