@@ -7,6 +7,7 @@ ifneq ($(KERNELRELEASE),)
 
 # The core-MM hook is built in; the subsystem and drivers are modules.
 obj-y			+= gmem_hook.o
+CFLAGS_gmem_hook.o	:= -I$(srctree)/mm
 obj-$(CONFIG_GMEM)	+= gmem.o
 gmem-y			:= gmem_core.o gmem_glue.o gmem_trace.o
 # The trace header is included from here by <trace/define_trace.h>.

@@ -60,7 +60,9 @@ struct dmirror {
 static struct dmirror_device dmirror_devices[2];
 /*
  * Set once every device and file is there: a file opened earlier could
- * outlive a failed init, and the module's code.
+ * outlive a failed init, and the module's code.  (open()'s own put of the
+ * module after a refused open still races with the module's freeing, as
+ * for any module whose init fails after registering a file.)
  */
 static bool dmirror_ready;
 
@@ -356,7 +358,8 @@ static int dmirror_open(struct inode *inode, struct file *file)
 	struct dmirror *dmirror;
 	int ret;
 
-	if (!READ_ONCE(dmirror_ready))
+	/* Pairs with dmirror_init()'s release: the devices are complete. */
+	if (!smp_load_acquire(&dmirror_ready))
 		return -ENODEV;
 	dmirror = kzalloc(sizeof(*dmirror), GFP_KERNEL);
 	if (!dmirror)
@@ -529,7 +532,8 @@ static int __init dmirror_init(void)
 		ret = misc_register(&dmirror_devices[i].misc);
 	if (ret)
 		dmirror_exit();
-	WRITE_ONCE(dmirror_ready, !ret);
+	/* Publishes the devices to dmirror_open()'s acquire. */
+	smp_store_release(&dmirror_ready, !ret);
 	return ret;
 }
 

@@ -616,8 +616,9 @@ fn fault_block_with(
 /// would unmap it from every process that maps the file, for nothing: core
 /// MM moves only anonymous pages to a device.  If the look was overtaken
 /// by an invalidation: true for anonymous memory (the migration then
-/// checks each page for KSM), false for a file.  Large folios mapped by
-/// PTEs, which the migration would leave out, are split on the way.
+/// checks each page for KSM), false for a file.  A movable block's large
+/// folios mapped by PTEs are split on the way (`split_large_folios`), even
+/// if it then finds no room on the device.
 fn ready_to_migrate(
     user: &MmUser,
     region: &Region,
@@ -636,25 +637,21 @@ fn ready_to_migrate(
         // Overtaken: a file block is not collected on a stale look.
         return !file;
     }
-    let unmovable = pfns[..n].iter().any(|&p| {
+    let movable = !pfns[..n].iter().any(|&p| {
         if p & HMM_PFN_VALID == 0 {
             return file;
         }
         let pfn = (p & !HMM_PFN_FLAGS) as _;
-        // SAFETY: A pfn hmm_range_fault() found mapped has a struct page;
-        // its flags are only read, and a stale answer only decides
-        // whether the block migrates.
+        // SAFETY: The helpers take any pfn hmm_range_fault() reported, and
+        // a stale answer only decides whether the block migrates.
         unsafe { gmem_pfn_is_ksm(pfn) || (file && !gmem_pfn_is_anon(pfn)) }
     });
-    if unmovable {
-        return false;
+    if movable {
+        if let Some(vma) = mm.vma_at(start) {
+            split_large_folios(&vma, &pfns[..n]);
+        }
     }
-    for &p in pfns[..n].iter().filter(|&&p| p & HMM_PFN_VALID != 0) {
-        // SAFETY: As above, with `mmap_lock` still held; the helper takes
-        // the folio speculatively.
-        unsafe { bindings::gmem_split_anon_folio((p & !HMM_PFN_FLAGS) as _) };
-    }
-    true
+    movable
 }
 
 fn has_host_pages(ctx: &GmemCtx, hmm_pfns: &[usize]) -> bool {
@@ -947,6 +944,27 @@ fn migrate_range(
         gmem_trace::migrate(ctx.dev_id(), start, end, moved, true, cause);
     }
     Ok((moved, foreign))
+}
+
+/// Splits the large folios that `looked` (`hmm_range_fault()`'s pfns of a
+/// range of `vma`) shows mapped by PTEs, before the range migrates:
+/// `migrate_vma_setup()` would leave their pages out.  One mapped by a PMD
+/// it splits itself.
+fn split_large_folios(vma: &gmem_mm::Vma<'_>, looked: &[usize]) {
+    let mut i = 0;
+    while i < looked.len() {
+        let p = looked[i];
+        let order = (p >> bindings::hmm_pfn_flags_HMM_PFN_ORDER_SHIFT) & 0x1f;
+        i += if p & HMM_PFN_VALID != 0 && order == 0 {
+            // SAFETY: The VMA is read-locked; the helper takes any pfn
+            // hmm_range_fault() reported, freed or reused since.
+            let skip =
+                unsafe { bindings::gmem_split_anon_folio(vma.as_ptr(), (p & !HMM_PFN_FLAGS) as _) };
+            skip as usize
+        } else {
+            1
+        };
+    }
 }
 
 /// Records that `ctx`'s device maps block `key` in place, held back from

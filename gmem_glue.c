@@ -69,6 +69,7 @@ bool gmem_get_pfns(const unsigned long *pfns, unsigned long n)
  * finds its pool as container_of() without a global table, and whether a
  * pfn is device memory of any kind.
  */
+#include <linux/memory_hotplug.h>
 #include <linux/memremap.h>
 
 struct dev_pagemap *gmem_page_pgmap(struct page *page)
@@ -82,17 +83,24 @@ bool gmem_pfn_is_zone_device(unsigned long pfn)
 }
 
 /*
- * Whether host page @pfn, collected (referenced and locked) for migration,
- * is a KSM page, which gmem_fault.rs leaves in host memory.
+ * Whether host page @pfn is a KSM page, which gmem_fault.rs leaves in host
+ * memory.  @pfn was collected for migration (referenced and locked), or
+ * only looked at (it may have been freed or offlined since: the answer
+ * then only decides whether a block is tried).
  */
 bool gmem_pfn_is_ksm(unsigned long pfn)
 {
-	return folio_test_ksm(pfn_folio(pfn));
+	struct page *page = pfn_to_online_page(pfn);
+
+	/* Offlined since it was looked at: not to be collected either. */
+	return !page || folio_test_ksm(page_folio(page));
 }
 
 bool gmem_pfn_is_anon(unsigned long pfn)
 {
-	return folio_test_anon(pfn_folio(pfn));
+	struct page *page = pfn_to_online_page(pfn);
+
+	return page && folio_test_anon(page_folio(page));
 }
 
 /*

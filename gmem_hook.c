@@ -19,6 +19,9 @@
 #include <linux/secretmem.h>
 #include <linux/spinlock.h>
 
+/* mm/internal.h: folio_anon_vma() */
+#include "internal.h"
+
 static const struct gmem_mm_hooks __rcu *gmem_hooks;
 static DEFINE_SPINLOCK(gmem_hooks_lock);
 
@@ -257,35 +260,58 @@ bool gmem_vma_device_reachable(struct vm_area_struct *vma)
 EXPORT_SYMBOL_GPL(gmem_vma_device_reachable);
 
 /**
- * gmem_split_anon_folio - split the large anonymous folio holding a page
- * @pfn: a page hmm_range_fault() found mapped, with its mm's mmap_lock held
+ * gmem_split_anon_folio - split a large folio of @vma's before a migration
+ * @vma: the VMA about to be migrated from, with its mm's mmap_lock held
+ * @pfn: a page hmm_range_fault() found mapped there by a PTE; it may have
+ *	been freed, split or reused since
  *
  * migrate_vma_setup() splits a transparent huge page mapped by a PMD but
  * collects no page of a large folio mapped by PTEs (mTHP): memory in one
  * would never move to a device.  Split first, its pages move one by one.
- * The page may have been freed or reused since it was looked at, so the
- * folio is taken speculatively and checked again.  Best effort: a folio
- * that is locked, pinned or not an unmerged anonymous one stays whole.
- * Built in because split_folio() is not exported.
+ * The folio is taken speculatively, as GUP-fast does, and checked again
+ * under its lock; only an anonymous folio of @vma's anon_vma tree (its
+ * process and those it forked) is split.  Best effort: a folio that is
+ * locked or pinned stays whole.  Built in because split_folio() is not
+ * exported.
+ *
+ * Return: the pages from @pfn on that the caller may skip: the rest of the
+ * folio (tried once, split or not), or 1.
  */
-void gmem_split_anon_folio(unsigned long pfn)
+unsigned long gmem_split_anon_folio(struct vm_area_struct *vma,
+				    unsigned long pfn)
 {
-	struct page *page;
+	struct anon_vma *mine = READ_ONCE(vma->anon_vma), *its;
+	struct page *page = pfn_to_online_page(pfn);
 	struct folio *folio;
+	unsigned long nr;
+	bool same;
 
-	if (!pfn_valid(pfn))
-		return;
-	page = pfn_to_page(pfn);
+	mmap_assert_locked(vma->vm_mm);
+	if (!mine || !page || !PageCompound(page))
+		return 1;
 	folio = page_folio(page);
-	if (!folio_test_large(folio) || !folio_try_get(folio))
-		return;
-	if (folio == page_folio(page) && folio_test_anon(folio) &&
-	    !folio_test_ksm(folio) && !folio_test_hugetlb(folio) &&
-	    folio_trylock(folio)) {
-		split_folio(folio);
+	if (!folio_try_get(folio))
+		return 1;
+	if (folio != page_folio(page) || !folio_test_large(folio) ||
+	    !folio_test_anon(folio) || folio_test_ksm(folio) ||
+	    folio_test_hugetlb(folio)) {
+		folio_put(folio);
+		return 1;
+	}
+	nr = folio_nr_pages(folio) - folio_page_idx(folio, page);
+	if (folio_trylock(folio)) {
+		/* anon_vmas are freed by RCU: ->root can be read. */
+		rcu_read_lock();
+		its = folio_anon_vma(folio);
+		same = its && its->root == mine->root;
+		rcu_read_unlock();
+		/* Split by someone else since it was looked at? */
+		if (same && folio_test_large(folio))
+			split_folio(folio);
 		folio_unlock(folio);
 	}
 	folio_put(folio);
+	return nr;
 }
 EXPORT_SYMBOL_GPL(gmem_split_anon_folio);
 

@@ -47,7 +47,8 @@ int gmem_discard(struct mm_struct *mm, unsigned long start, size_t len);
 int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
 		   unsigned long end);
 bool gmem_vma_device_reachable(struct vm_area_struct *vma);
-void gmem_split_anon_folio(unsigned long pfn);
+unsigned long gmem_split_anon_folio(struct vm_area_struct *vma,
+				    unsigned long pfn);
 #else
 static inline int gmem_peer_shared_check(struct file *file,
 					 unsigned long flags)

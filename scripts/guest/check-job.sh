@@ -47,6 +47,7 @@ for t in /opt/gmem/selftests/*; do
 	$t
 	rc=$?
 	echo "# $name: ${t0}s to $(cut -d' ' -f1 /proc/uptime)s"
+	mm_knobs_put "$name"
 	echo "GMEM-TEST-END $name rc=$rc"
 done
 if [ -z "${GMEM_TESTS:-}" ] || echo " $GMEM_TESTS " | grep -q " mm_conformance "; then
@@ -77,7 +78,8 @@ hmm_state() {
 }
 hmm_ours() {
 	mkdir -p $HMM
-	hmm_state >$HMM/state.ours
+	mm_knobs_put "the tests before" >$HMM/state.ours
+	hmm_state >>$HMM/state.ours
 	if ! insmod $GMEM_MODDIR/gmem_dmirror.ko; then
 		echo "not ok 0 gmem_dmirror.ko loads" >$HMM/ours
 		return
@@ -87,7 +89,8 @@ hmm_ours() {
 	rmmod gmem_dmirror || echo "not ok 0 gmem_dmirror.ko unloads" >>$HMM/ours
 }
 hmm_compare() {
-	hmm_state >$HMM/ref
+	mm_knobs_put "the tests before" >$HMM/ref
+	hmm_state >>$HMM/ref
 	if insmod $GMEM_MODDIR/test_hmm.ko; then
 		/opt/gmem/ref/hmm-tests >>$HMM/ref 2>&1
 		echo "exit $?" >>$HMM/ref

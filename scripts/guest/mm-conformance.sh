@@ -139,6 +139,7 @@ mm_setup() {
 	mkdir -p /mnt/huge
 	mount -t hugetlbfs none /mnt/huge 2>/dev/null
 	echo 262144 >/proc/sys/vm/max_map_count
+	mm_knobs_save
 }
 
 # Both runs of a suite get the same address-space layout: with ASLR a
@@ -165,18 +166,24 @@ mm_huge_settle() {
 	done
 }
 
-# The settings a suite changes and puts back when it ends (cow's THP
-# sizes, the hugetlb pool): a run the time limit stops leaves them
-# changed for every later test, and hmm-tests' migrations fail on the
-# large folios mTHP then makes (6.12 migrates none mapped by PTEs).
+# The settings a test changes and puts back when it ends (cow's THP
+# sizes, the hugetlb pool): one the time limit stops leaves them changed
+# for every later test, and hmm-tests' migrations fail on the large folios
+# mTHP then makes.  mm_setup saves them; check-job.sh puts them back after
+# each test.
 THP=/sys/kernel/mm/transparent_hugepage
+KSM=/sys/kernel/mm/ksm
+KNOBS=/tmp/mm-knobs
 mm_knobs() {
 	ls -d $THP/enabled $THP/defrag $THP/shmem_enabled $THP/use_zero_page \
 		$THP/hugepages-*/enabled $THP/hugepages-*/shmem_enabled \
 		$THP/khugepaged/defrag $THP/khugepaged/max_ptes_* \
 		$THP/khugepaged/pages_to_scan $THP/khugepaged/*_sleep_millisecs \
-		/sys/kernel/mm/ksm/run /proc/sys/vm/nr_hugepages \
-		/proc/sys/vm/overcommit_memory 2>/dev/null
+		$KSM/run $KSM/use_zero_pages $KSM/merge_across_nodes \
+		$KSM/max_page_sharing $KSM/pages_to_scan $KSM/sleep_millisecs \
+		$KSM/smart_scan /sys/kernel/mm/hugepages/hugepages-*/nr_hugepages \
+		/sys/kernel/mm/hugepages/hugepages-*/nr_overcommit_hugepages \
+		/proc/sys/vm/overcommit_memory /proc/sys/vm/max_map_count 2>/dev/null
 }
 
 # A setting's value ("always [madvise] never" reads as "madvise").
@@ -191,18 +198,32 @@ mm_knobs_save() {
 	local f
 	for f in $(mm_knobs); do
 		echo "$f $(mm_knob $f)"
-	done >$tmp/knobs
+	done >$KNOBS
 }
 
-# mm_knobs_put WHO: puts back, and names, what WHO left changed.
+# mm_knobs_put WHO: puts back, and names, what WHO left changed.  One that
+# will not go back (a hugetlb pool that cannot grow again, KSM's
+# merge_across_nodes while pages are merged) is named once and taken as
+# it is from then on.
 mm_knobs_put() {
-	local f v changed=
+	local f v now back= stuck=
+	[ -e $KNOBS ] || return 0
 	while read -r f v; do
-		[ "$(mm_knob $f)" = "$v" ] && continue
-		echo "$v" >$f 2>/dev/null
-		changed="$changed ${f#/sys/kernel/mm/}"
-	done <$tmp/knobs
-	[ -z "$changed" ] || echo "# $1 left changed, put back:$changed"
+		now=$(mm_knob $f)
+		if [ "$now" != "$v" ]; then
+			echo "$v" 2>/dev/null >"$f"
+			now=$(mm_knob $f)
+			if [ "$now" = "$v" ]; then
+				back="$back ${f#/sys/kernel/mm/}"
+			else
+				stuck="$stuck ${f#/sys/kernel/mm/}=$now"
+			fi
+		fi
+		echo "$f $now"
+	done <$KNOBS >$KNOBS.new
+	mv $KNOBS.new $KNOBS
+	[ -z "$back" ] || echo "# $1 left changed, put back:$back"
+	[ -z "$stuck" ] || echo "# $1 left changed, could not put back:$stuck"
 }
 
 mm_conformance() {
@@ -212,7 +233,6 @@ mm_conformance() {
 	n=0
 	tmp=/tmp/mmconf
 	mkdir -p $tmp
-	mm_knobs_save
 	mm_suites | while IFS='|' read -r name cmd why need; do
 		n=$((n + 1))
 		[ -n "${MM_SUITES:-}" ] && ! echo " $MM_SUITES " | grep -q " $name " && continue

@@ -273,10 +273,13 @@ TEST_F(dm, migrate_moves_exactly_the_range)
  */
 TEST_F(dm, migrate_moves_large_folios)
 {
+	static const char splits[] =
+		"/sys/kernel/mm/transparent_hugepage/hugepages-64kB/stats/split";
 	unsigned char state[NPAGES];
 	struct hmm_dmirror_cmd c = { 0 };
-	char *p, *out = malloc(LEN);
+	char *p, *out;
 	int large = 0;
+	long split;
 
 	if (!mthp_on())
 		SKIP(return, "no 64 KiB anonymous folios (" MTHP ")");
@@ -286,8 +289,13 @@ TEST_F(dm, migrate_moves_large_folios)
 		large += in_large_folio(p + i * 4096UL);
 	if (!large)
 		SKIP(munmap(p, LEN); return, "no large folio was allocated");
+	out = malloc(LEN);
+	ASSERT_NE(out, NULL);
+	split = file_long(splits);
 	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, p, out, NPAGES, &c), 0);
 	EXPECT_EQ(c.cpages, NPAGES);
+	/* They were split (gmem's doing: nothing else touched them). */
+	EXPECT_GE(file_long(splits) - split, large * 4096L / (64 << 10));
 	ASSERT_EQ(dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, p, state, NPAGES, NULL), 0);
 	for (int i = 0; i < NPAGES; i++)
 		EXPECT_EQ(state[i], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
