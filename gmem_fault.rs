@@ -948,22 +948,14 @@ fn migrate_range(
 
 /// Splits the large folios that `looked` (`hmm_range_fault()`'s pfns of a
 /// range of `vma`) shows mapped by PTEs, before the range migrates:
-/// `migrate_vma_setup()` would leave their pages out.  One mapped by a PMD
-/// it splits itself.
+/// `migrate_vma_setup()` would leave their pages out.
 fn split_large_folios(vma: &gmem_mm::Vma<'_>, looked: &[usize]) {
     let mut i = 0;
     while i < looked.len() {
-        let p = looked[i];
-        let order = (p >> bindings::hmm_pfn_flags_HMM_PFN_ORDER_SHIFT) & 0x1f;
-        i += if p & HMM_PFN_VALID != 0 && order == 0 {
-            // SAFETY: The VMA is read-locked; the helper takes any pfn
-            // hmm_range_fault() reported, freed or reused since.
-            let skip =
-                unsafe { bindings::gmem_split_anon_folio(vma.as_ptr(), (p & !HMM_PFN_FLAGS) as _) };
-            skip as usize
-        } else {
-            1
-        };
+        // SAFETY: The VMA is read-locked; the helper takes any entry
+        // hmm_range_fault() filled, its page freed or reused since.
+        let skip = unsafe { bindings::gmem_split_anon_folio(vma.as_ptr(), looked[i] as _) };
+        i += skip as usize;
     }
 }
 

@@ -9,6 +9,8 @@
  * devices).
  */
 #include <linux/gmem.h>
+#include <linux/hmm.h>
+#include <linux/memory_hotplug.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/mmu_notifier.h>
@@ -262,8 +264,8 @@ EXPORT_SYMBOL_GPL(gmem_vma_device_reachable);
 /**
  * gmem_split_anon_folio - split a large folio of @vma's before a migration
  * @vma: the VMA about to be migrated from, with its mm's mmap_lock held
- * @pfn: a page hmm_range_fault() found mapped there by a PTE; it may have
- *	been freed, split or reused since
+ * @hmm_pfn: an entry hmm_range_fault() filled for it: a page mapped there
+ *	(which may have been freed, split or reused since), or not
  *
  * migrate_vma_setup() splits a transparent huge page mapped by a PMD but
  * collects no page of a large folio mapped by PTEs (mTHP): memory in one
@@ -274,20 +276,25 @@ EXPORT_SYMBOL_GPL(gmem_vma_device_reachable);
  * locked or pinned stays whole.  Built in because split_folio() is not
  * exported.
  *
- * Return: the pages from @pfn on that the caller may skip: the rest of the
+ * Return: the entries from @hmm_pfn on that the caller may skip: the rest of the
  * folio (tried once, split or not), or 1.
  */
 unsigned long gmem_split_anon_folio(struct vm_area_struct *vma,
-				    unsigned long pfn)
+				    unsigned long hmm_pfn)
 {
 	struct anon_vma *mine = READ_ONCE(vma->anon_vma), *its;
-	struct page *page = pfn_to_online_page(pfn);
+	struct page *page;
 	struct folio *folio;
 	unsigned long nr;
 	bool same;
 
 	mmap_assert_locked(vma->vm_mm);
-	if (!mine || !page || !PageCompound(page))
+	/* Not mapped, or by a PMD: migrate_vma_setup() splits that itself. */
+	if (!mine || !(hmm_pfn & HMM_PFN_VALID) ||
+	    hmm_pfn_to_map_order(hmm_pfn))
+		return 1;
+	page = pfn_to_online_page(hmm_pfn & ~HMM_PFN_FLAGS);
+	if (!page || !PageCompound(page))
 		return 1;
 	folio = page_folio(page);
 	if (!folio_try_get(folio))

@@ -48,7 +48,7 @@ int gmem_wrprotect(struct mm_struct *mm, unsigned long start,
 		   unsigned long end);
 bool gmem_vma_device_reachable(struct vm_area_struct *vma);
 unsigned long gmem_split_anon_folio(struct vm_area_struct *vma,
-				    unsigned long pfn);
+				    unsigned long hmm_pfn);
 #else
 static inline int gmem_peer_shared_check(struct file *file,
 					 unsigned long flags)

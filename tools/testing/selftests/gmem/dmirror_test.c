@@ -59,15 +59,8 @@ static char mthp_was[16];
 
 static void mthp_put_back(void)
 {
-	FILE *f;
-
-	if (!mthp_was[0])
-		return;
-	f = fopen(MTHP, "w");
-	if (f) {
-		fputs(mthp_was, f);
-		fclose(f);
-	}
+	if (mthp_was[0])
+		write_file(MTHP, mthp_was);
 	mthp_was[0] = 0;
 }
 
@@ -75,36 +68,30 @@ static void mthp_put_back(void)
 static bool mthp_on(void)
 {
 	char buf[128], *b, *e;
-	FILE *f = fopen(MTHP, "r+");
+	FILE *f = fopen(MTHP, "r");
 
 	if (!f)
 		return false;
-	if (!fgets(buf, sizeof(buf), f) || !(b = strchr(buf, '[')) ||
-	    !(e = strchr(b, ']'))) {
-		fclose(f);
+	b = fgets(buf, sizeof(buf), f) ? strchr(buf, '[') : NULL;
+	e = b ? strchr(b, ']') : NULL;
+	fclose(f);
+	if (!e)
 		return false;
-	}
 	*e = 0;
 	snprintf(mthp_was, sizeof(mthp_was), "%s", b + 1);
-	rewind(f);
-	fputs("always", f);
-	return fclose(f) == 0;
+	return write_file(MTHP, "always") == 0;
 }
 
 /* Whether the page at @p is part of a large folio (pagemap, kpageflags). */
 static bool in_large_folio(const void *p)
 {
-	uint64_t ent = 0, flags = 0;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t ent = pagemap_entry(getpid(), p, 4096), flags = 0;
 	int kf = open("/proc/kpageflags", O_RDONLY);
 	bool large = false;
 
-	if (pm >= 0 && kf >= 0 &&
-	    pread(pm, &ent, 8, (uintptr_t)p / 4096 * 8) == 8 && (ent >> 63) &&
-	    pread(kf, &flags, 8, (ent & ((1ULL << 55) - 1)) * 8) == 8)
+	if (kf >= 0 && (ent & PM_PRESENT) &&
+	    pread(kf, &flags, 8, (ent & PM_PFN_MASK) * 8) == 8)
 		large = flags & (3ULL << 15); /* KPF_COMPOUND_HEAD, _TAIL */
-	if (pm >= 0)
-		close(pm);
 	if (kf >= 0)
 		close(kf);
 	return large;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <unistd.h>
 #include <linux/gmem.h>
 
@@ -77,6 +79,38 @@ static inline int gmem_get_attrs(int gfd, const void *addr, size_t len,
 }
 
 /* A number read from sysfs or debugfs file @path, or -1. */
+/* Writes @s to the file at @path (a sysfs setting): 0 or -errno. */
+static inline int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -errno;
+}
+
+#define PM_PRESENT		(1ULL << 63)
+#define PM_PFN_MASK		((1ULL << 55) - 1)
+
+/* The pagemap entry of page @addr of process @pid (0 if unreadable). */
+static inline uint64_t pagemap_entry(pid_t pid, const void *addr, size_t ps)
+{
+	char path[64];
+	uint64_t e;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	n = pread(fd, &e, sizeof(e), (uintptr_t)addr / ps * sizeof(e));
+	close(fd);
+	return n == sizeof(e) ? e : 0;
+}
+
 static inline long file_long(const char *path)
 {
 	FILE *f = fopen(path, "r");

@@ -50,18 +50,6 @@
 #define KSM			"/sys/kernel/mm/ksm"
 #define FREE_DELAY_MS		2000
 
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -errno;
-}
-
 static long read_long(const char *path)
 {
 	char buf[64] = "";
@@ -426,25 +414,6 @@ TEST_F_TIMEOUT(mmfeat, ksm_merge_then_device_write, 300)
 	ASSERT_EQ(madvise(p, len, MADV_UNMERGEABLE), 0);
 	write_file(KSM "/run", "2");
 	ASSERT_EQ(munmap(p, 2 * MiB), 0);
-}
-
-#define PM_PRESENT		(1ULL << 63)
-#define PM_PFN_MASK		((1ULL << 55) - 1)
-
-/* The pagemap entry of page @addr of process @pid (0 if unreadable). */
-static uint64_t pagemap_entry(pid_t pid, const void *addr, size_t ps)
-{
-	char path[64];
-	uint64_t e;
-	int fd, n;
-
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	n = pread(fd, &e, sizeof(e), (uintptr_t)addr / ps * sizeof(e));
-	close(fd);
-	return n == sizeof(e) ? e : 0;
 }
 
 /*
